@@ -1,0 +1,1 @@
+//! Applying inbound events (placeholder).

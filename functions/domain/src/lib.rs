@@ -1,0 +1,23 @@
+//! `wa-domain`: Ventana's WhatsApp domain.
+//!
+//! It owns what Meta's platform means for a business: webhook signatures and payloads, the
+//! events a webhook is split into, customers and their 24-hour windows, delivery statuses,
+//! consent, and the ports (traits) through which the outside world is reached. It must not
+//! depend on AWS, Lambda or HTTP crates; CI checks this with `cargo tree`.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod clock;
+pub mod customer;
+pub mod event;
+pub mod inbound;
+pub mod model;
+pub mod optout;
+pub mod ports;
+pub mod signature;
+pub mod status;
+pub mod webhook;
+pub mod window;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,0 +1,1 @@
+//! Typed models of what Meta sends (placeholder; filled by the models work).

@@ -1,0 +1,364 @@
+//! The ports: what the domain needs from the outside world, in domain terms. Adapters
+//! (`wa-dynamodb`, `wa-sqs`) implement them; `testing` has in-memory fakes.
+
+use std::future::Future;
+
+use crate::customer::{CustomerKey, CustomerRef};
+use crate::event::InboundEvent;
+use crate::status::{DeliveryStatus, StatusHistory};
+use crate::window::{Window, WindowUpdate};
+
+/// A failure of a store: the operation may succeed if retried later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the request.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store returned data this code cannot read.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A failure of the event queue: nothing may be assumed to have been queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not be reached or refused some of the events.
+    #[error("queue unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An event is larger than the queue accepts.
+    #[error("event too large for the queue ({0} bytes)")]
+    TooLarge(usize),
+}
+
+/// Whether a write that must happen once did happen now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time: the item was written.
+    New,
+    /// Seen before: nothing was written.
+    Duplicate,
+}
+
+/// Where webhook-receive puts events before acknowledging Meta.
+pub trait EventQueue: Send + Sync {
+    /// Queues all `events`, or fails: on `Err`, the caller answers 5xx so that Meta retries
+    /// (events that did get queued are deduplicated downstream).
+    fn publish(
+        &self,
+        events: &[InboundEvent],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Where correctly signed bodies that cannot be parsed are kept, so nothing is silently lost.
+pub trait Quarantine: Send + Sync {
+    /// Keeps `body` with the `reason` it was refused; returns the quarantine id.
+    fn quarantine(
+        &self,
+        body: &[u8],
+        reason: &str,
+        received_at: i64,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+/// Direction of a message in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the customer.
+    Inbound,
+    /// From the business.
+    Outbound,
+}
+
+impl Direction {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// A message to record in a conversation's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    /// Ventana's id for the message (the wamid for inbound messages).
+    pub id: String,
+    /// Meta's message id.
+    pub wamid: String,
+    /// The business number.
+    pub phone_number_id: String,
+    /// The customer's resolved key.
+    pub customer: CustomerKey,
+    /// The ids the webhook gave.
+    pub who: CustomerRef,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Meta's message `type` (`text`, `image`, … or an unknown type, kept as sent).
+    pub message_type: String,
+    /// The message's own timestamp (unix seconds).
+    pub timestamp: i64,
+    /// The message as Meta sent it (raw JSON).
+    pub raw: String,
+    /// When the history item expires (unix seconds, for the store's TTL).
+    pub expires_at: i64,
+}
+
+/// A status report to apply to an outbound message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRecord {
+    /// The message's wamid.
+    pub wamid: String,
+    /// The business number.
+    pub phone_number_id: Option<String>,
+    /// The status reported.
+    pub status: DeliveryStatus,
+    /// When Meta says it happened.
+    pub timestamp: i64,
+    /// The first error reported with it, if any: (code, title/message).
+    pub error: Option<(i64, String)>,
+    /// Ventana's id echoed back by Meta in `biz_opaque_callback_data`.
+    pub callback_data: Option<String>,
+    /// The recipient's ids.
+    pub recipient: Option<CustomerRef>,
+    /// The pricing block (raw JSON), first one kept.
+    pub pricing: Option<String>,
+    /// When the status item expires (unix seconds).
+    pub expires_at: i64,
+}
+
+/// The state of an outbound message as its statuses made it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryState {
+    /// Every status seen, with its first timestamp.
+    pub history: StatusHistory,
+    /// The first error reported.
+    pub error: Option<(i64, String)>,
+    /// `biz_opaque_callback_data`, if Meta echoed one.
+    pub callback_data: Option<String>,
+}
+
+impl DeliveryState {
+    /// The current status.
+    pub fn current(&self) -> Option<DeliveryStatus> {
+        self.history.current()
+    }
+}
+
+/// Whether a customer wants business-initiated messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// The customer asked to stop.
+    OptedOut,
+    /// The customer asked to resume (or opted in).
+    OptedIn,
+}
+
+/// Where a consent change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentSource {
+    /// A `user_preferences` webhook (WhatsApp's own "stop marketing messages" control).
+    UserPreferences,
+    /// A keyword such as STOP in a customer's message.
+    Keyword,
+    /// A send failed with 131050 (the user stopped marketing messages).
+    Error131050,
+    /// Set through Ventana's API.
+    Api,
+}
+
+impl ConsentSource {
+    /// The storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentSource::UserPreferences => "user_preferences",
+            ConsentSource::Keyword => "keyword",
+            ConsentSource::Error131050 => "error_131050",
+            ConsentSource::Api => "api",
+        }
+    }
+}
+
+/// A consent change for one customer of one number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// The business number.
+    pub phone_number_id: String,
+    /// The customer.
+    pub customer: CustomerKey,
+    /// `marketing` (WhatsApp's preference, 131050) or `all` (a STOP keyword).
+    pub scope: String,
+    /// Stop or resume.
+    pub consent: Consent,
+    /// Where it came from.
+    pub source: ConsentSource,
+    /// When it happened (unix seconds); an older change never overrides a newer one.
+    pub at: i64,
+}
+
+/// A management update about an account, number or template, applied newest-wins per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// The WhatsApp Business Account.
+    pub waba_id: String,
+    /// What the record is about, e.g. `template#<name>#<lang>`, `number#<display>`, `limit`,
+    /// `account#<event>`.
+    pub key: String,
+    /// When Meta says it happened (`entry.time`, unix seconds).
+    pub at: i64,
+    /// Named attributes to store (strings), e.g. `status`=`APPROVED`.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Any event kept whole for audit and later use (errors, account updates, unknown fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The event's natural key.
+    pub natural_key: String,
+    /// The WhatsApp Business Account, if known.
+    pub waba_id: Option<String>,
+    /// The business number, if known.
+    pub phone_number_id: Option<String>,
+    /// The webhook field.
+    pub field: String,
+    /// The event kind.
+    pub kind: String,
+    /// When it happened (unix seconds).
+    pub at: i64,
+    /// The raw item.
+    pub raw: String,
+    /// When the record expires (unix seconds).
+    pub expires_at: i64,
+}
+
+/// What inbound-processor writes. Every method is idempotent: applying an event twice, or
+/// applying events out of order, leaves the same state.
+pub trait InboundStore: Send + Sync {
+    /// Resolves the customer's key: the BSUID when given (recording the phone as its alias),
+    /// else the customer a phone alias points to, else the phone itself.
+    fn resolve_customer(
+        &self,
+        phone_number_id: &str,
+        who: &CustomerRef,
+    ) -> impl Future<Output = Result<CustomerKey, StoreError>> + Send;
+
+    /// Records a message once, by wamid; a replay returns `Recorded::Duplicate`.
+    fn record_message(
+        &self,
+        m: &MessageRecord,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Moves the customer's window forward (never back), and keeps their ids and profile name.
+    fn advance_window(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+        update: &WindowUpdate,
+        profile_name: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a status to a message's history (first timestamp and first error kept).
+    fn apply_status(&self, s: &StatusRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a consent change unless a newer one for the same scope is stored.
+    fn record_consent(
+        &self,
+        c: &ConsentRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records an account, number, limit or template update unless a newer one is stored.
+    fn record_account(
+        &self,
+        a: &AccountRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keeps an event whole, once per natural key.
+    fn record_event(
+        &self,
+        e: &EventRecord,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+}
+
+/// One message of a conversation's history, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryItem {
+    /// The message record.
+    pub message: MessageRecord,
+    /// Its delivery state (outbound messages).
+    pub delivery: Option<DeliveryState>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPage {
+    /// The messages, newest first.
+    pub items: Vec<HistoryItem>,
+    /// Opaque cursor for the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// What the read API needs.
+pub trait ConversationReader: Send + Sync {
+    /// The stored key for what a client asked for: a BSUID as is, a phone through its alias.
+    fn lookup_customer(
+        &self,
+        phone_number_id: &str,
+        asked: &CustomerKey,
+    ) -> impl Future<Output = Result<CustomerKey, StoreError>> + Send;
+
+    /// The customer's window and ids, if they ever wrote.
+    fn window(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+    ) -> impl Future<Output = Result<Option<(Window, CustomerRef)>, StoreError>> + Send;
+
+    /// The customer's messages, newest first. `cursor` comes from a previous page; an invalid
+    /// cursor is `StoreError::Corrupt`.
+    fn history(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<HistoryPage, StoreError>> + Send;
+}
+
+/// Which phone numbers an API key may act for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Any number (the local stack's dev key, an operator key).
+    AnyNumber,
+    /// Only these phone number ids.
+    Numbers(Vec<String>),
+}
+
+impl KeyScope {
+    /// Whether the key may act for `phone_number_id`.
+    pub fn allows(&self, phone_number_id: &str) -> bool {
+        match self {
+            KeyScope::AnyNumber => true,
+            KeyScope::Numbers(n) => n.iter().any(|x| x == phone_number_id),
+        }
+    }
+}
+
+/// API keys, stored by hash only.
+pub trait ApiKeyStore: Send + Sync {
+    /// The scope of the key with this hash (see [`crate::auth::hash_key`]), if it exists and is
+    /// not revoked.
+    fn find_key(
+        &self,
+        key_hash: &str,
+    ) -> impl Future<Output = Result<Option<KeyScope>, StoreError>> + Send;
+
+    /// Stores a key's hash with its scope and a label.
+    fn put_key(
+        &self,
+        key_hash: &str,
+        scope: &KeyScope,
+        label: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,361 @@
+//! In-memory fakes of the ports, for unit and handler tests. They follow the same rules as
+//! the real adapters (conditional writes, forward-only windows, monotonic statuses), so tests
+//! against them assert behaviour, not calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::customer::{CustomerKey, CustomerRef};
+use crate::event::InboundEvent;
+use crate::ports::*;
+use crate::window::{Window, WindowUpdate};
+
+#[derive(Default)]
+struct State {
+    aliases: HashMap<(String, String), CustomerKey>,
+    messages: HashMap<String, MessageRecord>,
+    windows: HashMap<(String, CustomerKey), (Window, CustomerRef, Option<String>)>,
+    deliveries: HashMap<String, DeliveryState>,
+    consent: HashMap<(String, CustomerKey, String), ConsentRecord>,
+    accounts: HashMap<(String, String), AccountRecord>,
+    events: BTreeMap<String, EventRecord>,
+    keys: HashMap<String, KeyScope>,
+    quarantined: Vec<(Vec<u8>, String)>,
+}
+
+/// A store in memory implementing every store port.
+#[derive(Default)]
+pub struct InMemoryStore {
+    state: Mutex<State>,
+    fail: AtomicBool,
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("in-memory store told to fail".into())
+}
+
+impl InMemoryStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Corrupt("poisoned".into()))
+    }
+
+    /// Makes every later call fail with `StoreError::Unavailable` (or succeed again).
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many messages are recorded.
+    pub fn message_count(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.messages.len())
+            .unwrap_or_default()
+    }
+
+    /// The recorded message with this wamid.
+    pub fn message(&self, wamid: &str) -> Option<MessageRecord> {
+        self.state.lock().ok()?.messages.get(wamid).cloned()
+    }
+
+    /// The delivery state of this wamid.
+    pub fn delivery(&self, wamid: &str) -> Option<DeliveryState> {
+        self.state.lock().ok()?.deliveries.get(wamid).cloned()
+    }
+
+    /// The window of a customer.
+    pub fn window_of(&self, pnid: &str, key: &CustomerKey) -> Option<Window> {
+        self.state
+            .lock()
+            .ok()?
+            .windows
+            .get(&(pnid.to_owned(), key.clone()))
+            .map(|w| w.0)
+    }
+
+    /// The consent of a customer for a scope.
+    pub fn consent_of(&self, pnid: &str, key: &CustomerKey, scope: &str) -> Option<ConsentRecord> {
+        self.state
+            .lock()
+            .ok()?
+            .consent
+            .get(&(pnid.to_owned(), key.clone(), scope.to_owned()))
+            .cloned()
+    }
+
+    /// An account record.
+    pub fn account(&self, waba: &str, key: &str) -> Option<AccountRecord> {
+        self.state
+            .lock()
+            .ok()?
+            .accounts
+            .get(&(waba.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// All kept events.
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.state
+            .lock()
+            .map(|s| s.events.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// All quarantined bodies with their reasons.
+    pub fn quarantined(&self) -> Vec<(Vec<u8>, String)> {
+        self.state
+            .lock()
+            .map(|s| s.quarantined.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl InboundStore for InMemoryStore {
+    async fn resolve_customer(
+        &self,
+        pnid: &str,
+        who: &CustomerRef,
+    ) -> Result<CustomerKey, StoreError> {
+        let mut s = self.lock()?;
+        match (&who.user_id, &who.wa_id) {
+            (Some(u), phone) => {
+                let key = CustomerKey::Bsuid(u.clone());
+                if let Some(p) = phone {
+                    s.aliases
+                        .entry((pnid.to_owned(), p.clone()))
+                        .or_insert_with(|| key.clone());
+                }
+                Ok(key)
+            }
+            (None, Some(p)) => Ok(s
+                .aliases
+                .get(&(pnid.to_owned(), p.clone()))
+                .cloned()
+                .unwrap_or_else(|| CustomerKey::Phone(p.clone()))),
+            (None, None) => Err(StoreError::Corrupt("customer without ids".into())),
+        }
+    }
+
+    async fn record_message(&self, m: &MessageRecord) -> Result<Recorded, StoreError> {
+        let mut s = self.lock()?;
+        if s.messages.contains_key(&m.wamid) {
+            return Ok(Recorded::Duplicate);
+        }
+        s.messages.insert(m.wamid.clone(), m.clone());
+        Ok(Recorded::New)
+    }
+
+    async fn advance_window(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+        update: &WindowUpdate,
+        profile_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let entry = s
+            .windows
+            .entry((pnid.to_owned(), customer.clone()))
+            .or_insert_with(|| (Window::default(), who.clone(), None));
+        let newer = entry
+            .0
+            .last_inbound_at
+            .is_none_or(|t| update.inbound_at >= t);
+        entry.0.apply(update);
+        if newer {
+            if who.user_id.is_some() {
+                entry.1.user_id = who.user_id.clone();
+            }
+            if who.wa_id.is_some() {
+                entry.1.wa_id = who.wa_id.clone();
+            }
+            if let Some(p) = profile_name {
+                entry.2 = Some(p.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_status(&self, r: &StatusRecord) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let d = s.deliveries.entry(r.wamid.clone()).or_default();
+        d.history.record(r.status, r.timestamp);
+        if d.error.is_none() {
+            d.error = r.error.clone();
+        }
+        if d.callback_data.is_none() {
+            d.callback_data = r.callback_data.clone();
+        }
+        Ok(())
+    }
+
+    async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let k = (
+            c.phone_number_id.clone(),
+            c.customer.clone(),
+            c.scope.clone(),
+        );
+        if s.consent.get(&k).is_none_or(|old| old.at <= c.at) {
+            s.consent.insert(k, c.clone());
+        }
+        Ok(())
+    }
+
+    async fn record_account(&self, a: &AccountRecord) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let k = (a.waba_id.clone(), a.key.clone());
+        if s.accounts.get(&k).is_none_or(|old| old.at <= a.at) {
+            s.accounts.insert(k, a.clone());
+        }
+        Ok(())
+    }
+
+    async fn record_event(&self, e: &EventRecord) -> Result<Recorded, StoreError> {
+        let mut s = self.lock()?;
+        if s.events.contains_key(&e.natural_key) {
+            return Ok(Recorded::Duplicate);
+        }
+        s.events.insert(e.natural_key.clone(), e.clone());
+        Ok(Recorded::New)
+    }
+}
+
+impl ConversationReader for InMemoryStore {
+    async fn lookup_customer(
+        &self,
+        pnid: &str,
+        asked: &CustomerKey,
+    ) -> Result<CustomerKey, StoreError> {
+        let s = self.lock()?;
+        Ok(match asked {
+            CustomerKey::Phone(p) => s
+                .aliases
+                .get(&(pnid.to_owned(), p.clone()))
+                .cloned()
+                .unwrap_or_else(|| asked.clone()),
+            CustomerKey::Bsuid(_) => asked.clone(),
+        })
+    }
+
+    async fn window(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+    ) -> Result<Option<(Window, CustomerRef)>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.windows
+            .get(&(pnid.to_owned(), customer.clone()))
+            .map(|w| (w.0, w.1.clone())))
+    }
+
+    async fn history(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<HistoryPage, StoreError> {
+        let s = self.lock()?;
+        let mut all: Vec<&MessageRecord> = s
+            .messages
+            .values()
+            .filter(|m| m.phone_number_id == pnid && &m.customer == customer)
+            .collect();
+        all.sort_by(|a, b| (b.timestamp, &b.wamid).cmp(&(a.timestamp, &a.wamid)));
+        let start = match cursor {
+            Some(c) => c
+                .parse::<usize>()
+                .map_err(|_| StoreError::Corrupt("bad cursor".into()))?,
+            None => 0,
+        };
+        let items: Vec<HistoryItem> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|m| HistoryItem {
+                message: (*m).clone(),
+                delivery: s.deliveries.get(&m.wamid).cloned(),
+            })
+            .collect();
+        let next = start + items.len();
+        Ok(HistoryPage {
+            next_cursor: (next < all.len()).then(|| next.to_string()),
+            items,
+        })
+    }
+}
+
+impl ApiKeyStore for InMemoryStore {
+    async fn find_key(&self, key_hash: &str) -> Result<Option<KeyScope>, StoreError> {
+        Ok(self.lock()?.keys.get(key_hash).cloned())
+    }
+
+    async fn put_key(
+        &self,
+        key_hash: &str,
+        scope: &KeyScope,
+        _label: &str,
+    ) -> Result<(), StoreError> {
+        self.lock()?.keys.insert(key_hash.to_owned(), scope.clone());
+        Ok(())
+    }
+}
+
+impl Quarantine for InMemoryStore {
+    async fn quarantine(
+        &self,
+        body: &[u8],
+        reason: &str,
+        _received_at: i64,
+    ) -> Result<String, StoreError> {
+        let mut s = self.lock()?;
+        s.quarantined.push((body.to_vec(), reason.to_owned()));
+        Ok(format!("q{}", s.quarantined.len()))
+    }
+}
+
+/// An event queue that keeps what it was given, deduplicating by dedup id as SQS FIFO does.
+#[derive(Default)]
+pub struct RecordingQueue {
+    events: Mutex<Vec<InboundEvent>>,
+    fail: AtomicBool,
+}
+
+impl RecordingQueue {
+    /// Makes later publishes fail (or succeed again).
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Everything queued, in order, duplicates removed.
+    pub fn events(&self) -> Vec<InboundEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl EventQueue for RecordingQueue {
+    async fn publish(&self, events: &[InboundEvent]) -> Result<(), QueueError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(QueueError::Unavailable(
+                "recording queue told to fail".into(),
+            ));
+        }
+        let mut q = self
+            .events
+            .lock()
+            .map_err(|_| QueueError::Unavailable("poisoned".into()))?;
+        for e in events {
+            if !q.iter().any(|x| x.dedup_id() == e.dedup_id()) {
+                q.push(e.clone());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Ventana's test kit.
