@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clock;
 pub mod customer;
 pub mod event;
+pub mod handshake;
 pub mod inbound;
 pub mod model;
 pub mod optout;
