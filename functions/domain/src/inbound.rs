@@ -1,1 +1,627 @@
-//! Applying inbound events (placeholder).
+//! Applying one inbound event: what inbound-processor does with each event off the queue.
+//!
+//! Every step is idempotent, and each event is applied whole on every delivery (a duplicate
+//! message still moves the window forward), so a crash between two writes heals itself when
+//! the queue redelivers the event. Events Ventana cannot interpret are kept whole, never
+//! dropped.
+
+use crate::customer::{CustomerKey, CustomerRef};
+use crate::event::{EventKind, InboundEvent};
+use crate::model::{
+    FieldUpdate, IdentityChange, InboundMessage, PreferenceValue, StatusReport, StatusValue,
+    UserPreference,
+};
+use crate::optout::Keywords;
+use crate::ports::{
+    AccountRecord, Consent, ConsentRecord, ConsentSource, Direction, EventRecord, InboundStore,
+    MessageRecord, Recorded, StatusRecord, StoreError,
+};
+use crate::window::WindowUpdate;
+
+/// How inbound events are applied.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// How long history items (messages, statuses, events) are kept, in seconds.
+    pub retention_secs: i64,
+    /// Opt-out and opt-in keywords.
+    pub keywords: Keywords,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 90 * 86_400,
+            keywords: Keywords::default(),
+        }
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A message recorded for the first time.
+    NewMessage,
+    /// A message seen before: nothing new recorded (the window is still re-applied).
+    DuplicateMessage,
+    /// A status applied to its message.
+    Status,
+    /// A consent change recorded.
+    Consent,
+    /// An account, number or template update recorded.
+    Account,
+    /// Kept whole as an event record (errors, unknown fields, uninterpretable items).
+    Kept,
+}
+
+/// Applies `event` at `now` (unix seconds). Only store failures are errors: the caller lets
+/// the queue redeliver the event.
+pub async fn apply<S: InboundStore>(
+    store: &S,
+    event: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    match event.kind {
+        EventKind::Message => message(store, event, cfg, now).await,
+        EventKind::Status => status(store, event, cfg, now).await,
+        EventKind::Preference => preference(store, event, cfg, now).await,
+        EventKind::Field => field(store, event, cfg, now).await,
+        EventKind::Error | EventKind::Item => keep(store, event, cfg, now).await,
+    }
+}
+
+async fn message<S: InboundStore>(
+    store: &S,
+    ev: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let parsed = InboundMessage::parse(ev.item.get(), ev.contact.as_deref().map(|c| c.get()));
+    let (Ok(m), Some(pnid), Some(who)) =
+        (parsed, ev.phone_number_id.as_deref(), ev.customer.as_ref())
+    else {
+        return keep(store, ev, cfg, now).await;
+    };
+    let key = store.resolve_customer(pnid, who).await?;
+    let recorded = store
+        .record_message(&MessageRecord {
+            id: m.id.clone(),
+            wamid: m.id.clone(),
+            phone_number_id: pnid.to_owned(),
+            customer: key.clone(),
+            who: who.clone(),
+            direction: Direction::Inbound,
+            message_type: m.type_name().to_owned(),
+            timestamp: m.timestamp,
+            raw: ev.item.get().to_owned(),
+            expires_at: m.timestamp.max(now) + cfg.retention_secs,
+        })
+        .await?;
+    if m.opens_window() {
+        let update = WindowUpdate::for_message(m.timestamp, m.from_referral());
+        store
+            .advance_window(pnid, &key, who, &update, m.profile_name.as_deref())
+            .await?;
+    }
+    if let Some(consent) = m.keyword_text().and_then(|t| cfg.keywords.classify(t)) {
+        store
+            .record_consent(&ConsentRecord {
+                phone_number_id: pnid.to_owned(),
+                customer: key.clone(),
+                scope: "all".into(),
+                consent,
+                source: ConsentSource::Keyword,
+                at: m.timestamp,
+            })
+            .await?;
+    }
+    if let Some(IdentityChange::Number {
+        new_wa_id,
+        new_user_id,
+        ..
+    }) = m.identity_change()
+    {
+        // The customer's new number resolves to their BSUID from now on: the new BSUID Meta
+        // issued with the change if it sent one, else the one this customer is keyed by.
+        let user_id = match (&new_user_id, &key) {
+            (Some(u), _) => Some(u.as_str()),
+            (None, CustomerKey::Bsuid(u)) => Some(u.as_str()),
+            (None, CustomerKey::Phone(_)) => None,
+        };
+        if let Some(new) = user_id.and_then(|u| CustomerRef::new(Some(u), Some(&new_wa_id))) {
+            store.resolve_customer(pnid, &new).await?;
+        }
+    }
+    Ok(match recorded {
+        Recorded::New => Applied::NewMessage,
+        Recorded::Duplicate => Applied::DuplicateMessage,
+    })
+}
+
+async fn status<S: InboundStore>(
+    store: &S,
+    ev: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let Ok(report) = StatusReport::parse(ev.item.get()) else {
+        return keep(store, ev, cfg, now).await;
+    };
+    let StatusValue::Delivery(status) = report.status else {
+        // Not a message receipt (e.g. a call's RINGING status): kept whole.
+        return keep(store, ev, cfg, now).await;
+    };
+    let error = report.errors.first().map(|e| {
+        (
+            e.code,
+            e.title
+                .clone()
+                .or_else(|| e.message.clone())
+                .unwrap_or_default(),
+        )
+    });
+    store
+        .apply_status(&StatusRecord {
+            wamid: report.id.clone(),
+            phone_number_id: ev.phone_number_id.clone(),
+            status,
+            timestamp: report.timestamp,
+            error: error.clone(),
+            callback_data: report.biz_opaque_callback_data.clone(),
+            recipient: ev.customer.clone(),
+            pricing: report.pricing_raw.clone(),
+            expires_at: report.timestamp.max(now) + cfg.retention_secs,
+        })
+        .await?;
+    // 131050: the user stopped marketing messages. Remember it so nothing is sent again.
+    if let (Some((131_050, _)), Some(pnid), Some(who)) =
+        (error, ev.phone_number_id.as_deref(), ev.customer.as_ref())
+    {
+        let key = store.resolve_customer(pnid, who).await?;
+        store
+            .record_consent(&ConsentRecord {
+                phone_number_id: pnid.to_owned(),
+                customer: key,
+                scope: "marketing".into(),
+                consent: Consent::OptedOut,
+                source: ConsentSource::Error131050,
+                at: report.timestamp,
+            })
+            .await?;
+    }
+    Ok(Applied::Status)
+}
+
+async fn preference<S: InboundStore>(
+    store: &S,
+    ev: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let Ok(pref) = UserPreference::parse(ev.item.get()) else {
+        return keep(store, ev, cfg, now).await;
+    };
+    let consent = match pref.value {
+        PreferenceValue::Stop => Consent::OptedOut,
+        PreferenceValue::Resume => Consent::OptedIn,
+        PreferenceValue::Other(_) => return keep(store, ev, cfg, now).await,
+    };
+    let (Some(pnid), Some(who)) = (ev.phone_number_id.as_deref(), ev.customer.as_ref()) else {
+        return keep(store, ev, cfg, now).await;
+    };
+    let key = store.resolve_customer(pnid, who).await?;
+    let scope = match pref.category.as_deref() {
+        Some("marketing_messages") | None => "marketing".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    store
+        .record_consent(&ConsentRecord {
+            phone_number_id: pnid.to_owned(),
+            customer: key,
+            scope,
+            consent,
+            source: ConsentSource::UserPreferences,
+            at: pref.timestamp.unwrap_or(now),
+        })
+        .await?;
+    Ok(Applied::Consent)
+}
+
+async fn field<S: InboundStore>(
+    store: &S,
+    ev: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    // Every management update is kept whole for audit, and the ones the outbound side needs
+    // are also recorded as current state, newest wins.
+    keep(store, ev, cfg, now).await?;
+    let Some(waba) = ev.waba_id.clone() else {
+        return Ok(Applied::Kept);
+    };
+    let at = ev.entry_time.unwrap_or(now);
+    let record = |key: String, attributes: Vec<(&str, Option<String>)>| AccountRecord {
+        waba_id: waba.clone(),
+        key,
+        at,
+        attributes: attributes
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect(),
+    };
+    let template_key = |name: &Option<String>, lang: &Option<String>, what: &str| {
+        format!(
+            "template#{}#{}#{what}",
+            name.as_deref().unwrap_or("-"),
+            lang.as_deref().unwrap_or("-")
+        )
+    };
+    let rec = match FieldUpdate::parse(&ev.field, ev.item.get()) {
+        FieldUpdate::TemplateStatus(t) => record(
+            template_key(&t.name, &t.language, "status"),
+            vec![
+                ("status", Some(t.event)),
+                ("template_id", t.template_id),
+                ("reason", t.reason),
+                ("category", t.category),
+            ],
+        ),
+        FieldUpdate::TemplateCategory(t) => record(
+            template_key(&t.name, &t.language, "category"),
+            vec![
+                ("template_id", t.template_id),
+                ("new_category", t.new_category),
+                ("previous_category", t.previous_category),
+                ("correct_category", t.correct_category),
+            ],
+        ),
+        FieldUpdate::TemplateQuality(t) => record(
+            template_key(&t.name, &t.language, "quality"),
+            vec![
+                ("template_id", t.template_id),
+                ("quality", t.new_quality_score),
+                ("previous_quality", t.previous_quality_score),
+            ],
+        ),
+        FieldUpdate::PhoneNumberQuality(q) => {
+            if let Some(limit) = q.messaging_limit() {
+                store
+                    .record_account(&record(
+                        "messaging_limit".into(),
+                        vec![("tier", Some(limit.as_str().to_owned()))],
+                    ))
+                    .await?;
+            }
+            record(
+                format!(
+                    "number#{}#quality",
+                    q.display_phone_number.as_deref().unwrap_or("-")
+                ),
+                vec![
+                    ("event", q.event),
+                    ("current_limit", q.current_limit),
+                    ("tier", q.max_daily_conversations_per_business),
+                ],
+            )
+        }
+        FieldUpdate::BusinessCapability(c) => match c.messaging_limit() {
+            Some(limit) => record(
+                "messaging_limit".into(),
+                vec![("tier", Some(limit.as_str().to_owned()))],
+            ),
+            None => return Ok(Applied::Kept),
+        },
+        FieldUpdate::AccountUpdate(a) => {
+            let restrictions = a
+                .restrictions
+                .iter()
+                .filter_map(|r| r.restriction_type.clone())
+                .collect::<Vec<_>>()
+                .join(",");
+            record(
+                format!("account#{}", a.event),
+                vec![
+                    ("event", Some(a.event.clone())),
+                    (
+                        "restrictions",
+                        (!restrictions.is_empty()).then_some(restrictions),
+                    ),
+                    ("violation_type", a.violation_type),
+                    ("ban_state", a.ban_state),
+                ],
+            )
+        }
+        _ => return Ok(Applied::Kept),
+    };
+    store.record_account(&rec).await?;
+    Ok(Applied::Account)
+}
+
+async fn keep<S: InboundStore>(
+    store: &S,
+    ev: &InboundEvent,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let at = ev.entry_time.unwrap_or(now);
+    store
+        .record_event(&EventRecord {
+            natural_key: ev.natural_key.clone(),
+            waba_id: ev.waba_id.clone(),
+            phone_number_id: ev.phone_number_id.clone(),
+            field: ev.field.clone(),
+            kind: ev.kind.as_str().to_owned(),
+            at,
+            raw: ev.item.get().to_owned(),
+            expires_at: at.max(now) + cfg.retention_secs,
+        })
+        .await?;
+    Ok(Applied::Kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::DeliveryStatus;
+    use crate::testing::InMemoryStore;
+    use crate::webhook::split;
+
+    const PNID: &str = "PN1";
+    const T0: i64 = 1_795_420_800;
+
+    fn webhook(value: &str, field: &str) -> Vec<InboundEvent> {
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","time":{T0},"changes":[{{"field":"{field}","value":{value}}}]}}]}}"#
+        );
+        split(body.as_bytes()).unwrap()
+    }
+
+    fn text(wamid: &str, ts: i64, body: &str, extra: &str) -> Vec<InboundEvent> {
+        webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"profile":{{"name":"Ana"}},"wa_id":"5511999","user_id":"BR.42"}}],"messages":[{{"from":"5511999","from_user_id":"BR.42","id":"{wamid}","timestamp":"{ts}","type":"text","text":{{"body":"{body}"}}{extra}}}]}}"#
+            ),
+            "messages",
+        )
+    }
+
+    async fn apply_all(store: &InMemoryStore, events: &[InboundEvent]) -> Vec<Applied> {
+        let mut out = Vec::new();
+        for e in events {
+            out.push(
+                apply(store, e, &InboundConfig::default(), T0 + 10)
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    fn key() -> CustomerKey {
+        CustomerKey::Bsuid("BR.42".into())
+    }
+
+    #[tokio::test]
+    async fn a_message_is_recorded_once_however_often_it_is_delivered() {
+        let store = InMemoryStore::default();
+        let ev = text("wamid.1", T0, "hola", "");
+        assert_eq!(apply_all(&store, &ev).await, vec![Applied::NewMessage]);
+        assert_eq!(
+            apply_all(&store, &ev).await,
+            vec![Applied::DuplicateMessage]
+        );
+        assert_eq!(store.message_count(), 1);
+        let m = store.message("wamid.1").unwrap();
+        assert_eq!(
+            (m.customer, m.timestamp, m.message_type.as_str()),
+            (key(), T0, "text")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_window_follows_the_newest_message_and_an_old_redelivery_changes_nothing() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.new", T0, "b", "")).await;
+        apply_all(&store, &text("wamid.old", T0 - 3 * 86_400, "a", "")).await;
+        let w = store.window_of(PNID, &key()).unwrap();
+        assert_eq!(w.customer_service_until, Some(T0 + 86_400));
+        assert_eq!(w.last_inbound_at, Some(T0));
+    }
+
+    #[tokio::test]
+    async fn a_referral_message_opens_the_free_entry_point_window() {
+        let store = InMemoryStore::default();
+        apply_all(
+            &store,
+            &text(
+                "wamid.ad",
+                T0,
+                "hi",
+                r#","referral":{"source_type":"ad","source_id":"1","ctwa_clid":"x"}"#,
+            ),
+        )
+        .await;
+        let w = store.window_of(PNID, &key()).unwrap();
+        assert_eq!(w.free_entry_point_until, Some(T0 + 72 * 3600));
+    }
+
+    #[tokio::test]
+    async fn the_phone_resolves_to_the_bsuid_customer() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.1", T0, "x", "")).await;
+        // A later status that only names the phone resolves to the same customer.
+        let who = CustomerRef::new(None, Some("5511999")).unwrap();
+        assert_eq!(store.resolve_customer(PNID, &who).await.unwrap(), key());
+    }
+
+    #[tokio::test]
+    async fn a_stop_keyword_opts_the_customer_out_and_start_opts_back_in() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.s", T0, "STOP", "")).await;
+        let c = store.consent_of(PNID, &key(), "all").unwrap();
+        assert_eq!(
+            (c.consent, c.source),
+            (Consent::OptedOut, ConsentSource::Keyword)
+        );
+        apply_all(&store, &text("wamid.r", T0 + 5, "start", "")).await;
+        assert_eq!(
+            store.consent_of(PNID, &key(), "all").unwrap().consent,
+            Consent::OptedIn
+        );
+        // An old STOP redelivered afterwards does not undo the newer START.
+        apply_all(&store, &text("wamid.s", T0, "STOP", "")).await;
+        assert_eq!(
+            store.consent_of(PNID, &key(), "all").unwrap().consent,
+            Consent::OptedIn
+        );
+    }
+
+    #[tokio::test]
+    async fn statuses_out_of_order_end_at_the_highest_and_failed_is_terminal() {
+        let store = InMemoryStore::default();
+        let st = |id: &str, s: &str, ts: i64, extra: &str| {
+            webhook(
+                &format!(
+                    r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"statuses":[{{"id":"{id}","status":"{s}","timestamp":"{ts}","recipient_id":"5511999"{extra}}}]}}"#
+                ),
+                "messages",
+            )
+        };
+        for ev in [
+            st("w1", "read", T0 + 3, ""),
+            st("w1", "sent", T0 + 1, ""),
+            st("w1", "delivered", T0 + 2, ""),
+        ] {
+            assert_eq!(apply_all(&store, &ev).await, vec![Applied::Status]);
+        }
+        assert_eq!(
+            store.delivery("w1").unwrap().current(),
+            Some(DeliveryStatus::Read)
+        );
+        let failed = r#","errors":[{"code":131050,"title":"User stopped marketing"}]"#;
+        apply_all(&store, &st("w2", "failed", T0, failed)).await;
+        apply_all(&store, &st("w2", "delivered", T0 + 1, "")).await;
+        let d = store.delivery("w2").unwrap();
+        assert_eq!(d.current(), Some(DeliveryStatus::Failed));
+        assert_eq!(d.error, Some((131_050, "User stopped marketing".into())));
+        // 131050 records a marketing opt-out for the recipient.
+        let c = store
+            .consent_of(PNID, &CustomerKey::Phone("5511999".into()), "marketing")
+            .unwrap();
+        assert_eq!(
+            (c.consent, c.source),
+            (Consent::OptedOut, ConsentSource::Error131050)
+        );
+    }
+
+    #[tokio::test]
+    async fn user_preferences_stop_and_resume_are_recorded_newest_wins() {
+        let store = InMemoryStore::default();
+        let pref = |v: &str, ts: i64| {
+            webhook(
+                &format!(
+                    r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"wa_id":"5511999","user_id":"BR.42"}}],"user_preferences":[{{"wa_id":"5511999","category":"marketing_messages","value":"{v}","timestamp":{ts}}}]}}"#
+                ),
+                "user_preferences",
+            )
+        };
+        apply_all(&store, &pref("resume", T0 + 10)).await;
+        apply_all(&store, &pref("stop", T0)).await;
+        assert_eq!(
+            store.consent_of(PNID, &key(), "marketing").unwrap().consent,
+            Consent::OptedIn
+        );
+    }
+
+    #[tokio::test]
+    async fn template_and_limit_updates_are_recorded_and_kept() {
+        let store = InMemoryStore::default();
+        let ev = webhook(
+            r#"{"event":"APPROVED","message_template_id":123,"message_template_name":"order_update","message_template_language":"es","reason":"NONE"}"#,
+            "message_template_status_update",
+        );
+        assert_eq!(apply_all(&store, &ev).await, vec![Applied::Account]);
+        let t = store
+            .account("WABA1", "template#order_update#es#status")
+            .unwrap();
+        assert!(t.attributes.contains(&("status".into(), "APPROVED".into())));
+        assert!(t.attributes.contains(&("template_id".into(), "123".into())));
+        let ev = webhook(
+            r#"{"display_phone_number":"15550783881","event":"THROUGHPUT_UPGRADE","max_daily_conversations_per_business":"TIER_2K"}"#,
+            "phone_number_quality_update",
+        );
+        apply_all(&store, &ev).await;
+        let limit = store.account("WABA1", "messaging_limit").unwrap();
+        assert!(
+            limit
+                .attributes
+                .contains(&("tier".into(), "TIER_2K".into()))
+        );
+        assert_eq!(store.events().len(), 2, "each update is also kept whole");
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_errors_and_unparseable_items_are_kept_not_dropped() {
+        let store = InMemoryStore::default();
+        let mut events = webhook(r#"{"brand_new":true}"#, "brand_new_field");
+        events.extend(webhook(
+            r#"{"metadata":{"phone_number_id":"PN1"},"errors":[{"code":131000}]}"#,
+            "messages",
+        ));
+        events.extend(webhook(
+            r#"{"metadata":{"phone_number_id":"PN1"},"messages":[{"type":"text"}]}"#,
+            "messages",
+        ));
+        events.extend(webhook(r#"{"metadata":{"phone_number_id":"PN1"},"statuses":[{"id":"c1","status":"RINGING","timestamp":"1","type":"call"}]}"#, "calls"));
+        assert_eq!(apply_all(&store, &events).await, vec![Applied::Kept; 4]);
+        assert_eq!(store.events().len(), 4);
+        assert_eq!(apply_all(&store, &events).await, vec![Applied::Kept; 4]);
+        assert_eq!(store.events().len(), 4, "kept once");
+    }
+
+    #[tokio::test]
+    async fn system_messages_do_not_open_the_window_and_a_number_change_adds_an_alias() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.1", T0 - 100, "hi", "")).await;
+        let ev = webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"messages":[{{"from":"5511999","from_user_id":"BR.42","id":"wamid.sys","timestamp":"{T0}","type":"system","system":{{"body":"changed","type":"user_changed_number","wa_id":"5511888"}}}}]}}"#
+            ),
+            "messages",
+        );
+        apply_all(&store, &ev).await;
+        assert_eq!(
+            store.window_of(PNID, &key()).unwrap().last_inbound_at,
+            Some(T0 - 100)
+        );
+        let new_phone = CustomerRef::new(None, Some("5511888")).unwrap();
+        assert_eq!(
+            store.resolve_customer(PNID, &new_phone).await.unwrap(),
+            key()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_without_a_phone_number_is_recorded_under_its_bsuid() {
+        let store = InMemoryStore::default();
+        let ev = webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"user_id":"BR.42","profile":{{"username":"@ana"}}}}],"messages":[{{"from_user_id":"BR.42","id":"wamid.np","timestamp":"{T0}","type":"text","text":{{"body":"x"}}}}]}}"#
+            ),
+            "messages",
+        );
+        assert_eq!(apply_all(&store, &ev).await, vec![Applied::NewMessage]);
+        assert_eq!(store.message("wamid.np").unwrap().customer, key());
+        assert!(store.window_of(PNID, &key()).is_some());
+    }
+
+    #[tokio::test]
+    async fn history_items_carry_a_ttl_from_the_retention() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.ttl", T0, "x", "")).await;
+        assert_eq!(
+            store.message("wamid.ttl").unwrap().expires_at,
+            T0 + 10 + 90 * 86_400
+        );
+    }
+}

@@ -124,8 +124,8 @@ mod tests {
     fn a_message_opens_a_24h_window_from_its_own_timestamp() {
         let mut w = Window::default();
         w.apply(&WindowUpdate::for_message(1_000, false));
-        assert_eq!(w.state(1_000 + CUSTOMER_SERVICE_SECS - 1).open, true);
-        assert_eq!(w.state(1_000 + CUSTOMER_SERVICE_SECS).open, false);
+        assert!(w.state(1_000 + CUSTOMER_SERVICE_SECS - 1).open);
+        assert!(!w.state(1_000 + CUSTOMER_SERVICE_SECS).open);
         assert_eq!(w.state(0).expires_at, Some(1_000 + CUSTOMER_SERVICE_SECS));
         assert_eq!(w.state(0).kind, Some(WindowKind::CustomerService));
     }
