@@ -86,7 +86,7 @@ escaped_body = (
     '"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"' + PNID + '"},'
     '"contacts":[{"profile":{"name":"Luc\\u00eda G\\u00f3mez"},"wa_id":"5215512345678"}],'
     '"messages":[{"from":"5215512345678","id":"wamid.ESCAPED1","timestamp":"1795420800","type":"text",'
-    '"text":{"body":"Hola @soporte \\ud83d\\ude00 \\u00bfpueden ayudarme? https:\\/\\/example.com"}}]}}]}'
+    '"text":{"body":"Hola @soporte \\ud83d\\ude00 \\u00bfpueden ayudarme? https:\\/\\/example.com"}}]}}]}]}'
 ).encode()
 
 STATUSES = envelope({"messaging_product": "whatsapp", "metadata": META, "statuses": [

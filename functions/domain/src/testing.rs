@@ -324,7 +324,7 @@ impl Quarantine for InMemoryStore {
 /// An event queue that keeps what it was given, deduplicating by dedup id as SQS FIFO does.
 #[derive(Default)]
 pub struct RecordingQueue {
-    events: Mutex<Vec<InboundEvent>>,
+    events: Mutex<(Vec<InboundEvent>, std::collections::HashSet<String>)>,
     fail: AtomicBool,
 }
 
@@ -336,7 +336,7 @@ impl RecordingQueue {
 
     /// Everything queued, in order, duplicates removed.
     pub fn events(&self) -> Vec<InboundEvent> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+        self.events.lock().map(|e| e.0.clone()).unwrap_or_default()
     }
 }
 
@@ -352,8 +352,8 @@ impl EventQueue for RecordingQueue {
             .lock()
             .map_err(|_| QueueError::Unavailable("poisoned".into()))?;
         for e in events {
-            if !q.iter().any(|x| x.dedup_id() == e.dedup_id()) {
-                q.push(e.clone());
+            if q.1.insert(e.dedup_id()) {
+                q.0.push(e.clone());
             }
         }
         Ok(())

@@ -1,0 +1,364 @@
+//! Translates an API Gateway request into the domain's verify → split → queue steps, and the
+//! outcome into the answer Meta needs:
+//!
+//! | case | answer |
+//! |---|---|
+//! | body over 3 MB | 413 |
+//! | signature missing, malformed or wrong | 401, nothing stored |
+//! | signed, but not JSON or not a webhook | 200, body quarantined (a retry cannot fix it) |
+//! | quarantine unavailable | 500, so Meta retries |
+//! | events queued | 200 |
+//! | queue unavailable | 500, so Meta retries (redelivery is deduplicated) |
+
+use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use lambda_http::{Body, Request, Response};
+use wa_domain::ports::{EventQueue, Quarantine, QueueError, StoreError};
+use wa_domain::signature::{AppSecrets, SIGNATURE_HEADER, SignatureError};
+use wa_domain::webhook::{self, MAX_WEBHOOK_BYTES};
+
+/// What the handler needs, built once at init.
+pub struct Deps<Q, S> {
+    /// The app secrets webhooks may be signed with.
+    pub secrets: AppSecrets,
+    /// Where events go.
+    pub queue: Q,
+    /// Where unparseable signed bodies go.
+    pub quarantine: S,
+}
+
+/// Everything that stops a webhook from being acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The body is larger than Meta ever sends.
+    #[error("body of {0} bytes exceeds the 3 MB limit")]
+    TooLarge(usize),
+    /// The signature did not check out.
+    #[error("signature refused")]
+    Signature(#[from] SignatureError),
+    /// The events could not be queued.
+    #[error("events could not be queued")]
+    Queue(#[from] QueueError),
+    /// An unparseable body could not be quarantined.
+    #[error("body could not be quarantined")]
+    Quarantine(#[from] StoreError),
+}
+
+/// The one place errors become answers. Bodies never carry internal error text.
+fn into_response(err: &ReceiveError) -> Response<Body> {
+    match err {
+        ReceiveError::TooLarge(_) => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
+        ReceiveError::Signature(_) => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        ReceiveError::Queue(_) | ReceiveError::Quarantine(_) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// Handles one `POST /webhook`.
+pub async fn handle<Q: EventQueue, S: Quarantine>(
+    deps: &Deps<Q, S>,
+    req: &Request,
+) -> Response<Body> {
+    match receive(deps, req).await {
+        Ok(()) => text(StatusCode::OK, "OK"),
+        Err(err) => {
+            match &err {
+                ReceiveError::Signature(e) => {
+                    tracing::warn!(reason = %e, "webhook signature refused")
+                }
+                ReceiveError::TooLarge(n) => tracing::warn!(bytes = n, "webhook too large"),
+                other => {
+                    tracing::error!(error = ?other, "webhook not acknowledged; Meta will retry")
+                }
+            }
+            into_response(&err)
+        }
+    }
+}
+
+async fn receive<Q: EventQueue, S: Quarantine>(
+    deps: &Deps<Q, S>,
+    req: &Request,
+) -> Result<(), ReceiveError> {
+    // lambda_http has already decoded an API Gateway base64 body: these are the raw bytes.
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > MAX_WEBHOOK_BYTES {
+        return Err(ReceiveError::TooLarge(body.len()));
+    }
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    deps.secrets.verify(signature, body)?;
+    match webhook::split(body) {
+        Ok(events) => {
+            deps.queue.publish(&events).await?;
+            tracing::info!(events = events.len(), "webhook queued");
+            Ok(())
+        }
+        Err(e) => {
+            let id = deps
+                .quarantine
+                .quarantine(body, &e.to_string(), now())
+                .await?;
+            tracing::error!(error = %e, quarantine_id = %id, bytes = body.len(), "signed webhook could not be parsed; quarantined");
+            Ok(())
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::Text(body.to_owned()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+    use wa_domain::event::EventKind;
+    use wa_domain::testing::{InMemoryStore, RecordingQueue};
+
+    fn deps() -> Deps<RecordingQueue, InMemoryStore> {
+        Deps {
+            secrets: AppSecrets::parse(&SecretString::from("test-app-secret".to_owned())).unwrap(),
+            queue: RecordingQueue::default(),
+            quarantine: InMemoryStore::default(),
+        }
+    }
+
+    fn request(fixture: &str) -> Request {
+        lambda_http::request::from_str(fixture).expect("fixture is an API Gateway v2 event")
+    }
+
+    async fn post(d: &Deps<RecordingQueue, InMemoryStore>, fixture: &str) -> u16 {
+        handle(d, &request(fixture)).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn signed_text_message_is_queued_then_acknowledged() {
+        let d = deps();
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/text-message.json")
+            )
+            .await,
+            200
+        );
+        let events = d.queue.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Message);
+        assert!(d.quarantine.quarantined().is_empty());
+    }
+
+    #[tokio::test]
+    async fn base64_body_is_decoded_before_the_signature_check() {
+        let d = deps();
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/text-message-base64.json")
+            )
+            .await,
+            200
+        );
+        assert_eq!(d.queue.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn escaped_unicode_emoji_and_at_sign_verify_over_the_raw_bytes() {
+        let d = deps();
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/escaped-unicode.json")
+            )
+            .await,
+            200
+        );
+        let events = d.queue.events();
+        assert_eq!(events.len(), 1);
+        // The item is kept byte for byte, escapes included.
+        assert!(events[0].item.get().contains(r"\ud83d\ude00 \u00bfpueden"));
+    }
+
+    #[tokio::test]
+    async fn missing_wrong_or_sha1_signatures_get_401_and_store_nothing() {
+        for fixture in [
+            include_str!("../../../events/webhook-receive/missing-signature.json"),
+            include_str!("../../../events/webhook-receive/wrong-secret.json"),
+            include_str!("../../../events/webhook-receive/sha1-only.json"),
+        ] {
+            let d = deps();
+            assert_eq!(post(&d, fixture).await, 401);
+            assert!(d.queue.events().is_empty());
+            assert!(d.quarantine.quarantined().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn header_name_is_case_insensitive() {
+        let d = deps();
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/uppercase-header-name.json")
+            )
+            .await,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn signed_garbage_is_quarantined_and_acknowledged() {
+        for (fixture, body) in [
+            (
+                include_str!("../../../events/webhook-receive/signed-not-json.json"),
+                "this is not json",
+            ),
+            (
+                include_str!("../../../events/webhook-receive/signed-not-a-webhook.json"),
+                r#"{"object":"page","entry":[]}"#,
+            ),
+        ] {
+            let d = deps();
+            assert_eq!(post(&d, fixture).await, 200);
+            assert!(d.queue.events().is_empty());
+            let q = d.quarantine.quarantined();
+            assert_eq!(q.len(), 1);
+            assert_eq!(q[0].0, body.as_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn quarantine_failure_gets_500_so_meta_retries() {
+        let d = deps();
+        d.quarantine.set_failing(true);
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/signed-not-json.json")
+            )
+            .await,
+            500
+        );
+    }
+
+    #[tokio::test]
+    async fn queue_failure_gets_500_so_meta_retries() {
+        let d = deps();
+        d.queue.set_failing(true);
+        let res = handle(
+            &d,
+            &request(include_str!(
+                "../../../events/webhook-receive/text-message.json"
+            )),
+        )
+        .await;
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.body(),
+            &Body::Text("Internal Server Error".into()),
+            "no internal detail leaks"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_status_template_and_preference_update_becomes_an_event() {
+        let d = deps();
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/statuses-out-of-order.json")
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/template-paused.json")
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            post(
+                &d,
+                include_str!("../../../events/webhook-receive/user-preferences-stop.json")
+            )
+            .await,
+            200
+        );
+        let kinds: Vec<EventKind> = d.queue.events().iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Status,
+                EventKind::Status,
+                EventKind::Status,
+                EventKind::Field,
+                EventKind::Preference
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_webhook_queues_nothing_new() {
+        let d = deps();
+        let fixture = include_str!("../../../events/webhook-receive/statuses-out-of-order.json");
+        assert_eq!(post(&d, fixture).await, 200);
+        assert_eq!(post(&d, fixture).await, 200);
+        assert_eq!(d.queue.events().len(), 3);
+    }
+
+    fn signed_request(body: Vec<u8>) -> Request {
+        let sig = wa_domain::signature::sign("test-app-secret", &body);
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("https://example.com/webhook")
+            .header("x-hub-signature-256", sig)
+            .body(Body::Binary(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn body_over_3mb_gets_413() {
+        let d = deps();
+        let res = handle(&d, &signed_request(vec![b' '; MAX_WEBHOOK_BYTES + 1])).await;
+        assert_eq!(res.status(), 413);
+        assert!(d.queue.events().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_1000_updates_is_queued_whole() {
+        let msgs: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"from":"1555{i:07}","id":"wamid.{i}","timestamp":"1795420800","type":"text","text":{{"body":"{i}"}}}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"W","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"PN"}},"messages":[{}]}}}}]}}]}}"#,
+            msgs.join(",")
+        );
+        let d = deps();
+        assert_eq!(
+            handle(&d, &signed_request(body.into_bytes()))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(d.queue.events().len(), 1000);
+    }
+}
