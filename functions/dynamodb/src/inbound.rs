@@ -1,0 +1,380 @@
+//! [`InboundStore`]: what inbound-processor writes.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::ports::{
+    AccountRecord, ConsentRecord, EventRecord, InboundStore, MessageRecord, Recorded, StatusRecord,
+    StoreError,
+};
+use wa_domain::status::DeliveryStatus;
+use wa_domain::window::WindowUpdate;
+
+use crate::DynamoStore;
+use crate::attr::{Item, Update, conditional, n, opt_s, s, unavailable};
+use crate::keys::*;
+
+/// Attribute names of message items.
+pub(crate) mod msg {
+    pub(crate) const ID: &str = "id";
+    pub(crate) const WAMID: &str = "wamid";
+    pub(crate) const PNID: &str = "phone_number_id";
+    pub(crate) const CUSTOMER: &str = "customer";
+    pub(crate) const USER_ID: &str = "user_id";
+    pub(crate) const WA_ID: &str = "wa_id";
+    pub(crate) const DIRECTION: &str = "direction";
+    pub(crate) const TYPE: &str = "type";
+    pub(crate) const TIMESTAMP: &str = "timestamp";
+    pub(crate) const RAW: &str = "raw";
+    pub(crate) const ERR_CODE: &str = "err_code";
+    pub(crate) const ERR_MESSAGE: &str = "err_message";
+    pub(crate) const CALLBACK_DATA: &str = "callback_data";
+    pub(crate) const PRICING: &str = "pricing";
+}
+
+/// Attribute names of window items.
+pub(crate) mod win {
+    pub(crate) const CS_UNTIL: &str = "cs_until";
+    pub(crate) const FEP_UNTIL: &str = "fep_until";
+    pub(crate) const LAST_INBOUND_AT: &str = "last_inbound_at";
+    pub(crate) const PROFILE_NAME: &str = "profile_name";
+}
+
+/// The attribute holding the first timestamp of a status.
+pub(crate) fn status_attr(status: DeliveryStatus) -> String {
+    format!("st_{}", status.as_str())
+}
+
+/// Attribute names shared by several items.
+pub(crate) const AT: &str = "at";
+pub(crate) const ALIAS_CUSTOMER: &str = "customer";
+
+impl DynamoStore {
+    /// The customer a phone alias points to.
+    pub(crate) async fn get_alias(
+        &self,
+        pnid: &str,
+        wa_id: &str,
+        consistent: bool,
+    ) -> Result<Option<CustomerKey>, StoreError> {
+        self.metrics.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(alias_pk(pnid, wa_id), ALIAS_SK)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let stored = opt_s(&item, ALIAS_CUSTOMER)?
+            .ok_or_else(|| StoreError::Corrupt("alias without customer".into()))?;
+        CustomerKey::from_storage(stored)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("alias to unreadable customer {stored:?}")))
+    }
+
+    /// Records `wa_id` as an alias of `customer`, unless the phone already has one.
+    async fn put_alias(
+        &self,
+        pnid: &str,
+        wa_id: &str,
+        customer: &CustomerKey,
+    ) -> Result<(), StoreError> {
+        let mut item = key(alias_pk(pnid, wa_id), ALIAS_SK);
+        item.insert(ALIAS_CUSTOMER.into(), s(customer.as_storage()));
+        self.metrics.write();
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional(r).map(|_| ())
+    }
+
+    /// Sends an UpdateItem on `key`, optionally conditional; `Ok(false)` when the condition
+    /// failed.
+    async fn update(
+        &self,
+        key: Item,
+        update: Update,
+        condition: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (expr, names, values) = update.finish();
+        self.metrics.write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(expr)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        conditional(r)
+    }
+
+    /// Puts `item` unless a newer one (by `at`) is stored; equal `at` overwrites.
+    async fn put_newest(&self, item: Item, at: i64) -> Result<(), StoreError> {
+        self.put_if(
+            item,
+            "attribute_not_exists(#at) OR #at <= :at",
+            [("#at".to_owned(), AT.to_owned())],
+            [(":at".to_owned(), n(at))],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends a PutItem with a condition; `Ok(false)` when the condition failed.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        names: impl IntoIterator<Item = (String, String)>,
+        values: impl IntoIterator<Item = (String, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let names: std::collections::HashMap<_, _> = names.into_iter().collect();
+        let values: std::collections::HashMap<_, _> = values.into_iter().collect();
+        self.metrics.write();
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .send()
+            .await;
+        conditional(r)
+    }
+}
+
+/// What a status sets besides its own timestamp: all first-wins.
+fn status_extras(u: &mut Update, r: &StatusRecord) {
+    if let Some(p) = &r.phone_number_id {
+        u.set_once(msg::PNID, s(p));
+    }
+    if let Some((code, message)) = &r.error {
+        u.set_once(msg::ERR_CODE, n(*code));
+        u.set_once(msg::ERR_MESSAGE, s(message));
+    }
+    if let Some(c) = &r.callback_data {
+        u.set_once(msg::CALLBACK_DATA, s(c));
+    }
+    if let Some(p) = &r.pricing {
+        u.set_once(msg::PRICING, s(p));
+    }
+    if let Some(who) = &r.recipient {
+        if let Some(id) = &who.user_id {
+            u.set_once(msg::USER_ID, s(id));
+        }
+        if let Some(id) = &who.wa_id {
+            u.set_once(msg::WA_ID, s(id));
+        }
+    }
+}
+
+impl InboundStore for DynamoStore {
+    async fn resolve_customer(
+        &self,
+        pnid: &str,
+        who: &CustomerRef,
+    ) -> Result<CustomerKey, StoreError> {
+        match (&who.user_id, &who.wa_id) {
+            (Some(u), Some(phone)) => {
+                let customer = CustomerKey::Bsuid(u.clone());
+                // Read first (½ unit, and no write once the alias exists); the put is
+                // conditional, so a stale read only costs a failed condition.
+                if self.get_alias(pnid, phone, false).await?.is_none() {
+                    self.put_alias(pnid, phone, &customer).await?;
+                }
+                Ok(customer)
+            }
+            (Some(u), None) => Ok(CustomerKey::Bsuid(u.clone())),
+            (None, Some(phone)) => Ok(self
+                .get_alias(pnid, phone, true)
+                .await?
+                .unwrap_or_else(|| CustomerKey::Phone(phone.clone()))),
+            (None, None) => Err(StoreError::Corrupt("customer without ids".into())),
+        }
+    }
+
+    async fn record_message(&self, m: &MessageRecord) -> Result<Recorded, StoreError> {
+        // An UpdateItem rather than a PutItem: a status may have created the item first, and
+        // its attributes must survive. The message's own attributes mark it as recorded.
+        let mut u = Update::default();
+        u.set(msg::ID, s(&m.id))
+            .set(msg::WAMID, s(&m.wamid))
+            .set(msg::PNID, s(&m.phone_number_id))
+            .set(msg::CUSTOMER, s(m.customer.as_storage()))
+            .set(msg::DIRECTION, s(m.direction.as_str()))
+            .set(msg::TYPE, s(&m.message_type))
+            .set(msg::TIMESTAMP, n(m.timestamp))
+            .set(msg::RAW, s(&m.raw))
+            .set(TTL, n(m.expires_at))
+            .set(GSI1PK, s(conv_pk(&m.phone_number_id, &m.customer)))
+            .set(GSI1SK, s(history_sk(m.timestamp, &m.wamid)));
+        if let Some(id) = &m.who.user_id {
+            u.set(msg::USER_ID, s(id));
+        }
+        if let Some(id) = &m.who.wa_id {
+            u.set(msg::WA_ID, s(id));
+        }
+        let id = u.name(msg::ID);
+        let written = self
+            .update(
+                key(msg_pk(&m.wamid), MSG_SK),
+                u,
+                Some(&format!("attribute_not_exists({id})")),
+            )
+            .await?;
+        Ok(if written {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    async fn advance_window(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+        update: &WindowUpdate,
+        profile_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let item_key = || key(conv_pk(pnid, customer), WINDOW_SK);
+        let mut u = Update::default();
+        u.set(win::LAST_INBOUND_AT, n(update.inbound_at))
+            .set(msg::PNID, s(pnid))
+            .set(msg::CUSTOMER, s(customer.as_storage()));
+        if let Some(id) = &who.user_id {
+            u.set(msg::USER_ID, s(id));
+        }
+        if let Some(id) = &who.wa_id {
+            u.set(msg::WA_ID, s(id));
+        }
+        if let Some(p) = profile_name {
+            u.set(win::PROFILE_NAME, s(p));
+        }
+        let (cs, v) = u.bind(win::CS_UNTIL, n(update.customer_service_until));
+        u.set_raw(format!("{cs} = {v}"));
+        // Equal counts as newer, so a replay refreshes the ids exactly as the first time.
+        let cond = format!("attribute_not_exists({cs}) OR {cs} <= {v}");
+        // A failed condition means a newer message is stored: nothing to do.
+        self.update(item_key(), u, Some(&cond)).await?;
+
+        if let Some(fep) = update.free_entry_point_until {
+            let mut u = Update::default();
+            let (f, v) = u.bind(win::FEP_UNTIL, n(fep));
+            u.set_raw(format!("{f} = {v}"));
+            let cond = format!("attribute_not_exists({f}) OR {f} < {v}");
+            self.update(item_key(), u, Some(&cond)).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_status(&self, r: &StatusRecord) -> Result<(), StoreError> {
+        let item_key = || key(msg_pk(&r.wamid), MSG_SK);
+        // The earliest timestamp of each status wins; a repeat with the same timestamp passes
+        // the condition and rewrites the same values.
+        let mut u = Update::default();
+        let (st, v) = u.bind(&status_attr(r.status), n(r.timestamp));
+        u.set_raw(format!("{st} = {v}"));
+        u.set_once(TTL, n(r.expires_at));
+        status_extras(&mut u, r);
+        let cond = format!("attribute_not_exists({st}) OR {st} >= {v}");
+        if self.update(item_key(), u, Some(&cond)).await? {
+            return Ok(());
+        }
+        // An earlier timestamp of this status is stored; still keep what else this report
+        // brings (each first-wins).
+        let mut u = Update::default();
+        status_extras(&mut u, r);
+        if !u.is_empty() {
+            self.update(item_key(), u, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
+        let mut item = key(
+            conv_pk(&c.phone_number_id, &c.customer),
+            &consent_sk(&c.scope),
+        );
+        item.extend([
+            (msg::PNID.into(), s(&c.phone_number_id)),
+            (msg::CUSTOMER.into(), s(c.customer.as_storage())),
+            ("scope".into(), s(&c.scope)),
+            ("consent".into(), s(consent_str(c.consent))),
+            ("source".into(), s(c.source.as_str())),
+            (AT.into(), n(c.at)),
+        ]);
+        self.put_newest(item, c.at).await
+    }
+
+    async fn record_account(&self, a: &AccountRecord) -> Result<(), StoreError> {
+        let mut item = key(account_pk(&a.waba_id), &account_sk(&a.key));
+        item.extend(
+            a.attributes
+                .iter()
+                .map(|(k, v)| (format!("{ACCOUNT_ATTR_PREFIX}{k}"), s(v))),
+        );
+        item.extend([
+            ("waba_id".into(), s(&a.waba_id)),
+            ("key".into(), s(&a.key)),
+            (AT.into(), n(a.at)),
+        ]);
+        self.put_newest(item, a.at).await
+    }
+
+    async fn record_event(&self, e: &EventRecord) -> Result<Recorded, StoreError> {
+        let hash = sha256_hex(e.natural_key.as_bytes());
+        let scope = e
+            .waba_id
+            .as_deref()
+            .or(e.phone_number_id.as_deref())
+            .unwrap_or("-");
+        let mut item = key(event_pk(&hash), EVENT_SK);
+        item.extend([
+            ("natural_key".into(), s(&e.natural_key)),
+            ("field".into(), s(&e.field)),
+            ("kind".into(), s(&e.kind)),
+            (AT.into(), n(e.at)),
+            (msg::RAW.into(), s(&e.raw)),
+            (TTL.into(), n(e.expires_at)),
+            (GSI1PK.into(), s(events_gsi_pk(scope))),
+            (GSI1SK.into(), s(format!("{:010}#{hash}", e.at))),
+        ]);
+        if let Some(w) = &e.waba_id {
+            item.insert("waba_id".into(), s(w));
+        }
+        if let Some(p) = &e.phone_number_id {
+            item.insert(msg::PNID.into(), s(p));
+        }
+        let written = self
+            .put_if(item, "attribute_not_exists(pk)", [], [])
+            .await?;
+        Ok(if written {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+}
+
+pub(crate) fn consent_str(c: wa_domain::ports::Consent) -> &'static str {
+    match c {
+        wa_domain::ports::Consent::OptedOut => "opted_out",
+        wa_domain::ports::Consent::OptedIn => "opted_in",
+    }
+}

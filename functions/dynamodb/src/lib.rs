@@ -1,0 +1,149 @@
+//! `wa-dynamodb`: Ventana's DynamoDB adapter.
+//!
+//! It owns the table layout and every DynamoDB request Ventana makes, and implements
+//! `wa-domain`'s store ports ([`InboundStore`], [`ConversationReader`], [`ApiKeyStore`],
+//! [`Quarantine`]) on [`DynamoStore`]. SDK types stop here: callers see only domain types and
+//! [`StoreError`]. It must not depend on Lambda, HTTP frameworks or other adapters (`wa-sqs`,
+//! `wa-edge`); the domain must never depend on it.
+//!
+//! # Table
+//!
+//! One table (see [`create_table`]; `infra/template.yaml` declares the same): keys `pk` (S,
+//! HASH) and `sk` (S, RANGE); one global secondary index `gsi1` on `gsi1pk` (S) / `gsi1sk` (S),
+//! projection ALL; on-demand billing; TTL on the number attribute `ttl`.
+//!
+//! # Items
+//!
+//! | what | `pk` | `sk` | `gsi1pk` / `gsi1sk` | written with |
+//! |---|---|---|---|---|
+//! | message | `MSG#{wamid}` | `MSG` | `CONV#{pnid}#{customer}` / `{timestamp:010}#{wamid}` | one UpdateItem, `attribute_not_exists(id)` (failure → `Duplicate`) |
+//! | its statuses | same item | | none (a status alone never enters a history) | UpdateItem `SET st_<status>` earliest-wins, `if_not_exists` for the rest |
+//! | window | `CONV#{pnid}#{customer}` | `WINDOW` | | UpdateItem, `cs_until` forward-only; a second one for `fep_until` |
+//! | consent | `CONV#{pnid}#{customer}` | `CONSENT#{scope}` | | PutItem, `at` newest-wins |
+//! | phone alias | `ALIAS#{pnid}#{wa_id}` | `ALIAS` | | PutItem, `attribute_not_exists(pk)` (first alias kept) |
+//! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
+//! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
+//! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
+//! | quarantine | `QUARANTINE#{sha256(body)}` | `CHUNK#{n:04}` (≤ 300 KiB of B each), then `META` | | BatchWriteItem for the chunks, then a conditional PutItem of `META` |
+//!
+//! `{customer}` is [`CustomerKey::as_storage`] (`u:<bsuid>` or `p:<digits>`); `{pnid}` is the
+//! business phone number id.
+//!
+//! Why this shape:
+//! - **No hot keys.** Messages are keyed by wamid, so writes spread over all partitions; a
+//!   conversation's history is the GSI partition of one customer of one number, which only
+//!   that customer writes to. Windows, consent and aliases are one item per customer.
+//! - **Cheap writes.** A message is one write; its statuses update the same item (no item per
+//!   status, no second index entry); a window is one write (two for ad referrals); aliases are
+//!   read (½ unit, eventually consistent) before the conditional put, so the steady state
+//!   costs no write.
+//! - **Once and forward-only.** Everything that must happen once is a conditional write; the
+//!   window, consent and account records only move forward; the first timestamp of a status
+//!   (the earliest, as [`wa_domain::status::StatusHistory`] defines) and the first error are
+//!   kept. The current status is derived on read from the `st_*` attributes present.
+//! - **Retention.** Messages (and their statuses), events and quarantined bodies carry `ttl`.
+//!   Windows, consent, aliases, accounts and API keys are state, not history, and have none.
+//!
+//! A message item also becomes the message's delivery record when a status arrives before the
+//! message itself is recorded (outbound messages whose status webhook wins the race): the
+//! status-only item has no `id` and no `gsi1` keys, and `record_message` then adds the message
+//! with an UpdateItem (a PutItem would erase the statuses, and `attribute_not_exists(pk)`
+//! would wrongly call it a duplicate).
+#![warn(missing_docs)]
+
+mod apikeys;
+mod attr;
+mod cursor;
+mod inbound;
+mod keys;
+pub mod quarantine;
+mod reader;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::Client;
+
+pub use schema::{SetupError, create_table};
+
+#[cfg(doc)]
+use wa_domain::{
+    customer::CustomerKey,
+    ports::{ApiKeyStore, ConversationReader, InboundStore, Quarantine, StoreError},
+};
+
+/// Request counters, for the cost report: every request the store sends counts once (the
+/// SDK's own retries of a request are not counted again).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// A copy of the [`Metrics`] counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Read requests sent (GetItem, Query).
+    pub reads: u64,
+    /// Write requests sent (PutItem, UpdateItem, BatchWriteItem).
+    pub writes: u64,
+}
+
+impl MetricsSnapshot {
+    /// The requests sent between `earlier` and `self`.
+    pub fn since(self, earlier: MetricsSnapshot) -> MetricsSnapshot {
+        MetricsSnapshot {
+            reads: self.reads.saturating_sub(earlier.reads),
+            writes: self.writes.saturating_sub(earlier.writes),
+        }
+    }
+}
+
+impl Metrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Ventana's store on one DynamoDB table. Cheap to clone; clones share the client and the
+/// [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    metrics: Arc<Metrics>,
+}
+
+impl DynamoStore {
+    /// A store on `table` (created by [`create_table`] or the deployment template).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The request counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}

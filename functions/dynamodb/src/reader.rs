@@ -1,0 +1,304 @@
+//! [`ConversationReader`], and reads of single records for the APIs and tests.
+
+use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::ports::{
+    AccountRecord, Consent, ConsentRecord, ConsentSource, ConversationReader, DeliveryState,
+    Direction, EventRecord, HistoryItem, HistoryPage, MessageRecord, StoreError,
+};
+use wa_domain::status::DeliveryStatus;
+use wa_domain::window::Window;
+
+use crate::DynamoStore;
+use crate::attr::{Item, opt_n, opt_s, req_n, req_s, s, unavailable};
+use crate::inbound::{AT, msg, status_attr, win};
+use crate::keys::*;
+use crate::{cursor, inbound};
+
+/// Reads a message item into its record.
+fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
+    let customer = req_s(item, msg::CUSTOMER)?;
+    let direction = match req_s(item, msg::DIRECTION)? {
+        "inbound" => Direction::Inbound,
+        "outbound" => Direction::Outbound,
+        other => return Err(StoreError::Corrupt(format!("unknown direction {other:?}"))),
+    };
+    Ok(MessageRecord {
+        id: req_s(item, msg::ID)?.to_owned(),
+        wamid: req_s(item, msg::WAMID)?.to_owned(),
+        phone_number_id: req_s(item, msg::PNID)?.to_owned(),
+        customer: CustomerKey::from_storage(customer)
+            .ok_or_else(|| StoreError::Corrupt(format!("unreadable customer {customer:?}")))?,
+        who: CustomerRef {
+            user_id: opt_s(item, msg::USER_ID)?.map(str::to_owned),
+            wa_id: opt_s(item, msg::WA_ID)?.map(str::to_owned),
+        },
+        direction,
+        message_type: req_s(item, msg::TYPE)?.to_owned(),
+        timestamp: req_n(item, msg::TIMESTAMP)?,
+        raw: req_s(item, msg::RAW)?.to_owned(),
+        expires_at: req_n(item, TTL)?,
+    })
+}
+
+/// Reads the statuses of a message item; `None` if it has none.
+fn delivery_from(item: &Item) -> Result<Option<DeliveryState>, StoreError> {
+    let mut state = DeliveryState::default();
+    let mut any = false;
+    for status in DeliveryStatus::ALL {
+        if let Some(at) = opt_n(item, &status_attr(status))? {
+            state.history.record(status, at);
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    state.error = match opt_n(item, msg::ERR_CODE)? {
+        Some(code) => Some((
+            code,
+            opt_s(item, msg::ERR_MESSAGE)?
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+        None => None,
+    };
+    state.callback_data = opt_s(item, msg::CALLBACK_DATA)?.map(str::to_owned);
+    Ok(Some(state))
+}
+
+fn event_from(item: &Item) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        natural_key: req_s(item, "natural_key")?.to_owned(),
+        waba_id: opt_s(item, "waba_id")?.map(str::to_owned),
+        phone_number_id: opt_s(item, msg::PNID)?.map(str::to_owned),
+        field: req_s(item, "field")?.to_owned(),
+        kind: req_s(item, "kind")?.to_owned(),
+        at: req_n(item, AT)?,
+        raw: req_s(item, msg::RAW)?.to_owned(),
+        expires_at: req_n(item, TTL)?,
+    })
+}
+
+impl DynamoStore {
+    /// GetItem, counted.
+    pub(crate) async fn get(
+        &self,
+        key: Item,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        self.metrics.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// The delivery state of an outbound message, from its statuses (strongly consistent).
+    pub async fn delivery(&self, wamid: &str) -> Result<Option<DeliveryState>, StoreError> {
+        match self.get(key(msg_pk(wamid), MSG_SK), true).await? {
+            Some(item) => delivery_from(&item),
+            None => Ok(None),
+        }
+    }
+
+    /// The consent stored for a customer and scope (strongly consistent).
+    pub async fn consent(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+        scope: &str,
+    ) -> Result<Option<ConsentRecord>, StoreError> {
+        let key = key(conv_pk(phone_number_id, customer), &consent_sk(scope));
+        let Some(item) = self.get(key, true).await? else {
+            return Ok(None);
+        };
+        let consent = match req_s(&item, "consent")? {
+            c if c == inbound::consent_str(Consent::OptedOut) => Consent::OptedOut,
+            c if c == inbound::consent_str(Consent::OptedIn) => Consent::OptedIn,
+            other => return Err(StoreError::Corrupt(format!("unknown consent {other:?}"))),
+        };
+        let source = req_s(&item, "source")?;
+        let source = [
+            ConsentSource::UserPreferences,
+            ConsentSource::Keyword,
+            ConsentSource::Error131050,
+            ConsentSource::Api,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == source)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown consent source {source:?}")))?;
+        Ok(Some(ConsentRecord {
+            phone_number_id: phone_number_id.to_owned(),
+            customer: customer.clone(),
+            scope: scope.to_owned(),
+            consent,
+            source,
+            at: req_n(&item, AT)?,
+        }))
+    }
+
+    /// The account record stored for a key (strongly consistent); attributes sorted by name.
+    pub async fn account(
+        &self,
+        waba_id: &str,
+        record_key: &str,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let key = key(account_pk(waba_id), &account_sk(record_key));
+        let Some(item) = self.get(key, true).await? else {
+            return Ok(None);
+        };
+        let mut attributes = Vec::new();
+        for name in item.keys() {
+            if let Some(short) = name.strip_prefix(ACCOUNT_ATTR_PREFIX) {
+                attributes.push((short.to_owned(), req_s(&item, name)?.to_owned()));
+            }
+        }
+        attributes.sort();
+        Ok(Some(AccountRecord {
+            waba_id: waba_id.to_owned(),
+            key: record_key.to_owned(),
+            at: req_n(&item, AT)?,
+            attributes,
+        }))
+    }
+
+    /// The event kept under this natural key (strongly consistent).
+    pub async fn event(&self, natural_key: &str) -> Result<Option<EventRecord>, StoreError> {
+        let hash = sha256_hex(natural_key.as_bytes());
+        match self.get(key(event_pk(&hash), EVENT_SK), true).await? {
+            Some(item) => event_from(&item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest events of an account (or of a number when the event had no account, or
+    /// `-`), newest first, at most `limit` (one page; the index is eventually consistent).
+    pub async fn recent_events(
+        &self,
+        scope: &str,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let (items, _) = self
+            .query_gsi1(events_gsi_pk(scope), limit.max(1), None)
+            .await?;
+        items.iter().take(limit).map(event_from).collect()
+    }
+
+    /// One backwards Query of a `gsi1` partition.
+    async fn query_gsi1(
+        &self,
+        gsi1pk: String,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        self.metrics.read();
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(gsi1pk))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+}
+
+/// The `gsi1` key of an item, as a cursor needs it.
+fn gsi1_key_of(item: &Item) -> Item {
+    [PK, SK, GSI1PK, GSI1SK]
+        .into_iter()
+        .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+        .collect()
+}
+
+impl ConversationReader for DynamoStore {
+    async fn lookup_customer(
+        &self,
+        pnid: &str,
+        asked: &CustomerKey,
+    ) -> Result<CustomerKey, StoreError> {
+        match asked {
+            CustomerKey::Phone(p) => Ok(self
+                .get_alias(pnid, p, false)
+                .await?
+                .unwrap_or_else(|| asked.clone())),
+            CustomerKey::Bsuid(_) => Ok(asked.clone()),
+        }
+    }
+
+    async fn window(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+    ) -> Result<Option<(Window, CustomerRef)>, StoreError> {
+        // Strongly consistent: send-api must see a message processed a moment ago.
+        let Some(item) = self
+            .get(key(conv_pk(pnid, customer), WINDOW_SK), true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let window = Window {
+            last_inbound_at: opt_n(&item, win::LAST_INBOUND_AT)?,
+            customer_service_until: opt_n(&item, win::CS_UNTIL)?,
+            free_entry_point_until: opt_n(&item, win::FEP_UNTIL)?,
+        };
+        let who = CustomerRef {
+            user_id: opt_s(&item, msg::USER_ID)?.map(str::to_owned),
+            wa_id: opt_s(&item, msg::WA_ID)?.map(str::to_owned),
+        };
+        Ok(Some((window, who)))
+    }
+
+    async fn history(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<HistoryPage, StoreError> {
+        let gsi1pk = conv_pk(pnid, customer);
+        let start = cursor.map(|c| cursor::decode(c, &gsi1pk)).transpose()?;
+        if limit == 0 {
+            return Ok(HistoryPage::default());
+        }
+        // One item more than asked tells whether there is a next page, so the last page
+        // carries no cursor.
+        let (mut items, last_key) = self
+            .query_gsi1(gsi1pk, limit.saturating_add(1), start)
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            match items.last() {
+                Some(last) => Some(cursor::encode(&gsi1_key_of(last))?),
+                None => None,
+            }
+        } else {
+            // Fewer items than asked but a LastEvaluatedKey: the 1 MB page limit was hit.
+            last_key.as_ref().map(cursor::encode).transpose()?
+        };
+        let items = items
+            .iter()
+            .map(|item| {
+                Ok(HistoryItem {
+                    message: message_from(item)?,
+                    delivery: delivery_from(item)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(HistoryPage { items, next_cursor })
+    }
+}

@@ -1,0 +1,815 @@
+//! `wa-dynamodb` against moto: the store behaves as `wa_domain::testing::InMemoryStore` does.
+//! Each test makes its own table. Run with moto on `$AWS_ENDPOINT_URL` (`make test`).
+// Helpers outside #[test] fns are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::ports::*;
+use wa_domain::status::DeliveryStatus::{self, *};
+use wa_domain::testing::InMemoryStore;
+use wa_domain::window::{CUSTOMER_SERVICE_SECS, FREE_ENTRY_POINT_SECS, WindowUpdate};
+use wa_dynamodb::{DynamoStore, MetricsSnapshot};
+use wa_tests::fresh_table;
+
+const PNID: &str = "106540352242922";
+
+fn who(user_id: Option<&str>, wa_id: Option<&str>) -> CustomerRef {
+    CustomerRef::new(user_id, wa_id).unwrap()
+}
+
+fn message(customer: &CustomerKey, who: &CustomerRef, wamid: &str, ts: i64) -> MessageRecord {
+    MessageRecord {
+        id: wamid.to_owned(),
+        wamid: wamid.to_owned(),
+        phone_number_id: PNID.to_owned(),
+        customer: customer.clone(),
+        who: who.clone(),
+        direction: Direction::Inbound,
+        message_type: "text".to_owned(),
+        timestamp: ts,
+        raw: format!(r#"{{"id":"{wamid}","type":"text","text":{{"body":"hola {ts}"}}}}"#),
+        expires_at: ts + 90 * 86_400,
+    }
+}
+
+fn outbound(wamid: &str, ts: i64) -> MessageRecord {
+    let c = who(Some("US.77"), Some("15550000077"));
+    MessageRecord {
+        direction: Direction::Outbound,
+        ..message(&c.direct_key(), &c, wamid, ts)
+    }
+}
+
+fn status(wamid: &str, s: DeliveryStatus, ts: i64) -> StatusRecord {
+    StatusRecord {
+        wamid: wamid.to_owned(),
+        phone_number_id: Some(PNID.to_owned()),
+        status: s,
+        timestamp: ts,
+        error: None,
+        callback_data: None,
+        recipient: Some(who(Some("US.77"), Some("15550000077"))),
+        pricing: None,
+        expires_at: ts + 90 * 86_400,
+    }
+}
+
+/// Requests the store sent since `before`, printed for the cost report.
+fn cost(store: &DynamoStore, before: MetricsSnapshot, what: &str) -> MetricsSnapshot {
+    let used = store.metrics().snapshot().since(before);
+    eprintln!(
+        "requests: {what}: {} read(s), {} write(s)",
+        used.reads, used.writes
+    );
+    used
+}
+
+fn rw(reads: u64, writes: u64) -> MetricsSnapshot {
+    MetricsSnapshot { reads, writes }
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn replayed_wamid_is_recorded_once() {
+    let (store, _, _) = fresh_table().await;
+    let c = who(Some("US.1"), Some("15551230001"));
+    let m = message(&c.direct_key(), &c, "wamid.ONE", 1_700_000_000);
+
+    let before = store.metrics().snapshot();
+    assert_eq!(store.record_message(&m).await.unwrap(), Recorded::New);
+    assert_eq!(cost(&store, before, "record_message (new)"), rw(0, 1));
+
+    let before = store.metrics().snapshot();
+    assert_eq!(store.record_message(&m).await.unwrap(), Recorded::Duplicate);
+    assert_eq!(cost(&store, before, "record_message (replay)"), rw(0, 1));
+
+    // Meta redelivers for up to 7 days: the same wamid later, with other fields, is still a
+    // duplicate and changes nothing.
+    let days_later = MessageRecord {
+        expires_at: m.expires_at + 5 * 86_400,
+        raw: "{}".into(),
+        ..m.clone()
+    };
+    assert_eq!(
+        store.record_message(&days_later).await.unwrap(),
+        Recorded::Duplicate
+    );
+
+    let page = store
+        .history(PNID, &c.direct_key(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].message, m);
+    assert_eq!(page.items[0].delivery, None);
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn statuses_out_of_order_end_monotonic() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+
+    // read, then sent, then delivered → read, with each first timestamp.
+    let a = outbound("wamid.A", 1_000);
+    store.record_message(&a).await.unwrap();
+    let before = store.metrics().snapshot();
+    store
+        .apply_status(&status("wamid.A", Read, 20))
+        .await
+        .unwrap();
+    assert_eq!(cost(&store, before, "apply_status (new status)"), rw(0, 1));
+    for s in [status("wamid.A", Sent, 5), status("wamid.A", Delivered, 10)] {
+        store.apply_status(&s).await.unwrap();
+    }
+    let d = store.delivery("wamid.A").await.unwrap().unwrap();
+    assert_eq!(d.current(), Some(Read));
+    assert_eq!(
+        d.history.entries(),
+        vec![(Sent, 5), (Delivered, 10), (Read, 20)]
+    );
+
+    // failed, then read → failed; the first error is kept.
+    let b = outbound("wamid.B", 1_000);
+    store.record_message(&b).await.unwrap();
+    let failed = StatusRecord {
+        error: Some((131026, "Message undeliverable".into())),
+        callback_data: Some("order-17".into()),
+        pricing: Some(r#"{"billable":false}"#.into()),
+        ..status("wamid.B", Failed, 10)
+    };
+    let read = StatusRecord {
+        error: Some((1, "later error".into())),
+        callback_data: Some("other".into()),
+        ..status("wamid.B", Read, 12)
+    };
+    store.apply_status(&failed).await.unwrap();
+    store.apply_status(&read).await.unwrap();
+    let d = store.delivery("wamid.B").await.unwrap().unwrap();
+    assert_eq!(d.current(), Some(Failed));
+    assert_eq!(d.error, Some((131026, "Message undeliverable".into())));
+    assert_eq!(d.callback_data.as_deref(), Some("order-17"));
+
+    // A repeated status keeps its first (earliest) timestamp, whatever the arrival order.
+    let c = outbound("wamid.C", 1_000);
+    store.record_message(&c).await.unwrap();
+    let mut costs = Vec::new();
+    for ts in [9, 7, 8, 7] {
+        let before = store.metrics().snapshot();
+        store
+            .apply_status(&status("wamid.C", Sent, ts))
+            .await
+            .unwrap();
+        costs.push(cost(
+            &store,
+            before,
+            &format!("apply_status (sent at {ts})"),
+        ));
+    }
+    // 9 new, 7 earlier, 8 later (a failed condition, then the first-wins rest), 7 again.
+    assert_eq!(costs, vec![rw(0, 1), rw(0, 1), rw(0, 2), rw(0, 1)]);
+    let d = store.delivery("wamid.C").await.unwrap().unwrap();
+    assert_eq!(d.history.at(Sent), Some(7));
+
+    // Exactly what the in-memory fake ends with, and visible in history.
+    for m in [&a, &b, &c] {
+        fake.record_message(m).await.unwrap();
+    }
+    for s in [
+        status("wamid.A", Read, 20),
+        status("wamid.A", Sent, 5),
+        status("wamid.A", Delivered, 10),
+        failed,
+        read,
+        status("wamid.C", Sent, 9),
+        status("wamid.C", Sent, 7),
+        status("wamid.C", Sent, 8),
+        status("wamid.C", Sent, 7),
+    ] {
+        fake.apply_status(&s).await.unwrap();
+    }
+    for wamid in ["wamid.A", "wamid.B", "wamid.C"] {
+        assert_eq!(
+            store.delivery(wamid).await.unwrap(),
+            fake.delivery(wamid),
+            "{wamid}"
+        );
+    }
+    let page = store.history(PNID, &a.customer, 10, None).await.unwrap();
+    let fake_page = fake.history(PNID, &a.customer, 10, None).await.unwrap();
+    assert_eq!(page.items, fake_page.items);
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn status_before_its_message_is_kept_and_stays_out_of_history() {
+    let (store, _, _) = fresh_table().await;
+    let m = outbound("wamid.EARLY", 1_000);
+    store
+        .apply_status(&status("wamid.EARLY", Delivered, 1_005))
+        .await
+        .unwrap();
+    let history = store.history(PNID, &m.customer, 10, None).await.unwrap();
+    assert!(history.items.is_empty(), "a status alone is no message");
+
+    assert_eq!(store.record_message(&m).await.unwrap(), Recorded::New);
+    assert_eq!(store.record_message(&m).await.unwrap(), Recorded::Duplicate);
+    let history = store.history(PNID, &m.customer, 10, None).await.unwrap();
+    assert_eq!(history.items.len(), 1);
+    assert_eq!(history.items[0].message, m);
+    let delivery = history.items[0].delivery.as_ref().unwrap();
+    assert_eq!(delivery.current(), Some(Delivered));
+    assert_eq!(delivery.history.at(Delivered), Some(1_005));
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn window_never_moves_back() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let newer_who = who(Some("US.5"), Some("15550000005"));
+    let older_who = who(Some("US.5"), Some("15559999999"));
+    let key = newer_who.direct_key();
+    let newer = WindowUpdate::for_message(10_000, false);
+    let older = WindowUpdate::for_message(5_000, false);
+
+    let before = store.metrics().snapshot();
+    store
+        .advance_window(PNID, &key, &newer_who, &newer, Some("Lucía"))
+        .await
+        .unwrap();
+    assert_eq!(cost(&store, before, "advance_window"), rw(0, 1));
+    let before = store.metrics().snapshot();
+    store
+        .advance_window(PNID, &key, &older_who, &older, Some("Old name"))
+        .await
+        .unwrap();
+    assert_eq!(cost(&store, before, "advance_window (older)"), rw(0, 1));
+    for (w, u, p) in [
+        (&newer_who, &newer, "Lucía"),
+        (&older_who, &older, "Old name"),
+    ] {
+        fake.advance_window(PNID, &key, w, u, Some(p))
+            .await
+            .unwrap();
+    }
+
+    let (window, ids) = store.window(PNID, &key).await.unwrap().unwrap();
+    assert_eq!(window.last_inbound_at, Some(10_000));
+    assert_eq!(
+        window.customer_service_until,
+        Some(10_000 + CUSTOMER_SERVICE_SECS)
+    );
+    assert_eq!(window.free_entry_point_until, None);
+    assert_eq!(ids, newer_who, "the older message's ids do not win");
+    assert_eq!(Some((window, ids)), fake.window(PNID, &key).await.unwrap());
+
+    // A replay of the newest message changes nothing either.
+    store
+        .advance_window(PNID, &key, &newer_who, &newer, Some("Lucía"))
+        .await
+        .unwrap();
+    assert_eq!(store.window(PNID, &key).await.unwrap().unwrap().0, window);
+    assert_eq!(
+        store
+            .window(PNID, &CustomerKey::Bsuid("US.none".into()))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn free_entry_point_window_is_kept_separately() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let c = who(Some("US.6"), None);
+    let key = c.direct_key();
+    let steps = [
+        (1_000, true),  // from an ad: 24 h and 72 h
+        (2_000, false), // newer, plain: 24 h moves, 72 h stays
+        (500, true),    // older referral: nothing moves
+        (3_000, true),  // newer referral: both move
+    ];
+    for (i, (at, referral)) in steps.into_iter().enumerate() {
+        let u = WindowUpdate::for_message(at, referral);
+        let before = store.metrics().snapshot();
+        store
+            .advance_window(PNID, &key, &c, &u, None)
+            .await
+            .unwrap();
+        let used = cost(
+            &store,
+            before,
+            &format!("advance_window (referral: {referral})"),
+        );
+        assert_eq!(used.writes, if referral { 2 } else { 1 });
+        fake.advance_window(PNID, &key, &c, &u, None).await.unwrap();
+        let got = store.window(PNID, &key).await.unwrap().unwrap();
+        assert_eq!(
+            Some(got.clone()),
+            fake.window(PNID, &key).await.unwrap(),
+            "step {i}"
+        );
+        if i == 2 {
+            assert_eq!(
+                got.0.customer_service_until,
+                Some(2_000 + CUSTOMER_SERVICE_SECS)
+            );
+            assert_eq!(
+                got.0.free_entry_point_until,
+                Some(1_000 + FREE_ENTRY_POINT_SECS)
+            );
+        }
+    }
+    let (w, _) = store.window(PNID, &key).await.unwrap().unwrap();
+    assert_eq!(
+        w.free_entry_point_until,
+        Some(3_000 + FREE_ENTRY_POINT_SECS)
+    );
+    assert_eq!(w.last_inbound_at, Some(3_000));
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn bsuid_and_phone_resolve_to_one_customer() {
+    let (store, _, _) = fresh_table().await;
+    let both = who(Some("US.13491208655302741918"), Some("16505551234"));
+    let bsuid = CustomerKey::Bsuid("US.13491208655302741918".into());
+
+    let before = store.metrics().snapshot();
+    assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    assert_eq!(
+        cost(&store, before, "resolve_customer (new alias)"),
+        rw(1, 1)
+    );
+    let before = store.metrics().snapshot();
+    assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    assert_eq!(
+        cost(&store, before, "resolve_customer (known alias)"),
+        rw(1, 0)
+    );
+
+    let phone_only = who(None, Some("+1 650-555-1234"));
+    let before = store.metrics().snapshot();
+    assert_eq!(
+        store.resolve_customer(PNID, &phone_only).await.unwrap(),
+        bsuid
+    );
+    assert_eq!(
+        cost(&store, before, "resolve_customer (phone only)"),
+        rw(1, 0)
+    );
+
+    let before = store.metrics().snapshot();
+    assert_eq!(
+        store
+            .lookup_customer(PNID, &CustomerKey::Phone("16505551234".into()))
+            .await
+            .unwrap(),
+        bsuid
+    );
+    assert_eq!(cost(&store, before, "lookup_customer (phone)"), rw(1, 0));
+    let before = store.metrics().snapshot();
+    assert_eq!(store.lookup_customer(PNID, &bsuid).await.unwrap(), bsuid);
+    assert_eq!(cost(&store, before, "lookup_customer (bsuid)"), rw(0, 0));
+
+    // The first alias is kept; aliases are per business number; unknown phones stay phones.
+    let other = who(Some("US.999"), Some("16505551234"));
+    assert_eq!(
+        store.resolve_customer(PNID, &other).await.unwrap(),
+        CustomerKey::Bsuid("US.999".into())
+    );
+    assert_eq!(
+        store.resolve_customer(PNID, &phone_only).await.unwrap(),
+        bsuid
+    );
+    assert_eq!(
+        store.resolve_customer("999", &phone_only).await.unwrap(),
+        CustomerKey::Phone("16505551234".into())
+    );
+    let unknown = CustomerKey::Phone("4915112345678".into());
+    assert_eq!(
+        store.lookup_customer(PNID, &unknown).await.unwrap(),
+        unknown
+    );
+    assert!(matches!(
+        store.resolve_customer(PNID, &CustomerRef::default()).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // The same sequence on the fake gives the same keys.
+    let fake = InMemoryStore::default();
+    fake.resolve_customer(PNID, &both).await.unwrap();
+    fake.resolve_customer(PNID, &other).await.unwrap();
+    assert_eq!(
+        fake.resolve_customer(PNID, &phone_only).await.unwrap(),
+        bsuid
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn message_without_phone_is_recorded() {
+    let (store, _, _) = fresh_table().await;
+    let c = who(Some("US.ONLYBSUID"), None);
+    let before = store.metrics().snapshot();
+    let key = store.resolve_customer(PNID, &c).await.unwrap();
+    assert_eq!(
+        cost(&store, before, "resolve_customer (bsuid only)"),
+        rw(0, 0)
+    );
+    assert_eq!(key, CustomerKey::Bsuid("US.ONLYBSUID".into()));
+
+    let m = message(&key, &c, "wamid.NOPHONE", 1_700_000_100);
+    assert_eq!(store.record_message(&m).await.unwrap(), Recorded::New);
+    store
+        .advance_window(
+            PNID,
+            &key,
+            &c,
+            &WindowUpdate::for_message(m.timestamp, false),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let page = store.history(PNID, &key, 10, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].message.who.wa_id, None);
+    assert_eq!(page.items[0].message, m);
+    let (_, ids) = store.window(PNID, &key).await.unwrap().unwrap();
+    assert_eq!(ids, c);
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn history_is_newest_first_and_paginates() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let c = who(Some("US.H"), Some("15550000100"));
+    let key = c.direct_key();
+    let other = who(Some("US.OTHER"), None);
+    // 23 messages, some sharing a timestamp (the wamid breaks the tie), out of order.
+    for i in 0..23i64 {
+        let ts = 1_700_000_000 + (i * 7919) % 23 / 2;
+        let m = message(&key, &c, &format!("wamid.H{i:02}"), ts);
+        store.record_message(&m).await.unwrap();
+        fake.record_message(&m).await.unwrap();
+    }
+    for i in 0..5 {
+        let m = message(
+            &other.direct_key(),
+            &other,
+            &format!("wamid.O{i}"),
+            1_800_000_000,
+        );
+        store.record_message(&m).await.unwrap();
+    }
+
+    let expected = fake.history(PNID, &key, 100, None).await.unwrap().items;
+    assert_eq!(expected.len(), 23);
+
+    for limit in [7usize, 23, 1] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let before = store.metrics().snapshot();
+            let page = store
+                .history(PNID, &key, limit, cursor.as_deref())
+                .await
+                .unwrap();
+            if pages == 0 {
+                assert_eq!(cost(&store, before, "history page").reads, 1);
+            }
+            pages += 1;
+            assert!(page.items.len() <= limit);
+            seen.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+            assert!(pages < 100, "pagination does not end");
+        }
+        assert_eq!(pages, 23usize.div_ceil(limit), "limit {limit}");
+        let wamids: Vec<&str> = seen.iter().map(|h| h.message.wamid.as_str()).collect();
+        let unique: HashSet<&str> = wamids.iter().copied().collect();
+        assert_eq!(unique.len(), 23, "no duplicates across pages");
+        assert_eq!(seen, expected, "newest first, as the fake orders them");
+    }
+
+    // Cursors are opaque but checked.
+    let first = store.history(PNID, &key, 5, None).await.unwrap();
+    let cursor = first.next_cursor.unwrap();
+    for bad in ["not-a-cursor!", "e30", "", "eyJwayI6MX0"] {
+        assert!(
+            matches!(
+                store.history(PNID, &key, 5, Some(bad)).await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        store
+            .history(PNID, &other.direct_key(), 5, Some(&cursor))
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let empty = store
+        .history(PNID, &CustomerKey::Phone("123456".into()), 5, None)
+        .await
+        .unwrap();
+    assert_eq!(empty, HistoryPage::default());
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn consent_and_account_records_are_newest_wins() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let key = CustomerKey::Bsuid("US.C".into());
+    let consent = |consent, source, at| ConsentRecord {
+        phone_number_id: PNID.into(),
+        customer: key.clone(),
+        scope: "marketing".into(),
+        consent,
+        source,
+        at,
+    };
+    let steps = [
+        consent(Consent::OptedOut, ConsentSource::UserPreferences, 100),
+        consent(Consent::OptedIn, ConsentSource::Api, 50), // older: ignored
+        consent(Consent::OptedIn, ConsentSource::Keyword, 200),
+        consent(Consent::OptedOut, ConsentSource::Error131050, 150), // older: ignored
+    ];
+    for (i, c) in steps.iter().enumerate() {
+        let before = store.metrics().snapshot();
+        store.record_consent(c).await.unwrap();
+        assert_eq!(cost(&store, before, "record_consent"), rw(0, 1));
+        fake.record_consent(c).await.unwrap();
+        assert_eq!(
+            store.consent(PNID, &key, "marketing").await.unwrap(),
+            fake.consent_of(PNID, &key, "marketing"),
+            "step {i}"
+        );
+    }
+    assert_eq!(
+        store.consent(PNID, &key, "marketing").await.unwrap(),
+        Some(steps[2].clone())
+    );
+    assert_eq!(store.consent(PNID, &key, "all").await.unwrap(), None);
+
+    let account = |at, attrs: &[(&str, &str)]| AccountRecord {
+        waba_id: "102290129340398".into(),
+        key: "template#order_update#en_US".into(),
+        at,
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let steps = [
+        account(100, &[("status", "APPROVED"), ("type", "x")]),
+        account(90, &[("status", "REJECTED"), ("reason", "ABUSIVE_CONTENT")]),
+        account(150, &[("reason", "NONE"), ("status", "PAUSED")]),
+    ];
+    for (i, a) in steps.iter().enumerate() {
+        store.record_account(a).await.unwrap();
+        fake.record_account(a).await.unwrap();
+        assert_eq!(
+            store.account(&a.waba_id, &a.key).await.unwrap(),
+            fake.account(&a.waba_id, &a.key),
+            "step {i}"
+        );
+    }
+    let stored = store
+        .account("102290129340398", "template#order_update#en_US")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.at, 150);
+    assert_eq!(
+        stored.attributes,
+        vec![
+            ("reason".to_owned(), "NONE".to_owned()),
+            ("status".to_owned(), "PAUSED".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn events_are_kept_once() {
+    let (store, _, _) = fresh_table().await;
+    let event = |key: &str, at| EventRecord {
+        natural_key: key.into(),
+        waba_id: Some("102290129340398".into()),
+        phone_number_id: Some(PNID.into()),
+        field: "messages".into(),
+        kind: "error".into(),
+        at,
+        raw: format!(r#"{{"code":131000,"at":{at}}}"#),
+        expires_at: at + 90 * 86_400,
+    };
+    let first = event("error:102290129340398:abc", 1_000);
+    let before = store.metrics().snapshot();
+    assert_eq!(store.record_event(&first).await.unwrap(), Recorded::New);
+    assert_eq!(cost(&store, before, "record_event"), rw(0, 1));
+    assert_eq!(
+        store.record_event(&first).await.unwrap(),
+        Recorded::Duplicate
+    );
+    let replay = EventRecord {
+        raw: "{}".into(),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.record_event(&replay).await.unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        store.event(&first.natural_key).await.unwrap(),
+        Some(first.clone())
+    );
+
+    let second = event("error:102290129340398:def", 2_000);
+    let unscoped = EventRecord {
+        waba_id: None,
+        phone_number_id: None,
+        ..event("field:unknown:1", 1_500)
+    };
+    store.record_event(&second).await.unwrap();
+    store.record_event(&unscoped).await.unwrap();
+    let recent = store.recent_events("102290129340398", 10).await.unwrap();
+    assert_eq!(recent, vec![second, first]);
+    assert_eq!(store.recent_events("-", 10).await.unwrap(), vec![unscoped]);
+    assert_eq!(store.event("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn api_key_scope_and_revocation() {
+    let (store, _, _) = fresh_table().await;
+    let any = wa_domain::auth::hash_key("vnt_dev_key");
+    let some = wa_domain::auth::hash_key("vnt_scoped_key");
+    let none = wa_domain::auth::hash_key("vnt_no_numbers");
+
+    let before = store.metrics().snapshot();
+    store
+        .put_key(&any, &KeyScope::AnyNumber, "dev")
+        .await
+        .unwrap();
+    assert_eq!(cost(&store, before, "put_key"), rw(0, 1));
+    let scoped = KeyScope::Numbers(vec![PNID.into(), "2".into()]);
+    store.put_key(&some, &scoped, "shop").await.unwrap();
+    store
+        .put_key(&none, &KeyScope::Numbers(vec![]), "empty")
+        .await
+        .unwrap();
+
+    let before = store.metrics().snapshot();
+    assert_eq!(
+        store.find_key(&any).await.unwrap(),
+        Some(KeyScope::AnyNumber)
+    );
+    assert_eq!(cost(&store, before, "find_key"), rw(1, 0));
+    let found = store.find_key(&some).await.unwrap().unwrap();
+    assert_eq!(found, scoped);
+    assert!(found.allows(PNID) && !found.allows("3"));
+    assert_eq!(
+        store.find_key(&none).await.unwrap(),
+        Some(KeyScope::Numbers(vec![]))
+    );
+    assert_eq!(store.find_key("0".repeat(64).as_str()).await.unwrap(), None);
+
+    assert!(store.revoke_key(&some).await.unwrap());
+    assert_eq!(store.find_key(&some).await.unwrap(), None);
+    assert!(!store.revoke_key("deadbeef").await.unwrap());
+    assert_eq!(
+        store.find_key("deadbeef").await.unwrap(),
+        None,
+        "no stub left"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn quarantine_keeps_a_3mb_body_in_chunks() {
+    let (store, client, table) = fresh_table().await;
+    // 3 MB of every byte value, not compressible, not UTF-8.
+    let mut body = Vec::with_capacity(3 * 1024 * 1024);
+    let mut x: u32 = 0x9E37_79B9;
+    while body.len() < 3 * 1024 * 1024 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        body.extend_from_slice(&x.to_le_bytes());
+    }
+    let received_at = 1_700_000_000;
+
+    let before = store.metrics().snapshot();
+    let id = store
+        .quarantine(&body, "unparseable payload", received_at)
+        .await
+        .unwrap();
+    assert_eq!(cost(&store, before, "quarantine (3 MB)"), rw(1, 2));
+    use sha2::Digest;
+    assert_eq!(id, hex::encode(sha2::Sha256::digest(&body)));
+
+    // Again: found, nothing written.
+    let before = store.metrics().snapshot();
+    assert_eq!(
+        store
+            .quarantine(&body, "again", received_at + 5)
+            .await
+            .unwrap(),
+        id
+    );
+    assert_eq!(cost(&store, before, "quarantine (again)"), rw(1, 0));
+
+    let (back, reason) = store.quarantined(&id).await.unwrap().unwrap();
+    assert_eq!(back.len(), body.len());
+    assert!(back == body, "the bytes come back unchanged");
+    assert_eq!(reason, "unparseable payload");
+
+    // The chunks as stored: ≤ 300 KiB each, in order, each with the TTL.
+    let chunks = raw_partition(&client, &table, &format!("QUARANTINE#{id}")).await;
+    let chunk_items: Vec<_> = chunks
+        .iter()
+        .filter(|i| matches!(i.get("sk"), Some(AttributeValue::S(s)) if s.starts_with("CHUNK#")))
+        .collect();
+    assert_eq!(
+        chunk_items.len(),
+        (3 * 1024 * 1024usize).div_ceil(300 * 1024)
+    );
+    let mut joined = Vec::new();
+    for item in &chunk_items {
+        let Some(AttributeValue::B(b)) = item.get("data") else {
+            panic!("chunk without data");
+        };
+        assert!(b.as_ref().len() <= wa_dynamodb::quarantine::CHUNK_BYTES);
+        joined.extend_from_slice(b.as_ref());
+        assert_eq!(
+            item.get("ttl"),
+            Some(&AttributeValue::N(
+                (received_at + wa_dynamodb::quarantine::RETENTION_SECS).to_string()
+            ))
+        );
+    }
+    assert!(joined == body);
+
+    assert_eq!(store.quarantined(&"0".repeat(64)).await.unwrap(), None);
+    let small = store.quarantine(b"", "empty", received_at).await.unwrap();
+    assert_eq!(
+        store.quarantined(&small).await.unwrap(),
+        Some((Vec::new(), "empty".to_owned()))
+    );
+}
+
+/// Every item of a partition, read directly.
+async fn raw_partition(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+#[tokio::test]
+async fn unreachable_table_is_unavailable() {
+    let config = wa_tests::unreachable_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "none");
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        store.record_message(&outbound("wamid.X", 1)),
+    )
+    .await
+    .expect("must not hang");
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(started.elapsed().as_secs() < 10);
+}
