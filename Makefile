@@ -1,0 +1,56 @@
+# Ventana's commands. The README's two are `make dev` (run everything locally) and `make test`
+# (every check CI runs; .ci/run calls it). Logic lives in scripts/: targets here only wire it.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= $(CURDIR)/.venv
+# The Python-packaged tools (sam, cfn-lint, moto_server, cargo-lambda) come from the project's
+# own .venv, which scripts/bootstrap.sh creates; nothing is installed system-wide.
+WITH_VENV := PATH="$(VENV)/bin:$$PATH" VENTANA_VENV="$(VENV)" SAM_CLI_TELEMETRY=0
+export VENTANA_VENV := $(VENV)
+# Lambda architecture for sam-build. Only the x86_64 Rust std is installed on our machines;
+# arm64 needs `rustup target add aarch64-unknown-linux-gnu`. `make deploy` reads the built
+# architecture back from the binaries, so build and deploy cannot disagree.
+ARCH ?= x86_64
+# Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
+export CARGO_LAMBDA_COMPILER ?= cargo
+
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap build-lambda sam-build deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+dev: ## run the whole local stack on 127.0.0.1:VENTANA_PORT (default 3000); Ctrl-C stops all of it
+	@exec scripts/dev.sh
+
+test: ## every check CI runs: fmt, clippy, domain purity, all tests (with moto), sam validate, cfn-lint
+	@scripts/test.sh
+
+bootstrap: ## create or refresh .venv with the pinned Python tools (no-op when up to date)
+	@scripts/bootstrap.sh
+
+test-unit: ## fast tests without moto (adapter tests marked #[ignore] are skipped)
+	cargo test --workspace --locked
+
+test-adapters: ## adapter tests (wa-tests) against a private moto server
+	scripts/with-moto.sh cargo test -p wa-tests --locked -- --include-ignored
+
+lint: ## cargo fmt --check, clippy -D warnings, wa-domain purity
+	@scripts/test.sh fmt clippy purity
+
+lint-infra: ## sam validate + cfn-lint on infra/template.yaml
+	@scripts/test.sh sam-validate cfn-lint
+
+build-lambda: bootstrap ## release binaries in target/lambda/<bin>/bootstrap (x86_64)
+	$(WITH_VENV) cargo lambda build --release --compiler cargo
+
+sam-build: bootstrap ## sam build (rust-cargolambda) into infra/.aws-sam; ARCH=x86_64 by default
+	cd infra && $(WITH_VENV) sam build --template-file template.yaml --parameter-overrides Arch=$(ARCH)
+
+deploy: bootstrap ## sam deploy --guided the last sam-build (needs AWS credentials)
+	@scripts/deploy.sh
+
+clean: ## remove build output (target/, infra/.aws-sam); keeps .venv
+	cargo clean
+	rm -rf infra/.aws-sam .aws-sam

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [STEP...]      (no STEP = all of them, in this order)
+#
+# `make test` runs it with no arguments: the README's test command, which .ci/run calls. Works
+# on a fresh clone, in CI (CI=true, no stdin, no TTY) and on a developer machine. Each step
+# prints a header and its time; the first failure stops the run with a non-zero exit.
+#   bootstrap     .venv with the pinned moto, cfn-lint, SAM CLI, cargo-lambda
+#   fmt           cargo fmt --all -- --check
+#   clippy        cargo clippy --workspace --all-targets --locked -- -D warnings
+#   purity        wa-domain depends on no AWS, Lambda, HTTP or async-runtime crate (style.md 3.3)
+#   tests         cargo test --workspace --locked -- --include-ignored, with a private moto
+#   sam-validate  SAM-specific checks of infra/template.yaml (no credentials needed)
+#   cfn-lint      CloudFormation checks of infra/template.yaml (offline)
+# `make lint` = fmt clippy purity; `make lint-infra` = sam-validate cfn-lint.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENTANA_VENV:-$ROOT/.venv}"
+ALL_STEPS=(bootstrap fmt clippy purity tests sam-validate cfn-lint)
+
+# Colours only on a terminal; CI logs (no TTY) stay free of escape codes.
+if [[ -t 1 ]]; then
+  export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
+  FMT_COLOR=always
+else
+  FMT_COLOR=never
+fi
+export SAM_CLI_TELEMETRY=0
+# No check may reach a real AWS account, even if the caller has credentials configured.
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+run_bootstrap() { "$ROOT/scripts/bootstrap.sh"; }
+run_fmt() { cargo fmt --all -- --check --color "$FMT_COLOR"; }
+run_clippy() { cargo clippy --workspace --all-targets --locked -- -D warnings; }
+run_purity() {
+  local tree offenders
+  # A failing `cargo tree` must fail the step, not read as "no match": capture it first.
+  tree="$(cargo tree -p wa-domain -e normal --locked)"
+  if offenders="$(grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' <<<"$tree")"; then
+    echo "error: wa-domain must stay free of AWS, Lambda, HTTP and async-runtime crates (style.md 3.3)," >&2
+    echo "but its normal dependency tree contains:" >&2
+    # shellcheck disable=SC2001 # indent every line, not one substitution
+    sed 's/^/  /' <<<"$offenders" >&2
+    echo "Move that code to an edge crate (wa-dynamodb, wa-sqs, wa-edge, a function) instead." >&2
+    return 1
+  fi
+  echo "wa-domain: no forbidden crate in its normal dependency tree ($(wc -l <<<"$tree") lines checked)"
+}
+run_tests() { "$ROOT/scripts/with-moto.sh" cargo test --workspace --locked -- --include-ignored; }
+run_sam-validate() {
+  run_bootstrap
+  "$VENV/bin/sam" validate --region us-east-1 -t infra/template.yaml
+}
+run_cfn-lint() {
+  run_bootstrap
+  "$VENV/bin/cfn-lint" infra/template.yaml
+}
+describe() {
+  case "$1" in
+    bootstrap) echo "scripts/bootstrap.sh" ;;
+    fmt) echo "cargo fmt --all -- --check" ;;
+    clippy) echo "cargo clippy --workspace --all-targets --locked -- -D warnings" ;;
+    purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
+    tests) echo "scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
+    sam-validate) echo "sam validate --region us-east-1 -t infra/template.yaml" ;;
+    cfn-lint) echo "cfn-lint infra/template.yaml" ;;
+  esac
+}
+
+steps=("$@")
+[[ ${#steps[@]} -gt 0 ]] || steps=("${ALL_STEPS[@]}")
+for s in "${steps[@]}"; do
+  [[ " ${ALL_STEPS[*]} " == *" $s "* ]] || { echo "unknown step '$s'; steps: ${ALL_STEPS[*]}" >&2; exit 2; }
+done
+
+T0=$SECONDS
+summary=()
+for s in "${steps[@]}"; do
+  printf '\n==> [%s] %s\n' "$s" "$(describe "$s")"
+  t=$SECONDS
+  set +e
+  ( set -euo pipefail; "run_$s" )
+  rc=$?
+  set -e
+  if [[ $rc -ne 0 ]]; then
+    printf '\n<== [%s] FAILED (exit %d) after %d s\n' "$s" "$rc" "$((SECONDS - t))" >&2
+    printf '%s\n' "${summary[@]}" "  $s: FAILED" >&2
+    exit "$rc"
+  fi
+  printf '<== [%s] ok in %d s\n' "$s" "$((SECONDS - t))"
+  summary+=("  $s: ok ($((SECONDS - t)) s)")
+done
+printf '\nsummary:\n'
+printf '%s\n' "${summary[@]}"
+printf 'all %d steps passed in %d s\n' "${#steps[@]}" "$((SECONDS - T0))"
