@@ -1,0 +1,237 @@
+//! The local stack's configuration, from the environment (names in architecture §4).
+
+use std::path::{Path, PathBuf};
+
+/// Default `VENTANA_PORT`.
+pub const DEFAULT_PORT: u16 = 3000;
+/// Default `WHATSAPP_APP_SECRET`.
+pub const DEFAULT_APP_SECRET: &str = "dev-app-secret";
+/// Default `WHATSAPP_VERIFY_TOKEN`.
+pub const DEFAULT_VERIFY_TOKEN: &str = "dev-verify-token";
+/// Default `VENTANA_DEV_API_KEY`.
+pub const DEFAULT_API_KEY: &str = "dev-api-key";
+/// Default `WHATSAPP_ACCESS_TOKEN` (only the sandbox Graph API accepts it).
+pub const DEFAULT_ACCESS_TOKEN: &str = "dev-access-token";
+/// Default `VENTANA_INSTANCES`.
+pub const DEFAULT_INSTANCES: usize = 2;
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable has a value that cannot be used.
+    #[error("{var}={value:?}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is expected.
+        reason: &'static str,
+    },
+    /// The local-stack executable's own path is unknown (needed for `VENTANA_BIN_DIR`).
+    #[error("cannot locate the local-stack executable; set VENTANA_BIN_DIR")]
+    NoExecutable(#[source] std::io::Error),
+}
+
+/// Everything the local stack needs to know. Its `Debug` leaves the secrets out.
+#[derive(Clone)]
+pub struct Config {
+    /// `VENTANA_PORT`: the HTTP port on 127.0.0.1.
+    pub port: u16,
+    /// `WHATSAPP_APP_SECRET` (comma-separated for rotation).
+    pub app_secret: String,
+    /// `WHATSAPP_VERIFY_TOKEN`.
+    pub verify_token: String,
+    /// `VENTANA_DEV_API_KEY`: seeded with access to every phone number id.
+    pub api_key: String,
+    /// `WHATSAPP_ACCESS_TOKEN`.
+    pub access_token: String,
+    /// `AWS_ENDPOINT_URL`: an existing moto (or other) endpoint; `None` starts moto here.
+    pub aws_endpoint: Option<String>,
+    /// Candidate `moto_server` executables, in order of preference.
+    pub moto_candidates: Vec<PathBuf>,
+    /// `VENTANA_BIN_DIR`: where the function binaries are.
+    pub bin_dir: PathBuf,
+    /// `VENTANA_INSTANCES`: processes per function.
+    pub instances: usize,
+    /// `RUST_LOG` for the functions (default `info`).
+    pub rust_log: String,
+    /// Variables passed to the functions unchanged when set (`HISTORY_RETENTION_DAYS`,
+    /// `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`).
+    pub passthrough: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("aws_endpoint", &self.aws_endpoint)
+            .field("bin_dir", &self.bin_dir)
+            .field("instances", &self.instances)
+            .field("rust_log", &self.rust_log)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Variables handed to every function as they are, when set.
+const PASSTHROUGH: &[&str] = &[
+    "HISTORY_RETENTION_DAYS",
+    "GRAPH_API_BASE_URL",
+    "GRAPH_API_VERSION",
+];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let exe_dir = || {
+            let exe = std::env::current_exe().map_err(ConfigError::NoExecutable)?;
+            exe.parent().map(Path::to_path_buf).ok_or_else(|| {
+                ConfigError::NoExecutable(std::io::Error::other("the executable has no parent"))
+            })
+        };
+        Config::from_lookup(|k| std::env::var(k).ok(), exe_dir)
+    }
+
+    /// Reads the variables through `var`; `exe_dir` is called only when `VENTANA_BIN_DIR` is
+    /// unset.
+    pub fn from_lookup(
+        var: impl Fn(&str) -> Option<String>,
+        exe_dir: impl FnOnce() -> Result<PathBuf, ConfigError>,
+    ) -> Result<Config, ConfigError> {
+        let set = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let port = match set("VENTANA_PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                var: "VENTANA_PORT",
+                value: v,
+                reason: "expected a port number (1-65535; 0 picks a free one)",
+            })?,
+        };
+        let instances = match set("VENTANA_INSTANCES") {
+            None => DEFAULT_INSTANCES,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=16).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "VENTANA_INSTANCES",
+                        value: v,
+                        reason: "expected a number of processes per function from 1 to 16",
+                    });
+                }
+            },
+        };
+        let bin_dir = match set("VENTANA_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => exe_dir()?,
+        };
+        let mut moto_candidates = Vec::new();
+        if let Some(p) = set("VENTANA_MOTO_SERVER") {
+            moto_candidates.push(PathBuf::from(p));
+        }
+        if let Some(venv) = set("VENTANA_VENV") {
+            moto_candidates.push(Path::new(&venv).join("bin/moto_server"));
+        }
+        moto_candidates.push(repo_root().join(".venv/bin/moto_server"));
+        if let Some(path) = var("PATH") {
+            moto_candidates.extend(std::env::split_paths(&path).map(|d| d.join("moto_server")));
+        }
+        Ok(Config {
+            port,
+            app_secret: set("WHATSAPP_APP_SECRET").unwrap_or_else(|| DEFAULT_APP_SECRET.into()),
+            verify_token: set("WHATSAPP_VERIFY_TOKEN")
+                .unwrap_or_else(|| DEFAULT_VERIFY_TOKEN.into()),
+            api_key: set("VENTANA_DEV_API_KEY").unwrap_or_else(|| DEFAULT_API_KEY.into()),
+            access_token: set("WHATSAPP_ACCESS_TOKEN")
+                .unwrap_or_else(|| DEFAULT_ACCESS_TOKEN.into()),
+            aws_endpoint: set("AWS_ENDPOINT_URL"),
+            moto_candidates,
+            bin_dir,
+            instances,
+            rust_log: set("RUST_LOG").unwrap_or_else(|| "info".into()),
+            passthrough: PASSTHROUGH
+                .iter()
+                .filter_map(|k| set(k).map(|v| ((*k).to_owned(), v)))
+                .collect(),
+        })
+    }
+}
+
+/// The workspace this binary was built from (for `<repo>/.venv`).
+pub fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(
+            |k| vars.get(k).cloned(),
+            || Ok(PathBuf::from("/repo/target/debug")),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.app_secret, "dev-app-secret");
+        assert_eq!(c.verify_token, "dev-verify-token");
+        assert_eq!(c.api_key, "dev-api-key");
+        assert_eq!(c.instances, 2);
+        assert_eq!(c.bin_dir, PathBuf::from("/repo/target/debug"));
+        assert_eq!(c.aws_endpoint, None);
+        assert_eq!(c.rust_log, "info");
+        assert!(c.passthrough.is_empty());
+        assert!(c.moto_candidates[0].ends_with(".venv/bin/moto_server"));
+    }
+
+    #[test]
+    fn variables_override_the_defaults() {
+        let c = config(&[
+            ("VENTANA_PORT", "4000"),
+            ("WHATSAPP_APP_SECRET", "s1,s2"),
+            ("WHATSAPP_VERIFY_TOKEN", "tok"),
+            ("VENTANA_DEV_API_KEY", "key"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("VENTANA_BIN_DIR", "/bins"),
+            ("VENTANA_INSTANCES", "1"),
+            ("VENTANA_MOTO_SERVER", "/opt/moto_server"),
+            ("HISTORY_RETENTION_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 4000);
+        assert_eq!(c.app_secret, "s1,s2");
+        assert_eq!(c.verify_token, "tok");
+        assert_eq!(c.api_key, "key");
+        assert_eq!(c.aws_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(c.bin_dir, PathBuf::from("/bins"));
+        assert_eq!(c.instances, 1);
+        assert_eq!(c.moto_candidates[0], PathBuf::from("/opt/moto_server"));
+        assert_eq!(
+            c.passthrough,
+            [("HISTORY_RETENTION_DAYS".to_owned(), "30".to_owned())]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("VENTANA_PORT", "http"),
+            ("VENTANA_PORT", "70000"),
+            ("VENTANA_INSTANCES", "0"),
+            ("VENTANA_INSTANCES", "many"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+}
