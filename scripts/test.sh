@@ -47,7 +47,11 @@ run_purity() {
   fi
   echo "wa-domain: no forbidden crate in its normal dependency tree ($(wc -l <<<"$tree") lines checked)"
 }
-run_tests() { "$ROOT/scripts/with-moto.sh" cargo test --workspace --locked -- --include-ignored; }
+# The whole-binary tests (tests/pipeline.rs, …) spawn target/debug/<function>: build them first.
+run_tests() {
+  cargo build --workspace --bins --locked
+  "$ROOT/scripts/with-moto.sh" cargo test --workspace --locked -- --include-ignored
+}
 run_sam-validate() {
   run_bootstrap
   "$VENV/bin/sam" validate --region us-east-1 -t infra/template.yaml
@@ -62,7 +66,7 @@ describe() {
     fmt) echo "cargo fmt --all -- --check" ;;
     clippy) echo "cargo clippy --workspace --all-targets --locked -- -D warnings" ;;
     purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
-    tests) echo "scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
+    tests) echo "cargo build --workspace --bins, then scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
     sam-validate) echo "sam validate --region us-east-1 -t infra/template.yaml" ;;
     cfn-lint) echo "cfn-lint infra/template.yaml" ;;
   esac

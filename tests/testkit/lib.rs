@@ -8,3 +8,26 @@ pub use aws::{
     unique_name, unreachable_config,
 };
 pub use fake_sqs::{FakeMessage, FakeSqs};
+
+/// The path of a workspace binary in the debug target dir (`cargo build --workspace --bins`
+/// builds them; `make test` does so before running the tests).
+pub fn bin_path(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// The text of `events/<case>.json`.
+pub fn fixture(case: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(format!("{case}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
