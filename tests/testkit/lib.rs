@@ -12,6 +12,11 @@ pub use fake_sqs::{FakeMessage, FakeSqs};
 /// The path of a workspace binary in the debug target dir (`cargo build --workspace --bins`
 /// builds them; `make test` does so before running the tests).
 pub fn bin_path(name: &str) -> std::path::PathBuf {
+    bin_path_in("debug", name)
+}
+
+/// The path of a workspace binary built with `profile` (`debug` or `release`).
+pub fn bin_path_in(profile: &str, name: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
