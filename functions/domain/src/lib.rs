@@ -14,6 +14,7 @@ pub mod handshake;
 pub mod inbound;
 pub mod model;
 pub mod optout;
+pub mod outbound;
 pub mod ports;
 pub mod signature;
 pub mod status;
