@@ -15,6 +15,7 @@ pub mod inbound;
 pub mod model;
 pub mod optout;
 pub mod outbound;
+pub mod pacing;
 pub mod ports;
 pub mod signature;
 pub mod status;
