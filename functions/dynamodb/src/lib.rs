@@ -56,6 +56,7 @@ mod attr;
 mod cursor;
 mod inbound;
 mod keys;
+mod pacer;
 pub mod quarantine;
 mod reader;
 mod schema;
