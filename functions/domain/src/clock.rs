@@ -2,6 +2,15 @@
 
 use serde::{Deserialize, Deserializer};
 
+/// The current time in unix seconds (the only place Ventana's functions read the clock; the
+/// domain itself takes time as an argument).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
 /// Formats unix seconds as RFC 3339 UTC (`2026-11-23T10:00:00Z`).
 pub fn rfc3339(unix: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(unix) {

@@ -1,7 +1,5 @@
 //! [`ApiKeyStore`]: API keys by hash.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use wa_domain::ports::{ApiKeyStore, KeyScope, StoreError};
 
@@ -68,10 +66,7 @@ impl ApiKeyStore for DynamoStore {
         scope: &KeyScope,
         label: &str,
     ) -> Result<(), StoreError> {
-        let created_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or_default();
+        let created_at = wa_domain::clock::unix_now();
         let mut item = key(apikey_pk(key_hash), APIKEY_SK);
         item.extend([
             ("label".into(), s(label)),

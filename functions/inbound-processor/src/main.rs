@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         ),
     };
     run(service_fn(move |ev: LambdaEvent<_>| {
-        handler::handle(store, cfg, ev.payload, handler::now())
+        handler::handle(store, cfg, ev.payload, wa_domain::clock::unix_now())
     }))
     .await
 }

@@ -213,14 +213,6 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     res
 }
 
-/// The current time in unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
         wa_edge::required("VENTANA_TABLE_NAME")?,
     );
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::handle(store, &req, handler::now()).await)
+        Ok::<_, Error>(handler::handle(store, &req, wa_domain::clock::unix_now()).await)
     }))
     .await
 }

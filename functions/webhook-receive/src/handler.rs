@@ -99,19 +99,12 @@ async fn receive<Q: EventQueue, S: Quarantine>(
         Err(e) => {
             let id = deps
                 .quarantine
-                .quarantine(body, &e.to_string(), now())
+                .quarantine(body, &e.to_string(), wa_domain::clock::unix_now())
                 .await?;
             tracing::error!(error = %e, quarantine_id = %id, bytes = body.len(), "signed webhook could not be parsed; quarantined");
             Ok(())
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
