@@ -20,11 +20,16 @@ pub fn bin_path_in(profile: &str, name: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(name);
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
+        "{} is missing: run `cargo build --workspace --bins{}` first",
+        path.display(),
+        if profile == "release" {
+            " --release"
+        } else {
+            ""
+        }
     );
     path
 }
