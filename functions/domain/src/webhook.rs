@@ -7,14 +7,20 @@
 //! know — becomes one event holding its whole `value`. Nothing is dropped.
 //!
 //! The parse borrows from the body and keeps items as raw JSON, so this is one pass over the
-//! bytes plus a small key extraction per item.
+//! bytes plus a small key extraction per item. Bodies whose every change has items to split
+//! (messages, statuses: nearly all the traffic) parse each `value` in that same pass; others
+//! keep each `value` raw first, because a change with nothing to split is carried whole
+//! (docs/benchmarks.md measures both against the floor of one HMAC plus one JSON pass).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::clock::lenient_unix;
+use crate::clock::parse_unix;
 use crate::customer::CustomerRef;
 use crate::event::{EventKind, InboundEvent, digest};
 
@@ -33,30 +39,34 @@ pub enum PayloadError {
     NotWebhook(&'static str),
 }
 
+/// The envelope, with each change's `value` as `V`: kept raw (`&RawValue`, then parsed on its
+/// own) or parsed in the same pass ([`Value`]).
 #[derive(Deserialize)]
-struct Envelope<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct Envelope<'a, V> {
     #[serde(borrow, default)]
     object: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    entry: Option<Vec<Entry<'a>>>,
+    entry: Option<Vec<Entry<'a, V>>>,
 }
 
 #[derive(Deserialize)]
-struct Entry<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct Entry<'a, V> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_unix")]
     time: Option<i64>,
-    #[serde(borrow, default)]
-    changes: Vec<Change<'a>>,
+    #[serde(borrow, default = "Vec::new")]
+    changes: Vec<Change<'a, V>>,
 }
 
 #[derive(Deserialize)]
-struct Change<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct Change<'a, V> {
     #[serde(borrow, default)]
     field: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    value: Option<&'a RawValue>,
+    value: Option<V>,
 }
 
 /// The parts of a `value` object that are split. Every array is kept raw.
@@ -78,6 +88,18 @@ struct Value<'a> {
     calls: Vec<&'a RawValue>,
     #[serde(borrow, default)]
     message_echoes: Vec<&'a RawValue>,
+}
+
+impl Value<'_> {
+    /// How many events the arrays split into (each element is one event).
+    fn items(&self) -> usize {
+        self.messages.len()
+            + self.statuses.len()
+            + self.errors.len()
+            + self.user_preferences.len()
+            + self.calls.len()
+            + self.message_echoes.len()
+    }
 }
 
 #[derive(Deserialize)]
@@ -123,7 +145,55 @@ struct ContactKeys<'a> {
 
 /// Splits a webhook body into events, in payload order.
 pub fn split(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(PayloadError::NotJson)?;
+    match split_in_one_pass(body) {
+        Some(events) => Ok(events),
+        None => split_values_apart(body),
+    }
+}
+
+/// The common case in one pass over the body: each `value` parsed with the envelope. `None`
+/// (the caller then takes [`split_values_apart`], which gives every answer its exact shape)
+/// when the body is not a well-formed UTF-8 webhook, when a `value` does not parse as
+/// [`Value`], or when a change has nothing to split (its event holds the raw `value`, not kept
+/// here).
+fn split_in_one_pass(body: &[u8]) -> Option<Vec<InboundEvent>> {
+    // Checking the UTF-8 of the whole body at once spares checking it string by string and
+    // item by item (`from_slice` does); a body that is not UTF-8 is left to the general split.
+    let body = std::str::from_utf8(body).ok()?;
+    let envelope: Envelope<'_, Value<'_>> = serde_json::from_str(body).ok()?;
+    if envelope
+        .object
+        .as_deref()
+        .is_some_and(|o| o != "whatsapp_business_account")
+    {
+        return None;
+    }
+    let entries = envelope.entry?;
+    let mut total = 0;
+    for change in entries.iter().flat_map(|e| &e.changes) {
+        if let Some(value) = &change.value {
+            match value.items() {
+                0 => return None,
+                n => total += n,
+            }
+        }
+    }
+    let mut events = Vec::with_capacity(total);
+    for entry in &entries {
+        for change in &entry.changes {
+            if let Some(value) = &change.value {
+                split_items(&Scope::new(entry, change, value), value, &mut events);
+            }
+        }
+    }
+    Some(events)
+}
+
+/// Every body: each `value` kept raw by the envelope's parse, then parsed on its own; one that
+/// is not an object of the expected shapes, or has nothing to split, is one whole-value event.
+fn split_values_apart(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
+    let envelope: Envelope<'_, &RawValue> =
+        serde_json::from_slice(body).map_err(PayloadError::NotJson)?;
     if let Some(object) = &envelope.object
         && object != "whatsapp_business_account"
     {
@@ -137,7 +207,18 @@ pub fn split(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
     let mut events = Vec::new();
     for entry in &entries {
         for change in &entry.changes {
-            split_change(entry, change, &mut events);
+            let Some(raw_value) = change.value else {
+                continue;
+            };
+            // A value that is not an object (or has unexpected shapes) is kept whole.
+            let value: Value<'_> = serde_json::from_str(raw_value.get()).unwrap_or_default();
+            let scope = Scope::new(entry, change, &value);
+            if value.items() == 0 {
+                let key = generic_key(EventKind::Field, &scope, raw_value);
+                events.push(event(EventKind::Field, &scope, None, None, raw_value, key));
+            } else {
+                split_items(&scope, &value, &mut events);
+            }
         }
     }
     Ok(events)
@@ -151,36 +232,38 @@ struct Scope<'s> {
     entry_time: Option<i64>,
 }
 
-fn split_change(entry: &Entry<'_>, change: &Change<'_>, out: &mut Vec<InboundEvent>) {
-    let field = change.field.as_deref().unwrap_or("unknown");
-    let Some(raw_value) = change.value else {
-        return;
-    };
-    // A value that is not an object (or has unexpected shapes) is kept whole as a field event.
-    let value: Value<'_> = serde_json::from_str(raw_value.get()).unwrap_or_default();
-    let metadata = value.metadata.as_ref();
-    let scope = Scope {
-        field,
-        waba_id: entry.id.as_deref(),
-        phone_number_id: metadata.and_then(|m| m.phone_number_id.as_deref()),
-        display_phone_number: metadata.and_then(|m| m.display_phone_number.as_deref()),
-        entry_time: entry.time,
-    };
-    let contacts: Vec<ContactKeys<'_>> = value
-        .contacts
-        .iter()
-        .map(|c| serde_json::from_str(c.get()).unwrap_or_default())
-        .collect();
+impl<'s> Scope<'s> {
+    fn new<V>(entry: &'s Entry<'_, V>, change: &'s Change<'_, V>, value: &'s Value<'_>) -> Self {
+        let metadata = value.metadata.as_ref();
+        Scope {
+            field: change.field.as_deref().unwrap_or("unknown"),
+            waba_id: entry.id.as_deref(),
+            phone_number_id: metadata.and_then(|m| m.phone_number_id.as_deref()),
+            display_phone_number: metadata.and_then(|m| m.display_phone_number.as_deref()),
+            entry_time: entry.time,
+        }
+    }
+}
 
-    let before = out.len();
+/// Pushes one event per element of the value's arrays, in the order messages, statuses,
+/// user preferences, errors, calls, message echoes.
+fn split_items(scope: &Scope<'_>, value: &Value<'_>, out: &mut Vec<InboundEvent>) {
+    // Only messages and preferences are matched with a contact.
+    let contacts: Vec<ContactKeys<'_>> =
+        if value.messages.is_empty() && value.user_preferences.is_empty() {
+            Vec::new()
+        } else {
+            value
+                .contacts
+                .iter()
+                .map(|c| serde_json::from_str(c.get()).unwrap_or_default())
+                .collect()
+        };
+    let contacts = Contacts::new(&contacts, &value.contacts);
+
     for raw in &value.messages {
         let k: ItemKeys<'_> = serde_json::from_str(raw.get()).unwrap_or_default();
-        let contact = match_contact(
-            &contacts,
-            &value.contacts,
-            k.from_user_id.as_deref(),
-            k.from.as_deref(),
-        );
+        let contact = contacts.find(k.from_user_id.as_deref(), k.from.as_deref());
         let user_id = k
             .from_user_id
             .as_deref()
@@ -190,12 +273,12 @@ fn split_change(entry: &Entry<'_>, change: &Change<'_>, out: &mut Vec<InboundEve
             .as_deref()
             .or(contact.and_then(|(c, _)| c.wa_id.as_deref()));
         let key = match k.id.as_deref() {
-            Some(id) => format!("message:{id}"),
-            None => generic_key(EventKind::Message, &scope, raw),
+            Some(id) => concat_key(&["message:", id]),
+            None => generic_key(EventKind::Message, scope, raw),
         };
         out.push(event(
             EventKind::Message,
-            &scope,
+            scope,
             CustomerRef::new(user_id, wa_id),
             contact.map(|(_, r)| r),
             raw,
@@ -211,20 +294,18 @@ fn split_change(entry: &Entry<'_>, change: &Change<'_>, out: &mut Vec<InboundEve
         };
         let key = match (k.id.as_deref(), k.status.as_deref()) {
             (Some(id), Some(status)) => {
-                format!("status:{id}:{status}:{}", k.timestamp.unwrap_or_default())
+                let mut key = concat_key(&["status:", id, ":", status, ":"]);
+                // Writing to a String cannot fail.
+                let _ = write!(key, "{}", k.timestamp.unwrap_or_default());
+                key
             }
-            _ => generic_key(EventKind::Status, &scope, raw),
+            _ => generic_key(EventKind::Status, scope, raw),
         };
-        out.push(event(EventKind::Status, &scope, customer, None, raw, key));
+        out.push(event(EventKind::Status, scope, customer, None, raw, key));
     }
     for raw in &value.user_preferences {
         let k: ItemKeys<'_> = serde_json::from_str(raw.get()).unwrap_or_default();
-        let contact = match_contact(
-            &contacts,
-            &value.contacts,
-            k.user_id.as_deref(),
-            k.wa_id.as_deref(),
-        );
+        let contact = contacts.find(k.user_id.as_deref(), k.wa_id.as_deref());
         let user_id = k
             .user_id
             .as_deref()
@@ -233,10 +314,10 @@ fn split_change(entry: &Entry<'_>, change: &Change<'_>, out: &mut Vec<InboundEve
             .wa_id
             .as_deref()
             .or(contact.and_then(|(c, _)| c.wa_id.as_deref()));
-        let key = generic_key(EventKind::Preference, &scope, raw);
+        let key = generic_key(EventKind::Preference, scope, raw);
         out.push(event(
             EventKind::Preference,
-            &scope,
+            scope,
             CustomerRef::new(user_id, wa_id),
             contact.map(|(_, r)| r),
             raw,
@@ -244,32 +325,90 @@ fn split_change(entry: &Entry<'_>, change: &Change<'_>, out: &mut Vec<InboundEve
         ));
     }
     for raw in &value.errors {
-        let key = generic_key(EventKind::Error, &scope, raw);
-        out.push(event(EventKind::Error, &scope, None, None, raw, key));
+        let key = generic_key(EventKind::Error, scope, raw);
+        out.push(event(EventKind::Error, scope, None, None, raw, key));
     }
     for raw in value.calls.iter().chain(&value.message_echoes) {
-        let key = generic_key(EventKind::Item, &scope, raw);
-        out.push(event(EventKind::Item, &scope, None, None, raw, key));
-    }
-    if out.len() == before {
-        let key = generic_key(EventKind::Field, &scope, raw_value);
-        out.push(event(EventKind::Field, &scope, None, None, raw_value, key));
+        let key = generic_key(EventKind::Item, scope, raw);
+        out.push(event(EventKind::Item, scope, None, None, raw, key));
     }
 }
 
-/// The contact element for a customer: matched by BSUID, then by phone; a lone contact is
-/// taken as the sender's (system messages carry none).
-fn match_contact<'v, 'a>(
+/// Past this many contacts, they are looked up through hash maps instead of a linear search
+/// (which would make a 3 MB batch quadratic).
+const CONTACTS_SCANNED: usize = 16;
+
+/// A change's `contacts[]`, to find the one of a customer.
+struct Contacts<'v, 'a> {
     keys: &'v [ContactKeys<'a>],
     raws: &'v [&'a RawValue],
-    user_id: Option<&str>,
-    wa_id: Option<&str>,
-) -> Option<(&'v ContactKeys<'a>, &'a RawValue)> {
-    let by_user = user_id.and_then(|u| keys.iter().position(|c| c.user_id.as_deref() == Some(u)));
-    let by_phone = || wa_id.and_then(|p| keys.iter().position(|c| c.wa_id.as_deref() == Some(p)));
-    let lone = || (keys.len() == 1 && user_id.is_none() && wa_id.is_none()).then_some(0);
-    let i = by_user.or_else(by_phone).or_else(lone)?;
-    Some((&keys[i], raws[i]))
+    /// The first contact with each `user_id` / `wa_id`, for long lists only.
+    by_user: HashMap<&'v str, usize>,
+    by_phone: HashMap<&'v str, usize>,
+}
+
+impl<'v, 'a> Contacts<'v, 'a> {
+    fn new(keys: &'v [ContactKeys<'a>], raws: &'v [&'a RawValue]) -> Self {
+        let mut by_user = HashMap::new();
+        let mut by_phone = HashMap::new();
+        if keys.len() > CONTACTS_SCANNED {
+            by_user.reserve(keys.len());
+            by_phone.reserve(keys.len());
+            for (i, c) in keys.iter().enumerate() {
+                if let Some(u) = c.user_id.as_deref() {
+                    by_user.entry(u).or_insert(i);
+                }
+                if let Some(p) = c.wa_id.as_deref() {
+                    by_phone.entry(p).or_insert(i);
+                }
+            }
+        }
+        Self {
+            keys,
+            raws,
+            by_user,
+            by_phone,
+        }
+    }
+
+    /// The contact element for a customer: matched by BSUID, then by phone; a lone contact is
+    /// taken as the sender's (system messages carry none).
+    fn find(
+        &self,
+        user_id: Option<&str>,
+        wa_id: Option<&str>,
+    ) -> Option<(&'v ContactKeys<'a>, &'a RawValue)> {
+        let keys = self.keys;
+        let indexed = keys.len() > CONTACTS_SCANNED;
+        let by_user = || {
+            let u = user_id?;
+            if indexed {
+                self.by_user.get(u).copied()
+            } else {
+                keys.iter().position(|c| c.user_id.as_deref() == Some(u))
+            }
+        };
+        let by_phone = || {
+            let p = wa_id?;
+            if indexed {
+                self.by_phone.get(p).copied()
+            } else {
+                keys.iter().position(|c| c.wa_id.as_deref() == Some(p))
+            }
+        };
+        let lone = || (keys.len() == 1 && user_id.is_none() && wa_id.is_none()).then_some(0);
+        let i = by_user().or_else(by_phone).or_else(lone)?;
+        Some((&keys[i], self.raws[i]))
+    }
+}
+
+/// `parts` joined, in a string allocated once.
+fn concat_key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 20);
+    for p in parts {
+        key.push_str(p);
+    }
+    key
 }
 
 fn generic_key(kind: EventKind, s: &Scope<'_>, raw: &RawValue) -> String {
@@ -304,6 +443,65 @@ fn event(
         item: item.to_owned(),
         natural_key,
     }
+}
+
+/// [`crate::clock::lenient_unix`] without its allocation for the usual string or integer:
+/// scalars are read in place, anything else goes through `serde_json::Value` as there, so the
+/// result (and what makes the item fail to parse) is the same.
+fn lenient_unix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Lenient;
+
+    impl<'de> Visitor<'de> for Lenient {
+        type Value = Option<i64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a unix timestamp")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(i64::try_from(v).ok())
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.trim().parse().ok())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let v = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+            Ok(parse_unix(&v))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let v = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok(parse_unix(&v))
+        }
+    }
+
+    d.deserialize_option(Lenient)
 }
 
 #[cfg(test)]
@@ -415,5 +613,138 @@ mod tests {
         let e = &split(body).unwrap()[0];
         assert_eq!(e.customer, CustomerRef::new(Some("US.77"), None));
         assert!(e.contact.is_some());
+    }
+
+    /// The events of a body as JSON, to compare two splits field by field.
+    fn as_json(events: &[InboundEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect()
+    }
+
+    /// The one-pass split, when it takes a body, gives exactly what the general one gives.
+    fn same_both_ways(body: &[u8]) -> Option<usize> {
+        let general = split_values_apart(body);
+        let public = split(body);
+        match (&general, &public) {
+            (Ok(g), Ok(p)) => assert_eq!(as_json(g), as_json(p)),
+            (Err(g), Err(p)) => assert_eq!(g.to_string(), p.to_string()),
+            _ => panic!("split and split_values_apart disagree on {body:?}"),
+        }
+        let one_pass = split_in_one_pass(body)?;
+        assert_eq!(
+            as_json(general.as_deref().unwrap()),
+            as_json(&one_pass),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        Some(one_pass.len())
+    }
+
+    #[test]
+    fn every_fixture_splits_the_same_in_one_pass() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/pywa-updates"
+        );
+        let mut taken = 0;
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let examples: std::collections::BTreeMap<String, serde_json::Value> =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for payload in examples.values() {
+                seen += 1;
+                let compact = serde_json::to_vec(payload).unwrap();
+                let pretty = serde_json::to_vec_pretty(payload).unwrap();
+                taken += usize::from(same_both_ways(&compact).is_some());
+                same_both_ways(&pretty);
+            }
+        }
+        assert!(seen > 50, "only {seen} fixture examples");
+        assert!(taken > seen / 2, "one pass took only {taken} of {seen}");
+    }
+
+    #[test]
+    fn odd_bodies_split_the_same_in_one_pass_or_are_left_to_the_general_split() {
+        let bodies: &[&str] = &[
+            TEXT,
+            "not json",
+            "[1,2]",
+            r#"{"object":"page","entry":[]}"#,
+            r#"{"hello":1}"#,
+            r#"{"object":"whatsapp_business_account","entry":{}}"#,
+            r#"{"object":"whatsapp_business_account","entry":[]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages"}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":null}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"id":"w"}]}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":5}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":[null,[],[{"id":"w"}]]}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":"text"}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"id":"a"}],"messages":[{"id":"b"}]}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"W","time":"17","changes":[{"field":"x","value":{"statuses":[{"id":"s","status":"read"}]}},{"field":"y","value":{"a":1}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"value":{"statuses":[{"id":"s","status":"read","timestamp":1.5},{"id":"s","status":"read","timestamp":-3},{"id":"s","status":"read","timestamp":18446744073709551615},{"id":"s","status":"read","timestamp":[1]},{"id":"s","status":"read","timestamp":{"a":"1"}},{"id":"s","status":"read","timestamp":" 12 "},{"id":"s","status":"read","timestamp":true},{"id":"s","status":"read","timestamp":null},{"id":"s","status":"read","timestamp":"\ud800"},{"id":"s","status":"read","timestamp":{"a":"\ud800"}},{"id":"s","status":"read","timestamp":1e400}]}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"value":{"statuses":[{"id":"s\u0041","status":"read","recipient_type":"group","recipient_id":"1"}],"errors":[{"code":1}],"calls":[{}],"message_echoes":[{}],"user_preferences":[{"wa_id":"1","value":"stop"}],"contacts":[{"wa_id":"1"}]}}]}]}"#,
+            r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"value":{"messages":[{"id":"m"}]}}]}]} trailing"#,
+        ];
+        for body in bodies {
+            same_both_ways(body.as_bytes());
+        }
+        assert_eq!(same_both_ways(TEXT.as_bytes()), Some(1));
+    }
+
+    #[test]
+    fn long_contact_lists_match_like_short_ones() {
+        // Contacts 0..40; the phone of 3 repeats at 30 (another BSUID): the first one wins.
+        let mut contacts: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"wa_id":"1555{i:04}","user_id":"US.{i}"}}"#))
+            .collect();
+        contacts[30] = r#"{"wa_id":"15550003","user_id":"US.thirty"}"#.to_owned();
+        let messages = [
+            r#"{"id":"a","from":"15550003"}"#,
+            r#"{"id":"b","from_user_id":"US.thirty","from":"15550003"}"#,
+            r#"{"id":"c","from":"15550039"}"#,
+            r#"{"id":"d","from":"19990000"}"#,
+            r#"{"id":"e"}"#,
+        ];
+        let body = format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"W","changes":[{{"field":"messages","value":{{"contacts":[{}],"messages":[{}]}}}}]}}]}}"#,
+            contacts.join(","),
+            messages.join(",")
+        );
+        assert_eq!(same_both_ways(body.as_bytes()), Some(5));
+        let events = split(body.as_bytes()).unwrap();
+        let contact = |i: usize| events[i].contact.as_ref().map(|c| c.get().to_owned());
+        assert_eq!(
+            contact(0).unwrap(),
+            r#"{"wa_id":"15550003","user_id":"US.3"}"#
+        );
+        assert_eq!(
+            events[0].customer,
+            CustomerRef::new(Some("US.3"), Some("15550003"))
+        );
+        assert_eq!(
+            contact(1).unwrap(),
+            r#"{"wa_id":"15550003","user_id":"US.thirty"}"#
+        );
+        assert_eq!(
+            contact(2).unwrap(),
+            r#"{"wa_id":"15550039","user_id":"US.39"}"#
+        );
+        assert_eq!(contact(3), None);
+        assert_eq!(contact(4), None, "a lone contact only when there is one");
+        // The same with a short list (contacts 31.. gone): the linear search agrees.
+        let short = body.replace(&contacts[31..].join(","), r#"{"wa_id":"0"}"#);
+        let short_events = split(short.as_bytes()).unwrap();
+        for i in [0, 1, 3, 4] {
+            assert_eq!(
+                short_events[i].contact.as_ref().map(|c| c.get().to_owned()),
+                contact(i)
+            );
+        }
     }
 }

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Ingest benchmark: runs functions/domain/benches/ingest.rs (criterion) and writes the figures
+# into docs/benchmarks.md, between generated markers. Never type those figures by hand.
+#
+#   scripts/bench.sh                    full run (about 40 s once built), section "current"
+#   scripts/bench.sh --quick            VENTANA_BENCH_QUICK=1: fewer, shorter samples
+#   scripts/bench.sh --label NAME       write the section NAME instead of "current"
+#   scripts/bench.sh --no-write         print the table, leave docs/benchmarks.md alone
+#   scripts/bench.sh --min-ratio 0.22   exit 1 if any payload's paired Ventana/floor ratio is lower
+#   scripts/bench.sh -- ARGS            pass ARGS to criterion (e.g. -- ingest_1_message)
+#
+# The machine is shared and noisy: the figure that means something is the ratio Ventana/floor,
+# both measured in the same run. Needs cargo and python3 (no jq).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+label=current
+quick=0
+write=1
+min_ratio=
+criterion_args=()
+original_args=("$@")
+while (($#)); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --label) label=${2:?--label needs a name}; shift ;;
+    --no-write) write=0 ;;
+    --min-ratio) min_ratio=${2:?--min-ratio needs a number}; shift ;;
+    --) shift; criterion_args=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $label =~ ^[A-Za-z0-9._-]+$ ]] || { echo "bench.sh: label must be [A-Za-z0-9._-]+" >&2; exit 2; }
+
+cargo_cmd=(cargo bench -p wa-domain --bench ingest)
+((${#criterion_args[@]})) && cargo_cmd+=(-- "${criterion_args[@]}")
+env_prefix=
+if ((quick)); then
+  export VENTANA_BENCH_QUICK=1
+  env_prefix="VENTANA_BENCH_QUICK=1 "
+else
+  unset VENTANA_BENCH_QUICK
+fi
+
+log=$(mktemp "${TMPDIR:-/tmp}/ventana-bench.XXXXXX")
+trap 'rm -f "$log"' EXIT
+# Results older than this run are ignored (criterion keeps every benchmark it ever ran).
+started=$(date +%s)
+sleep 1
+
+echo "+ ${env_prefix}${cargo_cmd[*]}" >&2
+"${cargo_cmd[@]}" 2>&1 | tee "$log"
+
+target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+BENCH_LOG=$log BENCH_STARTED=$started BENCH_TARGET_DIR=$target_dir BENCH_LABEL=$label \
+BENCH_WRITE=$write BENCH_MIN_RATIO=$min_ratio BENCH_QUICK=$quick \
+BENCH_SCRIPT_CMD="scripts/bench.sh${original_args[*]:+ ${original_args[*]}}" \
+BENCH_CARGO_CMD="${env_prefix}${cargo_cmd[*]}" \
+BENCH_RUSTC="$(rustc -V)" BENCH_NPROC="$(nproc)" \
+BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- functions/domain 2>/dev/null | grep -q . && echo '+dirty' || true)" \
+python3 - <<'PY'
+import glob, json, os, re, sys, time
+
+env = os.environ
+log = open(env["BENCH_LOG"], encoding="utf-8", errors="replace").read()
+started = int(env["BENCH_STARTED"])
+root = os.path.join(env["BENCH_TARGET_DIR"], "criterion")
+
+# "ingest_1_message: 647 bytes, 1 events" is printed by the bench for each payload.
+sizes = {m[1]: (int(m[2]), int(m[3]))
+         for m in re.finditer(r"^(ingest_\S+): (\d+) bytes, (\d+) events$", log, re.M)}
+
+# "paired ingest_1_message: ratio 0.3712 over 40 samples": the median of per-sample ratios,
+# each floor batch timed next to its ventana batch (see the bench's header).
+paired = {m[1]: float(m[2]) for m in re.finditer(r"^paired (ingest_\S+): ratio ([\d.]+|NaN) over \d+ samples$", log, re.M)}
+
+results = {}  # group -> {function: (mean ns, elements)}
+for path in glob.glob(os.path.join(root, "ingest_*", "*", "new", "benchmark.json")):
+    est_path = os.path.join(os.path.dirname(path), "estimates.json")
+    if not os.path.exists(est_path) or os.path.getmtime(est_path) < started:
+        continue
+    bench = json.load(open(path))
+    est = json.load(open(est_path))
+    elements = (bench.get("throughput") or {}).get("Elements")
+    results.setdefault(bench["group_id"], {})[bench["function_id"]] = (
+        est["mean"]["point_estimate"], est["median"]["point_estimate"], elements)
+
+rows = []
+for group, fns in results.items():
+    if "ventana" not in fns or "floor" not in fns:
+        continue
+    (v_ns, v_med, events), (f_ns, f_med, _) = fns["ventana"], fns["floor"]
+    size = sizes.get(group, (None, events))[0]
+    rows.append(dict(group=group, bytes=size, events=events or 1,
+                     v_eps=(events or 1) * 1e9 / v_ns, f_eps=(events or 1) * 1e9 / f_ns,
+                     ratio=f_ns / v_ns, ratio_med=f_med / v_med, paired=paired.get(group), v_wps=1e9 / v_ns, v_us=v_ns / 1e3, f_us=f_ns / 1e3))
+if not rows:
+    sys.exit("bench.sh: no fresh ventana/floor pair under %s (did the bench run?)" % root)
+rows.sort(key=lambda r: (r["bytes"] or 0, r["group"]))
+
+def n(x):
+    return f"{x:,.0f}"
+
+def us(x):
+    return f"{x:,.2f}" if x < 100 else f"{x:,.0f}"
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+label = env["BENCH_LABEL"]
+date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+lines = [
+    f"<!-- bench:{label}:begin (generated by scripts/bench.sh; do not edit by hand) -->",
+    f"### `{label}`",
+    "",
+    f"- command: `{env['BENCH_SCRIPT_CMD']}`, which ran `{env['BENCH_CARGO_CMD']}`"
+    + (" (quick mode: 10 samples in 0.6 s per routine)" if env["BENCH_QUICK"] == "1" else " (40 samples in 3 s per routine)"),
+    f"- machine: {env['BENCH_NPROC']} CPU(s) (`nproc`), {cpu_model()}; shared, so compare ratios, not times",
+    f"- date: {date}; {env['BENCH_RUSTC']}; wa-domain at commit `{env['BENCH_COMMIT']}`",
+    "- figures: criterion's mean point estimates (`target/criterion/<payload>/<routine>/new/estimates.json`);"
+    " *paired ratio*: the median over samples of floor time / Ventana time, each pair timed back to back"
+    " (printed by the bench as `paired <payload>: ratio …`), which load from other work moves far less",
+    "",
+    "| payload | bytes | events | Ventana events/s | floor events/s | ratio Ventana/floor (means) | paired ratio | Ventana webhooks/s | Ventana µs/webhook | floor µs/webhook |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+for r in rows:
+    lines.append(
+        f"| `{r['group']}` | {n(r['bytes']) if r['bytes'] is not None else '?'} | {n(r['events'])} "
+        f"| {n(r['v_eps'])} | {n(r['f_eps'])} | {r['ratio']:.3f} | {'%.3f' % r['paired'] if r['paired'] is not None else '?'} | {n(r['v_wps'])} "
+        f"| {us(r['v_us'])} | {us(r['f_us'])} |")
+lines.append(f"<!-- bench:{label}:end -->")
+section = "\n".join(lines)
+print()
+print(section)
+
+if env["BENCH_WRITE"] == "1":
+    doc_path = "docs/benchmarks.md"
+    if os.path.exists(doc_path):
+        doc = open(doc_path, encoding="utf-8").read()
+    else:
+        os.makedirs("docs", exist_ok=True)
+        doc = "# Benchmarks\n\nGenerated by `scripts/bench.sh`.\n\n## Results\n"
+    pattern = re.compile(
+        r"<!-- bench:%s:begin.*?<!-- bench:%s:end -->" % (re.escape(label), re.escape(label)), re.S)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: section, doc, count=1)
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+    with open(doc_path, "w", encoding="utf-8") as f:
+        f.write(doc)
+    print(f"\nbench.sh: wrote section `{label}` of {doc_path}", file=sys.stderr)
+
+if env["BENCH_MIN_RATIO"]:
+    floor = float(env["BENCH_MIN_RATIO"])
+    # The paired ratio when the bench printed one (it is the steadier), else the means' ratio.
+    def guarded(r):
+        return r["paired"] if r["paired"] is not None else r["ratio"]
+    low = [r for r in rows if not guarded(r) >= floor]
+    for r in low:
+        print(f"bench.sh: {r['group']}: ratio {guarded(r):.3f} < {floor}", file=sys.stderr)
+    if low:
+        sys.exit(1)
+    print(f"bench.sh: every ratio >= {floor}", file=sys.stderr)
+PY
