@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap build-lambda sam-build deploy clean
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench footprint build-lambda sam-build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ lint: ## cargo fmt --check, clippy -D warnings, wa-domain purity
 
 lint-infra: ## sam validate + cfn-lint on infra/template.yaml
 	@scripts/test.sh sam-validate cfn-lint
+
+bench: ## ingest benchmark (verify + split vs the HMAC + one-serde-pass floor); rewrites docs/benchmarks.md
+	@scripts/bench.sh
+
+footprint: ## peak RSS of the release webhook-receive binary over 25,100 events; rewrites its docs/benchmarks.md section
+	@scripts/footprint.sh
 
 build-lambda: bootstrap ## release binaries in target/lambda/<bin>/bootstrap (x86_64)
 	$(WITH_VENV) cargo lambda build --release --compiler cargo

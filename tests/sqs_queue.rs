@@ -96,7 +96,7 @@ async fn events_are_grouped_and_deduplicated() {
     // 25 events of 5 customers, interleaved as a webhook might list them.
     let events: Vec<InboundEvent> = (0..25).map(|i| event(i % 5, i / 5)).collect();
 
-    q.queue.publish(&events).await.unwrap();
+    q.queue.publish(events.clone()).await.unwrap();
     let m = q.queue.metrics().snapshot();
     eprintln!(
         "requests: publish 25 events: {} SendMessageBatch",
@@ -105,7 +105,7 @@ async fn events_are_grouped_and_deduplicated() {
     assert_eq!(m.requests, 3, "25 events fill three batches");
     assert_eq!(m.messages, 25);
     // Meta redelivers the webhook: the same events again queue nothing new.
-    q.queue.publish(&events).await.unwrap();
+    q.queue.publish(events.clone()).await.unwrap();
 
     let got = drain(&q).await;
     assert_eq!(got.len(), 25, "exactly one message per event");
@@ -147,7 +147,7 @@ async fn a_thousand_events_are_published() {
     // 100 customers with 10 events each, interleaved.
     let events: Vec<InboundEvent> = (0..1_000).map(|i| event(i % 100, i / 100)).collect();
     let started = Instant::now();
-    queue.publish(&events).await.unwrap();
+    queue.publish(events.clone()).await.unwrap();
     let elapsed = started.elapsed();
     let m = queue.metrics().snapshot();
     eprintln!(
@@ -192,7 +192,7 @@ async fn a_large_publish_reaches_moto_whole() {
     let q = fresh_inbound_queue().await;
     let events: Vec<InboundEvent> = (0..100).map(|i| event(i % 20, i / 20)).collect();
     let started = Instant::now();
-    q.queue.publish(&events).await.unwrap();
+    q.queue.publish(events.clone()).await.unwrap();
     eprintln!(
         "requests: publish 100 events to moto: {} SendMessageBatch in {:?}",
         q.queue.metrics().snapshot().requests,
@@ -219,7 +219,7 @@ async fn failed_entries_are_sent_again() {
     fake.fail(&events[3].dedup_id(), 1);
     fake.fail(&events[4].dedup_id(), 1);
     fake.fail(&events[20].dedup_id(), 2);
-    queue.publish(&events).await.unwrap();
+    queue.publish(events.clone()).await.unwrap();
     let m = queue.metrics().snapshot();
     eprintln!(
         "requests: publish 25 events, 3 failing: {} SendMessageBatch",
@@ -242,7 +242,7 @@ async fn entries_failing_every_retry_make_publish_fail() {
     );
     let events: Vec<InboundEvent> = (0..5).map(|i| event(i, 0)).collect();
     fake.fail(&events[2].dedup_id(), 3);
-    let r = queue.publish(&events).await;
+    let r = queue.publish(events.clone()).await;
     let Err(QueueError::Unavailable(source)) = r else {
         panic!("expected Unavailable, got {r:?}");
     };
@@ -253,7 +253,7 @@ async fn entries_failing_every_retry_make_publish_fail() {
     assert_eq!(not_queued.code, "InternalError");
     assert_eq!(fake.requests(), 3, "sent once and retried twice");
     // Publishing again (Meta's retry) completes; the others are not queued twice.
-    queue.publish(&events).await.unwrap();
+    queue.publish(events.clone()).await.unwrap();
     assert_eq!(fake.messages().len(), 5);
 }
 
@@ -323,13 +323,13 @@ async fn oversized_event_is_refused() {
     let mut near2 = near.clone();
     near2.natural_key = "message:near2".into();
 
-    match q.queue.publish(&[small.clone(), big]).await {
+    match q.queue.publish(vec![small.clone(), big]).await {
         Err(QueueError::TooLarge(n)) => assert!(n > MAX_MESSAGE_BYTES),
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert_eq!(q.queue.metrics().snapshot().requests, 0, "nothing sent");
 
-    q.queue.publish(&[near, near2, small]).await.unwrap();
+    q.queue.publish(vec![near, near2, small]).await.unwrap();
     let m = q.queue.metrics().snapshot();
     assert_eq!(m.messages, 3);
     assert_eq!(queued(&q).await, 3);
@@ -377,7 +377,7 @@ async fn unreachable_queue_is_an_error() {
     );
     let events: Vec<InboundEvent> = (0..30).map(|i| event(i, 0)).collect();
     let started = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(15), queue.publish(&events))
+    let r = tokio::time::timeout(Duration::from_secs(15), queue.publish(events.clone()))
         .await
         .expect("publish must not hang");
     assert!(matches!(r, Err(QueueError::Unavailable(_))), "{r:?}");

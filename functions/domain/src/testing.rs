@@ -341,7 +341,7 @@ impl RecordingQueue {
 }
 
 impl EventQueue for RecordingQueue {
-    async fn publish(&self, events: &[InboundEvent]) -> Result<(), QueueError> {
+    async fn publish(&self, events: Vec<InboundEvent>) -> Result<(), QueueError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable(
                 "recording queue told to fail".into(),
@@ -353,7 +353,7 @@ impl EventQueue for RecordingQueue {
             .map_err(|_| QueueError::Unavailable("poisoned".into()))?;
         for e in events {
             if q.1.insert(e.dedup_id()) {
-                q.0.push(e.clone());
+                q.0.push(e);
             }
         }
         Ok(())

@@ -251,10 +251,11 @@ impl EventQueue for SqsEventQueue {
     /// Queues all events or fails. An event whose message would exceed
     /// [`MAX_MESSAGE_BYTES`] fails the whole call with [`QueueError::TooLarge`] before anything
     /// is sent. Events keep their order within a message group.
-    async fn publish(&self, events: &[InboundEvent]) -> Result<(), QueueError> {
+    async fn publish(&self, events: Vec<InboundEvent>) -> Result<(), QueueError> {
         let mut entries = Vec::with_capacity(events.len());
+        // Each event is dropped as soon as it is encoded, so the payload is never held twice.
         for event in events {
-            let body = encode(event).map_err(|e| QueueError::Unavailable(Box::new(e)))?;
+            let body = encode(&event).map_err(|e| QueueError::Unavailable(Box::new(e)))?;
             if body.len() > MAX_MESSAGE_BYTES {
                 return Err(QueueError::TooLarge(body.len()));
             }

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         ),
     };
     run(service_fn(move |req| async move {
-        Ok::<_, Error>(handler::handle(deps, &req).await)
+        Ok::<_, Error>(handler::handle(deps, req).await)
     }))
     .await
 }
