@@ -272,6 +272,17 @@ fn buttons(action: &Obj) -> Res<()> {
     Ok(())
 }
 
+/// A section's title: required as soon as there is more than one section (lists and product
+/// lists alike), at most [`SECTION_TITLE_MAX`] characters.
+fn section_title(section: &Obj, path: &str, several: bool) -> Res<()> {
+    if several {
+        req_text(section, path, "title", 1, SECTION_TITLE_MAX)?;
+    } else {
+        opt_text(section, path, "title", 1, SECTION_TITLE_MAX)?;
+    }
+    Ok(())
+}
+
 fn list(action: &Obj) -> Res<()> {
     req_text(action, ACTION, "button", 1, LIST_BUTTON_MAX)?;
     let path = at(ACTION, "sections");
@@ -283,12 +294,7 @@ fn list(action: &Obj) -> Res<()> {
     for (i, s) in sections.iter().enumerate() {
         let sp = nth(&path, i);
         let s = as_object(s, &sp)?;
-        // A title is required as soon as there is more than one section.
-        if several {
-            req_text(s, &sp, "title", 1, SECTION_TITLE_MAX)?;
-        } else {
-            opt_text(s, &sp, "title", 1, SECTION_TITLE_MAX)?;
-        }
+        section_title(s, &sp, several)?;
         let rows_path = at(&sp, "rows");
         let rows = req_array(s, &sp, "rows")?;
         if rows.is_empty() {
@@ -363,11 +369,7 @@ fn product_list(action: &Obj) -> Res<()> {
     for (i, s) in sections.iter().enumerate() {
         let sp = nth(&path, i);
         let s = as_object(s, &sp)?;
-        if several {
-            req_text(s, &sp, "title", 1, SECTION_TITLE_MAX)?;
-        } else {
-            opt_text(s, &sp, "title", 1, SECTION_TITLE_MAX)?;
-        }
+        section_title(s, &sp, several)?;
         let ip = at(&sp, "product_items");
         let items = req_array(s, &sp, "product_items")?;
         if items.is_empty() {
