@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::ports::{ApiKeyStore, StoreError};
+use crate::ports::{ApiKeyStore, KeyScope, StoreError};
 
 /// Why a request was not authorised.
 #[derive(Debug, thiserror::Error)]
@@ -34,17 +34,26 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
+/// The scope of the API key in an `Authorization: Bearer` header: `Unauthenticated` when
+/// the header is missing or the key unknown (or revoked).
+pub async fn authenticate<S: ApiKeyStore>(
+    store: &S,
+    authorization: Option<&str>,
+) -> Result<KeyScope, AuthError> {
+    let key = bearer(authorization).ok_or(AuthError::Unauthenticated)?;
+    store
+        .find_key(&hash_key(key))
+        .await?
+        .ok_or(AuthError::Unauthenticated)
+}
+
 /// Checks that the request's key exists and may act for `phone_number_id`.
 pub async fn authorize<S: ApiKeyStore>(
     store: &S,
     authorization: Option<&str>,
     phone_number_id: &str,
 ) -> Result<(), AuthError> {
-    let key = bearer(authorization).ok_or(AuthError::Unauthenticated)?;
-    let scope = store
-        .find_key(&hash_key(key))
-        .await?
-        .ok_or(AuthError::Unauthenticated)?;
+    let scope = authenticate(store, authorization).await?;
     if scope.allows(phone_number_id) {
         Ok(())
     } else {
@@ -55,7 +64,6 @@ pub async fn authorize<S: ApiKeyStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::KeyScope;
     use crate::testing::InMemoryStore;
 
     #[test]

@@ -11,6 +11,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
+/// Now, in unix milliseconds (0 if the system clock is before 1970).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
 /// Formats unix seconds as RFC 3339 UTC (`2026-11-23T10:00:00Z`).
 pub fn rfc3339(unix: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(unix) {

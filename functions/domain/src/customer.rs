@@ -41,13 +41,28 @@ impl CustomerRef {
     }
 }
 
-/// The stable key of a customer within one business phone number.
+/// The stable key of a customer within one business phone number. Serialised as its storage
+/// form ([`CustomerKey::as_storage`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CustomerKey {
     /// Keyed by BSUID (`user_id`).
     Bsuid(String),
     /// Keyed by phone digits, for customers Meta has given no BSUID for.
     Phone(String),
+}
+
+impl Serialize for CustomerKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_storage())
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomerKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CustomerKey::from_storage(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a customer key: {s:?}")))
+    }
 }
 
 impl CustomerKey {

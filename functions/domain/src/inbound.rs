@@ -12,10 +12,13 @@ use crate::model::{
     UserPreference,
 };
 use crate::optout::Keywords;
+use crate::outbound::deliver::history_record;
+use crate::outbound::{SendFailure, SendId, StatusEffect};
 use crate::ports::{
     AccountRecord, Consent, ConsentRecord, ConsentSource, Direction, EventRecord, InboundStore,
-    MessageRecord, Recorded, StatusRecord, StoreError,
+    MessageRecord, Recorded, SendStore, StatusRecord, StoreError,
 };
+use crate::status::DeliveryStatus;
 use crate::window::WindowUpdate;
 
 /// How inbound events are applied.
@@ -55,7 +58,7 @@ pub enum Applied {
 
 /// Applies `event` at `now` (unix seconds). Only store failures are errors: the caller lets
 /// the queue redeliver the event.
-pub async fn apply<S: InboundStore>(
+pub async fn apply<S: InboundStore + SendStore>(
     store: &S,
     event: &InboundEvent,
     cfg: &InboundConfig,
@@ -138,7 +141,7 @@ async fn message<S: InboundStore>(
     })
 }
 
-async fn status<S: InboundStore>(
+async fn status<S: InboundStore + SendStore>(
     store: &S,
     ev: &InboundEvent,
     cfg: &InboundConfig,
@@ -173,6 +176,24 @@ async fn status<S: InboundStore>(
             expires_at: report.timestamp.max(now) + cfg.retention_secs,
         })
         .await?;
+    if let Some(id) = report
+        .biz_opaque_callback_data
+        .as_deref()
+        .and_then(SendId::parse)
+    {
+        let failure = error.as_ref().map(|(c, m)| SendFailure::new(*c, m.clone()));
+        link_send(
+            store,
+            &id,
+            &report.id,
+            status,
+            report.timestamp,
+            failure,
+            cfg,
+            now,
+        )
+        .await?;
+    }
     // 131050: the user stopped marketing messages. Remember it so nothing is sent again.
     if let (Some((131_050, _)), Some(pnid), Some(who)) =
         (error, ev.phone_number_id.as_deref(), ev.customer.as_ref())
@@ -190,6 +211,48 @@ async fn status<S: InboundStore>(
             .await?;
     }
     Ok(Applied::Status)
+}
+
+/// How often a status retries its save when a worker saved the send in between.
+const LINK_ATTEMPTS: usize = 5;
+
+/// Applies a status to the send it reports on (matched by `biz_opaque_callback_data`): this
+/// is what confirms an unconfirmed send, and fails a send that Meta failed asynchronously.
+/// A send accepted this way enters the conversation history here (the worker could not).
+#[allow(clippy::too_many_arguments)]
+async fn link_send<S: InboundStore + SendStore>(
+    store: &S,
+    id: &SendId,
+    wamid: &str,
+    status: DeliveryStatus,
+    at: i64,
+    failure: Option<SendFailure>,
+    cfg: &InboundConfig,
+    now: i64,
+) -> Result<(), StoreError> {
+    for _ in 0..LINK_ATTEMPTS {
+        // A callback id that is not (or no longer) a send of this deployment: nothing to link.
+        let Some(mut send) = store.get_send(id).await? else {
+            return Ok(());
+        };
+        let had_wamid = send.wamid.is_some();
+        if send.apply_status(wamid, status, at, failure.as_ref(), now * 1000)
+            == StatusEffect::Unchanged
+        {
+            return Ok(());
+        }
+        if store.save_send(&mut send).await? {
+            if !had_wamid
+                && let Some(m) = history_record(&send, wamid, at * 1000, cfg.retention_secs)
+            {
+                store.record_message(&m).await?;
+            }
+            return Ok(());
+        }
+    }
+    Err(StoreError::Corrupt(format!(
+        "send {id} kept changing while a status was applied"
+    )))
 }
 
 async fn preference<S: InboundStore>(

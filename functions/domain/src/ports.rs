@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::customer::{CustomerKey, CustomerRef};
 use crate::event::InboundEvent;
+use crate::outbound::{GraphOutcome, SendId, SendRecord};
 use crate::status::{DeliveryStatus, StatusHistory};
 use crate::window::{Window, WindowUpdate};
 
@@ -363,4 +364,109 @@ pub trait ApiKeyStore: Send + Sync {
         scope: &KeyScope,
         label: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What [`SendStore::create_send`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The send was stored.
+    New,
+    /// Its `Idempotency-Key` is held by a live send (a concurrent or earlier request with the
+    /// same key): nothing was stored; this is that send.
+    Exists(Box<SendRecord>),
+}
+
+/// Where sends are kept, from send-api to their last status.
+pub trait SendStore: Send + Sync {
+    /// Stores a new send (`r.version` is 0 and becomes 1). With an idempotency key
+    /// (`r.idempotency`), the key is claimed in the same atomic write: if a send whose key
+    /// has not expired (at `now_secs`) holds it, nothing is written and that send is returned.
+    fn create_send(
+        &self,
+        r: &SendRecord,
+        now_secs: i64,
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
+
+    /// A send by id (strongly consistent).
+    fn get_send(
+        &self,
+        id: &SendId,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// The live send holding an idempotency key ([`crate::outbound::idempotency_hash`]), if
+    /// its key has not expired at `now_secs`.
+    fn find_idempotent(
+        &self,
+        key_hash: &str,
+        now_secs: i64,
+    ) -> impl Future<Output = Result<Option<SendRecord>, StoreError>> + Send;
+
+    /// Saves `r` over the version it was read at (`r.version`): `Ok(true)` and `r.version`
+    /// incremented if the stored version was still that one, `Ok(false)` and nothing written
+    /// if someone saved it in between (read it again).
+    fn save_send(
+        &self,
+        r: &mut SendRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The consent records of a customer of a number, every scope.
+    fn consents(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+    ) -> impl Future<Output = Result<Vec<ConsentRecord>, StoreError>> + Send;
+}
+
+/// A message on the outbound queue: which send to deliver. The send itself is in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendJob {
+    /// The send.
+    pub send_id: SendId,
+    /// The order group: the number and the customer (or group id), so one customer's sends
+    /// go out in order and different customers' in parallel.
+    pub group: String,
+}
+
+impl SendJob {
+    /// The job for a send.
+    pub fn for_send(r: &SendRecord) -> Self {
+        let to = match (&r.customer, &r.who) {
+            (Some(c), _) => c.as_storage(),
+            (None, Some(w)) => w.direct_key().as_storage(),
+            (None, None) => format!("g:{}", group_of(&r.body)),
+        };
+        Self {
+            send_id: r.id.clone(),
+            group: format!("{}:{to}", r.phone_number_id),
+        }
+    }
+}
+
+fn group_of(body: &serde_json::Value) -> &str {
+    body.get("to").and_then(|v| v.as_str()).unwrap_or("-")
+}
+
+/// Where send-api puts sends for the deliver-worker.
+pub trait OutboundQueue: Send + Sync {
+    /// Queues the job (deduplicated by send id for a few minutes), or fails: on `Err` nothing
+    /// may be assumed queued.
+    fn enqueue(&self, job: &SendJob) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The Graph API's messages endpoint.
+pub trait GraphSender: Send + Sync {
+    /// Posts `body` to `/{version}/{phone_number_id}/messages` and says what came of it.
+    fn post_message(
+        &self,
+        phone_number_id: &str,
+        body: &serde_json::Value,
+    ) -> impl Future<Output = GraphOutcome> + Send;
+}
+
+/// Time, for the parts of the domain that wait.
+pub trait Clock: Send + Sync {
+    /// Now, unix milliseconds.
+    fn now_ms(&self) -> i64;
+    /// Resolves at `until_ms` (at once if it has passed).
+    fn sleep_until(&self, until_ms: i64) -> impl Future<Output = ()> + Send;
 }

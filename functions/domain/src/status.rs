@@ -59,9 +59,33 @@ impl DeliveryStatus {
 }
 
 /// The statuses a message has reached, each with the timestamp it was first reported at.
+/// Serialised as a map from status to timestamp, e.g. `{"sent":1700000000}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusHistory {
     seen: [Option<i64>; 5],
+}
+
+impl Serialize for StatusHistory {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let entries = self.entries();
+        let mut m = s.serialize_map(Some(entries.len()))?;
+        for (status, at) in entries {
+            m.serialize_entry(status.as_str(), &at)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusHistory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<DeliveryStatus, i64>::deserialize(d)?;
+        let mut h = StatusHistory::default();
+        for (status, at) in map {
+            h.record(status, at);
+        }
+        Ok(h)
+    }
 }
 
 impl StatusHistory {

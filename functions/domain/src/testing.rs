@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::customer::{CustomerKey, CustomerRef};
 use crate::event::InboundEvent;
+use crate::outbound::{GraphOutcome, SendId, SendRecord};
 use crate::ports::*;
 use crate::window::{Window, WindowUpdate};
 
@@ -22,6 +23,8 @@ struct State {
     events: BTreeMap<String, EventRecord>,
     keys: HashMap<String, KeyScope>,
     quarantined: Vec<(Vec<u8>, String)>,
+    sends: HashMap<SendId, SendRecord>,
+    idempotency: HashMap<String, SendId>,
 }
 
 /// A store in memory implementing every store port.
@@ -357,5 +360,202 @@ impl EventQueue for RecordingQueue {
             }
         }
         Ok(())
+    }
+}
+
+impl InMemoryStore {
+    /// A send as stored.
+    pub fn send(&self, id: &SendId) -> Option<SendRecord> {
+        self.state.lock().ok()?.sends.get(id).cloned()
+    }
+
+    /// Every send stored.
+    pub fn sends(&self) -> Vec<SendRecord> {
+        self.state
+            .lock()
+            .map(|s| s.sends.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl SendStore for InMemoryStore {
+    async fn create_send(&self, r: &SendRecord, now_secs: i64) -> Result<Created, StoreError> {
+        let mut s = self.lock()?;
+        if s.sends.contains_key(&r.id) {
+            return Err(StoreError::Corrupt(format!("send {} exists", r.id)));
+        }
+        if let Some(i) = &r.idempotency {
+            let held = s
+                .idempotency
+                .get(&i.key_hash)
+                .and_then(|id| s.sends.get(id))
+                .filter(|e| {
+                    e.idempotency
+                        .as_ref()
+                        .is_some_and(|x| x.expires_at > now_secs)
+                });
+            if let Some(existing) = held {
+                return Ok(Created::Exists(Box::new(existing.clone())));
+            }
+            s.idempotency.insert(i.key_hash.clone(), r.id.clone());
+        }
+        let mut stored = r.clone();
+        stored.version = 1;
+        s.sends.insert(r.id.clone(), stored);
+        Ok(Created::New)
+    }
+
+    async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
+        Ok(self.lock()?.sends.get(id).cloned())
+    }
+
+    async fn find_idempotent(
+        &self,
+        key_hash: &str,
+        now_secs: i64,
+    ) -> Result<Option<SendRecord>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.idempotency
+            .get(key_hash)
+            .and_then(|id| s.sends.get(id))
+            .filter(|e| {
+                e.idempotency
+                    .as_ref()
+                    .is_some_and(|x| x.expires_at > now_secs)
+            })
+            .cloned())
+    }
+
+    async fn save_send(&self, r: &mut SendRecord) -> Result<bool, StoreError> {
+        let mut s = self.lock()?;
+        match s.sends.get(&r.id) {
+            Some(stored) if stored.version == r.version => {
+                r.version += 1;
+                s.sends.insert(r.id.clone(), r.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn consents(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        Ok(self
+            .lock()?
+            .consent
+            .values()
+            .filter(|c| c.phone_number_id == phone_number_id && &c.customer == customer)
+            .cloned()
+            .collect())
+    }
+}
+
+/// An outbound queue that keeps its jobs, deduplicating by send id as SQS FIFO does (within
+/// its memory, not five minutes).
+#[derive(Default)]
+pub struct RecordingOutbound {
+    jobs: Mutex<Vec<SendJob>>,
+    fail: AtomicBool,
+}
+
+impl RecordingOutbound {
+    /// Makes later enqueues fail (or succeed again).
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Every job queued, in order (each once).
+    pub fn jobs(&self) -> Vec<SendJob> {
+        self.jobs.lock().map(|j| j.clone()).unwrap_or_default()
+    }
+}
+
+impl OutboundQueue for RecordingOutbound {
+    async fn enqueue(&self, job: &SendJob) -> Result<(), QueueError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(QueueError::Unavailable(
+                "recording outbound told to fail".into(),
+            ));
+        }
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| QueueError::Unavailable("poisoned".into()))?;
+        if !jobs.iter().any(|j| j.send_id == job.send_id) {
+            jobs.push(job.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A Graph API that answers from a script (then accepts with `wamid.<n>`), recording every
+/// body posted.
+#[derive(Default)]
+pub struct ScriptedGraph {
+    script: Mutex<std::collections::VecDeque<GraphOutcome>>,
+    posted: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl ScriptedGraph {
+    /// Queues the next answers.
+    pub fn answer(&self, outcomes: impl IntoIterator<Item = GraphOutcome>) {
+        if let Ok(mut s) = self.script.lock() {
+            s.extend(outcomes);
+        }
+    }
+
+    /// Every (phone number id, body) posted, in order.
+    pub fn posted(&self) -> Vec<(String, serde_json::Value)> {
+        self.posted.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+impl GraphSender for ScriptedGraph {
+    async fn post_message(&self, phone_number_id: &str, body: &serde_json::Value) -> GraphOutcome {
+        let n = {
+            let Ok(mut p) = self.posted.lock() else {
+                return GraphOutcome::Transport(crate::outbound::TransportFailure::Other);
+            };
+            p.push((phone_number_id.to_owned(), body.clone()));
+            p.len()
+        };
+        let next = self.script.lock().ok().and_then(|mut s| s.pop_front());
+        next.unwrap_or_else(|| GraphOutcome::Accepted {
+            wamid: format!("wamid.{n}"),
+            message_status: None,
+        })
+    }
+}
+
+/// A clock that only moves when told to, or when slept on (sleeping jumps to the deadline).
+#[derive(Default)]
+pub struct ManualClock {
+    now: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock at `now_ms`.
+    pub fn at(now_ms: i64) -> Self {
+        Self {
+            now: std::sync::atomic::AtomicI64::new(now_ms),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: i64) {
+        self.now.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    async fn sleep_until(&self, until_ms: i64) {
+        self.now.fetch_max(until_ms, Ordering::SeqCst);
     }
 }

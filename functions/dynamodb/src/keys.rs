@@ -18,6 +18,8 @@ pub(crate) const ALIAS_SK: &str = "ALIAS";
 pub(crate) const EVENT_SK: &str = "EVENT";
 pub(crate) const APIKEY_SK: &str = "APIKEY";
 pub(crate) const META_SK: &str = "META";
+pub(crate) const SEND_SK: &str = "SEND";
+pub(crate) const IDEM_SK: &str = "IDEM";
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -67,6 +69,24 @@ pub(crate) fn events_gsi_pk(scope: &str) -> String {
 
 pub(crate) fn apikey_pk(hash: &str) -> String {
     format!("APIKEY#{hash}")
+}
+
+pub(crate) fn send_pk(id: &str) -> String {
+    format!("SEND#{id}")
+}
+
+/// The `gsi1` partition of a number's sends.
+pub(crate) fn sends_gsi_pk(pnid: &str) -> String {
+    format!("SENDS#{pnid}")
+}
+
+/// Sorts a number's sends by creation (ms); the id breaks ties.
+pub(crate) fn sends_gsi_sk(created_at_ms: i64, id: &str) -> String {
+    format!("{created_at_ms:013}#{id}")
+}
+
+pub(crate) fn idem_pk(key_hash: &str) -> String {
+    format!("IDEM#{key_hash}")
 }
 
 pub(crate) fn quarantine_pk(hash: &str) -> String {

@@ -2,7 +2,7 @@
 //!
 //! It owns the table layout and every DynamoDB request Ventana makes, and implements
 //! `wa-domain`'s store ports ([`InboundStore`], [`ConversationReader`], [`ApiKeyStore`],
-//! [`Quarantine`]) on [`DynamoStore`]. SDK types stop here: callers see only domain types and
+//! [`SendStore`], [`Quarantine`]) on [`DynamoStore`]. SDK types stop here: callers see only domain types and
 //! [`StoreError`]. It must not depend on Lambda, HTTP frameworks or other adapters (`wa-sqs`,
 //! `wa-edge`); the domain must never depend on it.
 //!
@@ -24,6 +24,8 @@
 //! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
 //! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
+//! | send | `SEND#{id}` | `SEND` | `SENDS#{pnid}` / `{created_at_ms:013}#{id}` | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1) |
+//! | idempotency key | `IDEM#{key_hash}` | `IDEM` | | with its send in one TransactWriteItems: `attribute_not_exists(pk) OR expires_at <= :now` |
 //! | quarantine | `QUARANTINE#{sha256(body)}` | `CHUNK#{n:04}` (≤ 300 KiB of B each), then `META` | | BatchWriteItem for the chunks, then a conditional PutItem of `META` |
 //!
 //! `{customer}` is [`CustomerKey::as_storage`] (`u:<bsuid>` or `p:<digits>`); `{pnid}` is the
@@ -41,8 +43,16 @@
 //!   window, consent and account records only move forward; the first timestamp of a status
 //!   (the earliest, as [`wa_domain::status::StatusHistory`] defines) and the first error are
 //!   kept. The current status is derived on read from the `st_*` attributes present.
-//! - **Retention.** Messages (and their statuses), events and quarantined bodies carry `ttl`.
-//!   Windows, consent, aliases, accounts and API keys are state, not history, and have none.
+//! - **Sends are one document.** A send item holds the whole [`SendRecord`] as JSON in `doc`
+//!   (so this adapter need not know every field the domain adds), its `version` for
+//!   optimistic concurrency, and a few plain attributes for people and queries (`state`,
+//!   `pnid`, the `gsi1` keys listing a number's sends by creation). Each state change is one
+//!   write of the whole item (bodies are capped by send-api; an item over 400 KB is refused
+//!   as [`StoreError::Corrupt`] before it is sent). Only a create with an `Idempotency-Key`
+//!   costs a transaction (two items, twice the write units); a replayed key costs no write.
+//! - **Retention.** Messages (and their statuses), events, quarantined bodies, sends and
+//!   idempotency keys carry `ttl`. Windows, consent, aliases, accounts and API keys are state,
+//!   not history, and have none.
 //!
 //! A message item also becomes the message's delivery record when a status arrives before the
 //! message itself is recorded (outbound messages whose status webhook wins the race): the
@@ -60,6 +70,7 @@ mod pacer;
 pub mod quarantine;
 mod reader;
 mod schema;
+mod sends;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +82,8 @@ pub use schema::{SetupError, create_table};
 #[cfg(doc)]
 use wa_domain::{
     customer::CustomerKey,
-    ports::{ApiKeyStore, ConversationReader, InboundStore, Quarantine, StoreError},
+    outbound::SendRecord,
+    ports::{ApiKeyStore, ConversationReader, InboundStore, Quarantine, SendStore, StoreError},
 };
 
 /// Request counters, for the cost report: every request the store sends counts once (the
@@ -87,7 +99,7 @@ pub struct Metrics {
 pub struct MetricsSnapshot {
     /// Read requests sent (GetItem, Query).
     pub reads: u64,
-    /// Write requests sent (PutItem, UpdateItem, BatchWriteItem).
+    /// Write requests sent (PutItem, UpdateItem, BatchWriteItem, TransactWriteItems).
     pub writes: u64,
 }
 

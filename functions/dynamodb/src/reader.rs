@@ -66,6 +66,37 @@ fn delivery_from(item: &Item) -> Result<Option<DeliveryState>, StoreError> {
     Ok(Some(state))
 }
 
+/// Reads a consent item of `customer` of `phone_number_id` (the item's partition).
+pub(crate) fn consent_from(
+    item: &Item,
+    phone_number_id: &str,
+    customer: &CustomerKey,
+) -> Result<ConsentRecord, StoreError> {
+    let consent = match req_s(item, "consent")? {
+        c if c == inbound::consent_str(Consent::OptedOut) => Consent::OptedOut,
+        c if c == inbound::consent_str(Consent::OptedIn) => Consent::OptedIn,
+        other => return Err(StoreError::Corrupt(format!("unknown consent {other:?}"))),
+    };
+    let source = req_s(item, "source")?;
+    let source = [
+        ConsentSource::UserPreferences,
+        ConsentSource::Keyword,
+        ConsentSource::Error131050,
+        ConsentSource::Api,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == source)
+    .ok_or_else(|| StoreError::Corrupt(format!("unknown consent source {source:?}")))?;
+    Ok(ConsentRecord {
+        phone_number_id: phone_number_id.to_owned(),
+        customer: customer.clone(),
+        scope: req_s(item, "scope")?.to_owned(),
+        consent,
+        source,
+        at: req_n(item, AT)?,
+    })
+}
+
 fn event_from(item: &Item) -> Result<EventRecord, StoreError> {
     Ok(EventRecord {
         natural_key: req_s(item, "natural_key")?.to_owned(),
@@ -115,32 +146,10 @@ impl DynamoStore {
         scope: &str,
     ) -> Result<Option<ConsentRecord>, StoreError> {
         let key = key(conv_pk(phone_number_id, customer), &consent_sk(scope));
-        let Some(item) = self.get(key, true).await? else {
-            return Ok(None);
-        };
-        let consent = match req_s(&item, "consent")? {
-            c if c == inbound::consent_str(Consent::OptedOut) => Consent::OptedOut,
-            c if c == inbound::consent_str(Consent::OptedIn) => Consent::OptedIn,
-            other => return Err(StoreError::Corrupt(format!("unknown consent {other:?}"))),
-        };
-        let source = req_s(&item, "source")?;
-        let source = [
-            ConsentSource::UserPreferences,
-            ConsentSource::Keyword,
-            ConsentSource::Error131050,
-            ConsentSource::Api,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == source)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown consent source {source:?}")))?;
-        Ok(Some(ConsentRecord {
-            phone_number_id: phone_number_id.to_owned(),
-            customer: customer.clone(),
-            scope: scope.to_owned(),
-            consent,
-            source,
-            at: req_n(&item, AT)?,
-        }))
+        match self.get(key, true).await? {
+            Some(item) => consent_from(&item, phone_number_id, customer).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The account record stored for a key (strongly consistent); attributes sorted by name.

@@ -9,7 +9,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
 use wa_domain::inbound::{InboundConfig, apply};
-use wa_domain::ports::InboundStore;
+use wa_domain::ports::{InboundStore, SendStore};
 
 /// A batch that cannot be reported item by item.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ impl From<ProcessError> for lambda_runtime::Diagnostic {
 }
 
 /// Applies a batch; the answer lists the records to retry.
-pub async fn handle<S: InboundStore>(
+pub async fn handle<S: InboundStore + SendStore>(
     store: &S,
     cfg: &InboundConfig,
     event: SqsEvent,
@@ -68,7 +68,7 @@ pub async fn handle<S: InboundStore>(
 }
 
 /// Applies one group's records in order; returns the ids of those to retry.
-async fn apply_group<S: InboundStore>(
+async fn apply_group<S: InboundStore + SendStore>(
     store: &S,
     cfg: &InboundConfig,
     records: &[&SqsMessage],

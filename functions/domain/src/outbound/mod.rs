@@ -8,13 +8,20 @@
 //!   next from Meta's error-code table ([`CODE_TABLE`], digest §8.2): done, retry, hold the
 //!   recipient, refuse for good, or reconcile a send that may have gone out.
 //!
-//! Everything here is pure: the HTTP client lives in `wa-graph`.
+//! - [`send::SendRecord`] is a send from acceptance to its last status; [`accept::accept`] is
+//!   send-api's use case and [`deliver::Deliverer`] the deliver-worker's, both over ports.
+//!
+//! Everything here is pure or generic over ports: the HTTP client lives in `wa-graph`.
 
+pub mod accept;
 mod check;
+pub mod deliver;
 mod error;
 mod interactive;
 mod outcome;
+pub mod policy;
 mod request;
+pub mod send;
 mod template;
 
 pub use error::{SendError, cloud_api_error_body};
@@ -26,6 +33,10 @@ pub use outcome::{
 pub use request::{
     CALLBACK_DATA_MAX, MessageKind, MessagesRequest, ReadReceipt, Recipient, SendRequest,
     TEXT_BODY_MAX,
+};
+pub use send::{
+    IDEMPOTENCY_SECS, Idempotency, SEND_ID_PREFIX, SendFailure, SendId, SendKind, SendRecord,
+    SendState, StatusEffect, StoredAnswer, idempotency_hash, public_status,
 };
 
 /// Meta's limits that [`SendRequest::parse`] enforces, in characters (not bytes) unless

@@ -191,6 +191,27 @@ impl<T: PairStore> PairStore for &T {
     }
 }
 
+impl<T: PairStore> PairStore for std::sync::Arc<T> {
+    fn pair_state(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+        consistent: bool,
+    ) -> impl Future<Output = Result<Option<PairState>, StoreError>> + Send {
+        (**self).pair_state(phone_number_id, customer, consistent)
+    }
+
+    fn put_pair_state(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+        state: &PairState,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).put_pair_state(phone_number_id, customer, state, expires_at)
+    }
+}
+
 /// How often [`PairGate`] re-reads and retries after losing a conditional write.
 const ATTEMPTS: usize = 4;
 

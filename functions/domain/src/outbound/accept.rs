@@ -1,0 +1,404 @@
+//! send-api's use case: a Cloud API body in, a send recorded and queued (or refused), the
+//! Cloud API answer out.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::policy::{self, Refusal};
+use super::send::{
+    IDEMPOTENCY_SECS, Idempotency, SendFailure, SendId, SendKind, SendRecord, SendState,
+    StoredAnswer, idempotency_hash,
+};
+use super::{MessagesRequest, SendError, SendRequest, cloud_api_error_body};
+use crate::ports::{
+    ConversationReader, Created, OutboundQueue, QueueError, SendJob, SendStore, StoreError,
+};
+
+/// The request field (Ventana's, not Meta's) that names a template to send instead of a
+/// session message when the customer's window is closed. It is removed before the body is
+/// validated and never reaches Meta.
+pub const FALLBACK_FIELD: &str = "fallback_template";
+
+/// How send-api decides.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptConfig {
+    /// The window is treated as closing this much early (seconds), so a message queued at
+    /// its edge is not refused by Meta. The deliver-worker checks again at dequeue.
+    pub window_margin_secs: i64,
+    /// How long send records are kept (seconds).
+    pub retention_secs: i64,
+}
+
+impl Default for AcceptConfig {
+    fn default() -> Self {
+        Self {
+            window_margin_secs: 60,
+            retention_secs: 90 * 86_400,
+        }
+    }
+}
+
+/// One request to the send route, as the handler read it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendCall<'a> {
+    /// The number in the path.
+    pub phone_number_id: &'a str,
+    /// The raw body.
+    pub body: &'a [u8],
+    /// The `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<&'a str>,
+    /// The hash of the API key that made the call (scopes the idempotency key).
+    pub api_key_hash: &'a str,
+    /// Now, unix milliseconds.
+    pub now_ms: i64,
+    /// 80 random bits for the new send's id.
+    pub random: [u8; 10],
+    /// A trace id for error bodies (`fbtrace_id`).
+    pub trace_id: &'a str,
+}
+
+/// The answer to give the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// HTTP status.
+    pub http_status: u16,
+    /// JSON body.
+    pub body: Value,
+    /// The send it is about, when one was recorded.
+    pub send_id: Option<SendId>,
+    /// Whether it is the stored answer of an earlier request with the same `Idempotency-Key`.
+    pub replayed: bool,
+}
+
+/// Why send-api could not decide: nothing is known to be queued, the client should retry.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The store failed.
+    #[error("store failed")]
+    Store(#[from] StoreError),
+    /// The queue failed (the send was recorded as failed, best effort).
+    #[error("queue failed")]
+    Queue(#[from] QueueError),
+}
+
+fn refused(err: &SendError, trace: &str) -> Answer {
+    Answer {
+        http_status: 400,
+        body: err.to_cloud_api_error(trace),
+        send_id: None,
+        replayed: false,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Takes the fallback template out of the body, if the client gave one.
+fn split_fallback(body: &[u8]) -> Result<(Vec<u8>, Option<Value>), SendError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(SendError::NotJson)?;
+    let Value::Object(obj) = &mut value else {
+        return Err(SendError::NotAnObject);
+    };
+    match obj.remove(FALLBACK_FIELD) {
+        None => Ok((body.to_vec(), None)),
+        Some(Value::Object(t)) => {
+            let bytes = serde_json::to_vec(&value).map_err(SendError::NotJson)?;
+            Ok((bytes, Some(Value::Object(t))))
+        }
+        Some(_) => Err(SendError::Invalid {
+            field: FALLBACK_FIELD.into(),
+            reason: "must be a template object (name, language, components)".into(),
+        }),
+    }
+}
+
+/// The template send that replaces `req` when its window is closed: same recipient, the
+/// fallback as its `template`. Validated like any template send.
+fn fallback_request(req: &SendRequest, template: &Value) -> Result<SendRequest, SendError> {
+    let original = req.graph_body("");
+    let mut body = Map::new();
+    for k in ["messaging_product", "recipient_type", "to", "recipient"] {
+        if let Some(v) = original.get(k) {
+            body.insert(k.into(), v.clone());
+        }
+    }
+    body.insert("type".into(), json!("template"));
+    body.insert("template".into(), template.clone());
+    let bytes = serde_json::to_vec(&body).map_err(SendError::NotJson)?;
+    SendRequest::parse(&bytes).map_err(|e| match e {
+        SendError::Missing { field } => SendError::Missing {
+            field: format!("{FALLBACK_FIELD}.{}", field.trim_start_matches("template.")),
+        },
+        SendError::Invalid { field, reason } => SendError::Invalid {
+            field: format!("{FALLBACK_FIELD}.{}", field.trim_start_matches("template.")),
+            reason,
+        },
+        other => other,
+    })
+}
+
+fn body_without_callback(req: &SendRequest) -> Value {
+    let mut v: Value = req.graph_body("");
+    if let Value::Object(o) = &mut v {
+        o.remove("biz_opaque_callback_data");
+    }
+    v
+}
+
+/// Handles `POST /{version}/{phone_number_id}/messages` after authentication: validates,
+/// checks consent and the window, records the send and queues it.
+///
+/// - A replay of an `Idempotency-Key` (same API key, number and key within 24 h) gets the
+///   first answer back and queues nothing new (a send still pending is queued again: the
+///   queue deduplicates it and the worker never sends a settled send twice); the same key
+///   with another body is refused (422).
+/// - A session message to a customer whose window is closed is refused with 131047, unless
+///   the body has a `fallback_template`, which is then what is sent; an opted-out customer is
+///   refused with 131050. Nothing is queued for a refusal.
+pub async fn accept<S, Q>(
+    store: &S,
+    queue: &Q,
+    config: &AcceptConfig,
+    call: SendCall<'_>,
+) -> Result<Answer, AcceptError>
+where
+    S: SendStore + ConversationReader,
+    Q: OutboundQueue,
+{
+    let now_secs = call.now_ms.div_euclid(1000);
+    let body_sha256 = sha256_hex(call.body);
+    let key_hash = call
+        .idempotency_key
+        .map(|k| idempotency_hash(call.api_key_hash, call.phone_number_id, k));
+    if let Some(h) = &key_hash
+        && let Some(existing) = store.find_idempotent(h, now_secs).await?
+    {
+        return replay(queue, &existing, &body_sha256, call.trace_id).await;
+    }
+
+    let (body, fallback) = match split_fallback(call.body) {
+        Ok(x) => x,
+        Err(e) => return Ok(refused(&e, call.trace_id)),
+    };
+    let parsed = match MessagesRequest::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return Ok(refused(&e, call.trace_id)),
+    };
+    let id = SendId::new(call.now_ms, call.random);
+    let idempotency = key_hash.map(|key_hash| Idempotency {
+        key_hash,
+        body_sha256,
+        expires_at: now_secs + IDEMPOTENCY_SECS,
+    });
+    let mut record = SendRecord {
+        id: id.clone(),
+        phone_number_id: call.phone_number_id.to_owned(),
+        customer: None,
+        who: None,
+        message_type: String::new(),
+        kind: SendKind::Session,
+        body: Value::Null,
+        fallback: None,
+        client_callback_data: None,
+        state: SendState::Pending { not_before_ms: 0 },
+        attempts: 0,
+        wamid: None,
+        error: None,
+        statuses: Default::default(),
+        created_at_ms: call.now_ms,
+        broadcast_id: None,
+        idempotency,
+        answer: None,
+        expires_at: now_secs + config.retention_secs,
+        version: 0,
+    };
+
+    let answer = match parsed {
+        MessagesRequest::Read(_) => {
+            record.kind = SendKind::ReadReceipt;
+            record.message_type = "read".into();
+            record.body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            json!({"success": true})
+        }
+        MessagesRequest::Send(req) => {
+            let mut req = *req;
+            if let Some(who) = req.customer().cloned() {
+                let key = store
+                    .lookup_customer(call.phone_number_id, &who.direct_key())
+                    .await?;
+                let window = store
+                    .window(call.phone_number_id, &key)
+                    .await?
+                    .map(|(w, _)| w);
+                let consents = store.consents(call.phone_number_id, &key).await?;
+                let kind = kind_of(&req);
+                let mut verdict = policy::check(
+                    kind,
+                    window.as_ref(),
+                    &consents,
+                    now_secs,
+                    config.window_margin_secs,
+                );
+                if verdict == Err(Refusal::WindowClosed)
+                    && let Some(template) = &fallback
+                {
+                    req = match fallback_request(&req, template) {
+                        Ok(r) => r,
+                        Err(e) => return Ok(refused(&e, call.trace_id)),
+                    };
+                    verdict = policy::check(
+                        SendKind::Template,
+                        window.as_ref(),
+                        &consents,
+                        now_secs,
+                        config.window_margin_secs,
+                    );
+                }
+                record.who = Some(who);
+                record.customer = Some(key);
+                if let Err(refusal) = verdict {
+                    return refuse(store, record, &refusal, call.trace_id, now_secs).await;
+                }
+            }
+            if req.is_session_message()
+                && let Some(template) = &fallback
+            {
+                // Kept for the worker: the window may close before dequeue.
+                if let Ok(f) = fallback_request(&req, template) {
+                    record.fallback = Some(body_without_callback(&f));
+                }
+            }
+            record.kind = kind_of(&req);
+            record.message_type = req.kind().as_str().to_owned();
+            record.client_callback_data = req.client_callback_data().map(str::to_owned);
+            record.body = body_without_callback(&req);
+            req.response_body(id.as_str())
+        }
+    };
+
+    let stored = StoredAnswer {
+        http_status: 200,
+        body: answer.to_string(),
+    };
+    if record.idempotency.is_some() {
+        record.answer = Some(stored);
+    }
+    match store.create_send(&record, now_secs).await? {
+        Created::Exists(existing) => {
+            let sha = record
+                .idempotency
+                .as_ref()
+                .map(|i| i.body_sha256.clone())
+                .unwrap_or_default();
+            return replay(queue, &existing, &sha, call.trace_id).await;
+        }
+        Created::New => record.version = 1,
+    }
+    if let Err(e) = queue.enqueue(&SendJob::for_send(&record)).await {
+        // With an Idempotency-Key the send stays pending: the client's retry queues it.
+        // Without one, it is marked failed so that nobody waits for it (best effort: a send
+        // nothing queued is never delivered anyway).
+        if record.idempotency.is_none() {
+            record.state = SendState::Failed;
+            record.error = Some(SendFailure::new(0, "could not be queued"));
+            let _ = store.save_send(&mut record).await;
+        }
+        return Err(e.into());
+    }
+    Ok(Answer {
+        http_status: 200,
+        body: answer,
+        send_id: Some(id),
+        replayed: false,
+    })
+}
+
+fn kind_of(req: &SendRequest) -> SendKind {
+    if req.is_session_message() {
+        SendKind::Session
+    } else {
+        SendKind::Template
+    }
+}
+
+/// The answer of a refusal; with an `Idempotency-Key` the refusal is recorded so that a
+/// replay gets the same answer.
+async fn refuse<S: SendStore>(
+    store: &S,
+    mut record: SendRecord,
+    refusal: &Refusal,
+    trace: &str,
+    now_secs: i64,
+) -> Result<Answer, AcceptError> {
+    let body = cloud_api_error_body(refusal.code(), refusal.message(), &refusal.details(), trace);
+    if record.idempotency.is_some() {
+        record.state = SendState::Failed;
+        record.error = Some(SendFailure::new(refusal.code(), refusal.message()));
+        record.answer = Some(StoredAnswer {
+            http_status: 400,
+            body: body.to_string(),
+        });
+        if let Created::Exists(existing) = store.create_send(&record, now_secs).await?
+            && let Some(a) = &existing.answer
+        {
+            return Ok(stored_answer(&existing, a));
+        }
+    }
+    Ok(Answer {
+        http_status: 400,
+        body,
+        send_id: None,
+        replayed: false,
+    })
+}
+
+fn stored_answer(r: &SendRecord, a: &StoredAnswer) -> Answer {
+    Answer {
+        http_status: a.http_status,
+        body: serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        send_id: (a.http_status == 200).then(|| r.id.clone()),
+        replayed: true,
+    }
+}
+
+/// The answer to a request whose `Idempotency-Key` is held by `existing`.
+async fn replay<Q: OutboundQueue>(
+    queue: &Q,
+    existing: &SendRecord,
+    body_sha256: &str,
+    trace: &str,
+) -> Result<Answer, AcceptError> {
+    let same_body = existing
+        .idempotency
+        .as_ref()
+        .is_some_and(|i| i.body_sha256 == body_sha256);
+    if !same_body {
+        return Ok(Answer {
+            http_status: 422,
+            body: cloud_api_error_body(
+                100,
+                "(#100) Invalid parameter",
+                "This Idempotency-Key was used with a different request body in the last 24 hours; use a new key for a new message.",
+                trace,
+            ),
+            send_id: None,
+            replayed: true,
+        });
+    }
+    let Some(answer) = &existing.answer else {
+        return Err(AcceptError::Store(StoreError::Corrupt(
+            "idempotent send without its answer".into(),
+        )));
+    };
+    if matches!(existing.state, SendState::Pending { .. }) {
+        // The first request may have failed to queue it; the queue and the worker make
+        // queuing it again harmless.
+        queue.enqueue(&SendJob::for_send(existing)).await?;
+    }
+    Ok(stored_answer(existing, answer))
+}
+
+#[cfg(test)]
+#[path = "accept_tests.rs"]
+mod tests;

@@ -1,0 +1,630 @@
+//! deliver-worker's use case: one queued send, delivered at most once to the Graph API within
+//! the number's rate and the recipient's pair rate, and what came of it recorded.
+//!
+//! [`Deliverer::deliver`] reads the send, decides with [`plan`] (pure), and answers the queue
+//! with a [`JobOutcome`]: done (delete the message), defer it (make it visible again later;
+//! the FIFO group, that is this customer's later sends, waits behind it), or move it to the
+//! dead-letter queue with a reason.
+//!
+//! # Never twice
+//!
+//! - Every state change is saved over the version read ([`SendStore::save_send`]); the
+//!   *claim* (`Attempting`, with a lease) is saved before the Graph API is called, so two
+//!   deliveries of the same queue message (SQS is at least once) cannot both post it.
+//! - A settled send (accepted, failed, dead-lettered) is never posted again.
+//! - A call that may have reached Meta without an answer (timeout after the request left, a
+//!   worker that died mid-call: its lease ran out) makes the send *unconfirmed*: it waits
+//!   [`DeliverConfig::unconfirmed_grace_ms`] for a status webhook carrying its id in
+//!   `biz_opaque_callback_data` (applied by inbound-processor, [`SendRecord::apply_status`]),
+//!   and is resent at most once if none came. A second unconfirmed call goes to the DLQ.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use super::send::{SendFailure, SendKind, SendRecord, SendState};
+use super::{Disposition, GraphOutcome, classify, policy};
+use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
+use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
+use crate::ports::{
+    Clock, Consent, ConsentRecord, ConsentSource, ConversationReader, Direction, GraphSender,
+    InboundStore, MessageRecord, SendJob, SendStore, StoreError,
+};
+
+/// How the worker delivers.
+#[derive(Debug, Clone)]
+pub struct DeliverConfig {
+    /// The window is treated as closing this much early at dequeue (seconds).
+    pub window_margin_secs: i64,
+    /// How long an unconfirmed send waits for a status webhook before its one resend (ms).
+    pub unconfirmed_grace_ms: i64,
+    /// Graph API calls before a send that keeps failing transiently is dead-lettered.
+    pub max_attempts: u32,
+    /// How long a claim lasts (ms): longer than the pacer wait plus the Graph API timeout. A
+    /// claim that outlives it is taken for a worker that died mid-call.
+    pub lease_ms: i64,
+    /// The longest the worker waits in-process for the number's rate (ms); longer waits
+    /// defer the message instead.
+    pub max_inline_wait_ms: i64,
+    /// The longest retry backoff (ms).
+    pub max_backoff_ms: i64,
+    /// Messages per second for numbers without their own limit.
+    pub default_limit: u32,
+    /// Per-number limits (phone number id → messages per second).
+    pub limits: HashMap<String, u32>,
+    /// After a throughput error the number runs at half its limit for this long (ms).
+    pub slow_down_ms: i64,
+    /// How long outbound history is kept (seconds).
+    pub retention_secs: i64,
+}
+
+impl Default for DeliverConfig {
+    fn default() -> Self {
+        Self {
+            window_margin_secs: 60,
+            unconfirmed_grace_ms: 120_000,
+            max_attempts: 5,
+            lease_ms: 30_000,
+            max_inline_wait_ms: 2_000,
+            max_backoff_ms: 900_000,
+            default_limit: crate::pacing::DEFAULT_LIMIT,
+            limits: HashMap::new(),
+            slow_down_ms: 60_000,
+            retention_secs: 90 * 86_400,
+        }
+    }
+}
+
+impl DeliverConfig {
+    /// The configured limit of a number.
+    pub fn limit_of(&self, phone_number_id: &str) -> u32 {
+        self.limits
+            .get(phone_number_id)
+            .copied()
+            .unwrap_or(self.default_limit)
+    }
+}
+
+/// What to do with the queue message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Finished (sent, failed for good, or nothing left to do): delete it.
+    Done,
+    /// Try again in `delay_ms` (make it visible again then).
+    Defer {
+        /// How long to wait.
+        delay_ms: i64,
+    },
+    /// Give up: move it to the dead-letter queue with this reason (the send is recorded as
+    /// dead-lettered with the same reason).
+    DeadLetter {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What [`plan`] decided for a send read at dequeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to do: it is settled.
+    Done,
+    /// Not yet: ask again at this instant (unix ms).
+    WaitUntil(i64),
+    /// Post it (again, after an unconfirmed attempt, when `resend`).
+    Attempt {
+        /// Whether this is the one resend of an unconfirmed send.
+        resend: bool,
+    },
+    /// An attempt may have reached Meta and none is confirmed: the send becomes unconfirmed
+    /// since this instant (a claim whose worker died).
+    MarkUnconfirmed {
+        /// Since when.
+        since_ms: i64,
+    },
+    /// Give up with this reason.
+    DeadLetter(String),
+}
+
+/// Decides what to do with a send read at `now_ms` (pure).
+pub fn plan(r: &SendRecord, now_ms: i64, cfg: &DeliverConfig) -> Plan {
+    match &r.state {
+        SendState::Accepted { .. } | SendState::Failed | SendState::DeadLettered => Plan::Done,
+        SendState::Attempting { lease_until_ms } if now_ms < *lease_until_ms => {
+            Plan::WaitUntil(*lease_until_ms)
+        }
+        SendState::Attempting { lease_until_ms } => Plan::MarkUnconfirmed {
+            since_ms: *lease_until_ms,
+        },
+        SendState::Unconfirmed { since_ms, resent } => {
+            let until = since_ms.saturating_add(cfg.unconfirmed_grace_ms);
+            if now_ms < until {
+                Plan::WaitUntil(until)
+            } else if *resent {
+                Plan::DeadLetter(
+                    "unconfirmed: no answer and no status webhook after the one resend; it may have been delivered".into(),
+                )
+            } else {
+                Plan::Attempt { resend: true }
+            }
+        }
+        SendState::Pending { not_before_ms } if now_ms < *not_before_ms => {
+            Plan::WaitUntil(*not_before_ms)
+        }
+        SendState::Pending { .. } if r.attempts >= cfg.max_attempts => Plan::DeadLetter(format!(
+            "gave up after {} attempts: {}",
+            r.attempts,
+            r.error
+                .as_ref()
+                .map_or_else(|| "no error recorded".to_owned(), describe)
+        )),
+        SendState::Pending { .. } => Plan::Attempt { resend: false },
+    }
+}
+
+fn describe(e: &SendFailure) -> String {
+    format!("code {} ({})", e.code, e.message)
+}
+
+/// The outbound rate of a number, lowered after throughput errors (in this process).
+#[derive(Debug, Default)]
+struct SlowDowns {
+    until: Mutex<HashMap<String, i64>>,
+}
+
+impl SlowDowns {
+    fn limit(&self, pnid: &str, limit: u32, now_ms: i64) -> u32 {
+        let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get(pnid) {
+            Some(&until) if now_ms < until => (limit / 2).max(1),
+            _ => limit,
+        }
+    }
+
+    fn slow(&self, pnid: &str, until_ms: i64) {
+        let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = map.entry(pnid.to_owned()).or_insert(until_ms);
+        *e = (*e).max(until_ms);
+    }
+}
+
+/// The deliver-worker's engine: shared by every message of every batch of a process.
+pub struct Deliverer<S, L, P, G, C> {
+    store: S,
+    pacer: Pacer<L>,
+    pair: PairGate<P>,
+    graph: G,
+    clock: C,
+    config: DeliverConfig,
+    slow: SlowDowns,
+}
+
+/// How many times a save is retried over a fresh read when someone else saved in between.
+const SAVE_ATTEMPTS: usize = 5;
+
+impl<S, L, P, G, C> Deliverer<S, L, P, G, C>
+where
+    S: SendStore + InboundStore + ConversationReader,
+    L: LeaseStore,
+    P: PairStore,
+    G: GraphSender,
+    C: Clock,
+{
+    /// An engine over its ports. `seed` spreads the pacer's random back-off between workers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: S,
+        leases: L,
+        pairs: P,
+        graph: G,
+        clock: C,
+        config: DeliverConfig,
+        pacer: PacerConfig,
+        pair: PairPolicy,
+        seed: u64,
+    ) -> Self {
+        Self {
+            store,
+            pacer: Pacer::with_config(leases, seed, pacer),
+            pair: PairGate::new(pairs, pair),
+            graph,
+            clock,
+            config,
+            slow: SlowDowns::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The Graph API client.
+    pub fn graph(&self) -> &G {
+        &self.graph
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DeliverConfig {
+        &self.config
+    }
+
+    /// The pacer (for its counters).
+    pub fn pacer(&self) -> &Pacer<L> {
+        &self.pacer
+    }
+
+    /// Delivers one queued send. `backlog` is how many sends of the same number this process
+    /// has ready at once (the rest of its batch), so the pacer leases tokens for all of them
+    /// in one request. A store failure is returned: the message should simply be retried
+    /// later (nothing was posted after a failed save).
+    pub async fn deliver(&self, job: &SendJob, backlog: u32) -> Result<JobOutcome, StoreError> {
+        let Some(mut r) = self.store.get_send(&job.send_id).await? else {
+            return Ok(JobOutcome::DeadLetter {
+                reason: format!("no send {} in the store", job.send_id),
+            });
+        };
+        for _ in 0..SAVE_ATTEMPTS {
+            let now = self.clock.now_ms();
+            let resend = match plan(&r, now, &self.config) {
+                Plan::Done => return Ok(JobOutcome::Done),
+                Plan::WaitUntil(t) => return Ok(defer(t - now)),
+                Plan::DeadLetter(reason) => return self.dead_letter(r, reason).await,
+                Plan::MarkUnconfirmed { since_ms } => {
+                    r.state = SendState::Unconfirmed {
+                        since_ms,
+                        resent: r.attempts > 1,
+                    };
+                    if !self.store.save_send(&mut r).await? {
+                        r = self.reload(&r).await?;
+                    }
+                    continue;
+                }
+                Plan::Attempt { resend } => resend,
+            };
+            // Checked again at dequeue: the window may have closed, the customer opted out.
+            if let Some(outcome) = self.recheck(&mut r, now).await? {
+                return Ok(outcome);
+            }
+            let pair_wait = match (&r.customer, r.kind) {
+                (Some(c), SendKind::Session | SendKind::Template) => {
+                    self.pair.reserve(&r.phone_number_id, c, now).await?
+                }
+                _ => None,
+            };
+            if let Some(t) = pair_wait {
+                return Ok(defer(t - self.clock.now_ms()));
+            }
+            let lease_until = self.clock.now_ms() + self.config.lease_ms;
+            r.claim(lease_until);
+            if !self.store.save_send(&mut r).await? {
+                // Another delivery of the same message got there first; look again.
+                r = self.reload(&r).await?;
+                continue;
+            }
+            let Some(_permit) = self.permit(&r.phone_number_id, backlog).await? else {
+                // The number is saturated: hand the claim back and come back later.
+                r.state = SendState::Pending { not_before_ms: 0 };
+                r.attempts -= 1;
+                self.save_or_reload(&mut r).await?;
+                return Ok(defer(self.config.max_inline_wait_ms));
+            };
+            let outcome = self
+                .graph
+                .post_message(&r.phone_number_id, &r.graph_body())
+                .await;
+            return self.settle(r, outcome, resend).await;
+        }
+        Ok(defer(1_000))
+    }
+
+    async fn reload(&self, r: &SendRecord) -> Result<SendRecord, StoreError> {
+        self.store
+            .get_send(&r.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("send {} vanished", r.id)))
+    }
+
+    /// Saves `r`; if someone saved in between, re-reads it into `r` (their change wins) and
+    /// returns `false`.
+    async fn save_or_reload(&self, r: &mut SendRecord) -> Result<bool, StoreError> {
+        if self.store.save_send(r).await? {
+            return Ok(true);
+        }
+        *r = self.reload(r).await?;
+        Ok(false)
+    }
+
+    /// A permit of the number's rate, waiting for it in-process up to
+    /// [`DeliverConfig::max_inline_wait_ms`]; `None` past that.
+    async fn permit(&self, pnid: &str, backlog: u32) -> Result<Option<Permit>, StoreError> {
+        let start = self.clock.now_ms();
+        loop {
+            let now = self.clock.now_ms();
+            let limit = self.slow.limit(pnid, self.config.limit_of(pnid), now);
+            match self
+                .pacer
+                .acquire_for(pnid, limit, backlog.max(1), now)
+                .await?
+            {
+                Acquire::Permit(p) if p.is_valid_at(self.clock.now_ms()) => return Ok(Some(p)),
+                Acquire::Permit(_) => {}
+                Acquire::Wait { until_ms } => {
+                    if until_ms - start > self.config.max_inline_wait_ms {
+                        return Ok(None);
+                    }
+                    self.clock.sleep_until(until_ms).await;
+                }
+            }
+        }
+    }
+
+    /// The window and consent, again at dequeue. A send that may no longer go is failed (or
+    /// switched to its fallback template).
+    async fn recheck(
+        &self,
+        r: &mut SendRecord,
+        now_ms: i64,
+    ) -> Result<Option<JobOutcome>, StoreError> {
+        let Some(customer) = r.customer.clone() else {
+            return Ok(None);
+        };
+        if r.kind == SendKind::ReadReceipt {
+            return Ok(None);
+        }
+        let now = now_ms.div_euclid(1000);
+        let window = self
+            .store
+            .window(&r.phone_number_id, &customer)
+            .await?
+            .map(|(w, _)| w);
+        let consents = self.store.consents(&r.phone_number_id, &customer).await?;
+        let margin = self.config.window_margin_secs;
+        let mut verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+        if verdict == Err(policy::Refusal::WindowClosed)
+            && let Some(fallback) = r.fallback.take()
+        {
+            r.body = fallback;
+            r.kind = SendKind::Template;
+            r.message_type = "template".into();
+            verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+        }
+        let Err(refusal) = verdict else {
+            return Ok(None);
+        };
+        r.state = SendState::Failed;
+        r.error = Some(SendFailure::new(
+            refusal.code(),
+            format!("{} (at dequeue)", refusal.message()),
+        ));
+        if self.save_or_reload(r).await? {
+            Ok(Some(JobOutcome::Done))
+        } else {
+            // Someone changed it (a status webhook?): decide again from what they saved.
+            Ok(Some(defer(0)))
+        }
+    }
+
+    /// Records what came of a Graph API call.
+    async fn settle(
+        &self,
+        mut r: SendRecord,
+        outcome: GraphOutcome,
+        resend: bool,
+    ) -> Result<JobOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        // A read receipt is answered `{"success":true}`, without a message id; sending one
+        // twice is harmless, so anything but a refusal counts as done.
+        let disposition = if r.kind == SendKind::ReadReceipt
+            && !matches!(outcome, GraphOutcome::Rejected { .. })
+        {
+            Disposition::Delivered {
+                wamid: String::new(),
+            }
+        } else {
+            classify(&outcome)
+        };
+        let failure = failure_of(&outcome);
+        let mut result = JobOutcome::Done;
+        let mut history = None;
+        match disposition {
+            Disposition::Delivered { wamid } => {
+                if !wamid.is_empty() {
+                    r.wamid.get_or_insert(wamid.clone());
+                    history = Some(wamid);
+                }
+                r.state = SendState::Accepted {
+                    at_ms: now,
+                    by_webhook: false,
+                };
+                r.error = None;
+            }
+            Disposition::Retry {
+                backoff_hint,
+                slow_number,
+                max_retries,
+            } => {
+                if slow_number {
+                    self.slow
+                        .slow(&r.phone_number_id, now + self.config.slow_down_ms);
+                }
+                r.error = Some(failure);
+                let over = max_retries.is_some_and(|m| r.attempts > m)
+                    || r.attempts >= self.config.max_attempts;
+                if over {
+                    let reason = format!(
+                        "gave up after {} attempts: {}",
+                        r.attempts,
+                        r.error.as_ref().map_or_else(String::new, describe)
+                    );
+                    return self.dead_letter(r, reason).await;
+                }
+                let hint = i64::try_from(backoff_hint.as_millis()).unwrap_or(i64::MAX);
+                let factor = 1i64 << r.attempts.saturating_sub(1).min(20);
+                let delay = hint
+                    .saturating_mul(factor)
+                    .min(self.config.max_backoff_ms)
+                    .max(1_000);
+                r.state = SendState::Pending {
+                    not_before_ms: now + delay,
+                };
+                result = defer(delay);
+            }
+            Disposition::PairRateLimited => {
+                r.error = Some(failure);
+                let retry_at = match &r.customer {
+                    Some(c) => self.pair.rate_limited(&r.phone_number_id, c, now).await?,
+                    None => now + 1_000,
+                };
+                if r.attempts >= self.config.max_attempts {
+                    let reason = format!(
+                        "gave up after {} attempts: {}",
+                        r.attempts,
+                        r.error.as_ref().map_or_else(String::new, describe)
+                    );
+                    return self.dead_letter(r, reason).await;
+                }
+                r.state = SendState::Pending {
+                    not_before_ms: retry_at,
+                };
+                result = defer(retry_at - now);
+            }
+            Disposition::WindowClosed | Disposition::Permanent { .. } => {
+                r.state = SendState::Failed;
+                r.error = Some(failure);
+            }
+            Disposition::OptedOut => {
+                r.state = SendState::Failed;
+                r.error = Some(failure);
+                if let Some(c) = &r.customer {
+                    self.store
+                        .record_consent(&ConsentRecord {
+                            phone_number_id: r.phone_number_id.clone(),
+                            customer: c.clone(),
+                            scope: "marketing".into(),
+                            consent: Consent::OptedOut,
+                            source: ConsentSource::Error131050,
+                            at: now.div_euclid(1000),
+                        })
+                        .await?;
+                }
+            }
+            Disposition::Unconfirmed => {
+                r.error = Some(failure);
+                r.state = SendState::Unconfirmed {
+                    since_ms: now,
+                    resent: resend,
+                };
+                result = defer(self.config.unconfirmed_grace_ms);
+            }
+        }
+        let decided = r.state.clone();
+        if !self.store.save_send(&mut r).await? {
+            // A status webhook saved it in between (it can only have confirmed or failed the
+            // send): keep its view, add the wamid if it lacked one.
+            for _ in 0..SAVE_ATTEMPTS {
+                r = self.reload(&r).await?;
+                if let (Some(w), None) = (&history, &r.wamid) {
+                    r.wamid = Some(w.clone());
+                } else {
+                    break;
+                }
+                if self.store.save_send(&mut r).await? {
+                    break;
+                }
+            }
+            if !matches!(decided, SendState::Accepted { .. }) && r.is_settled() {
+                result = JobOutcome::Done;
+            }
+        }
+        if let Some(wamid) = history {
+            self.record_history(&r, &wamid, now).await?;
+        }
+        Ok(result)
+    }
+
+    /// Adds the send to the customer's conversation history (once, by wamid).
+    async fn record_history(
+        &self,
+        r: &SendRecord,
+        wamid: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Some(m) = history_record(r, wamid, now_ms, self.config.retention_secs) else {
+            return Ok(());
+        };
+        self.store.record_message(&m).await.map(|_| ())
+    }
+
+    async fn dead_letter(
+        &self,
+        mut r: SendRecord,
+        reason: String,
+    ) -> Result<JobOutcome, StoreError> {
+        r.state = SendState::DeadLettered;
+        if r.error.is_none() {
+            r.error = Some(SendFailure::new(0, reason.clone()));
+        }
+        if !self.save_or_reload(&mut r).await? && r.is_settled() {
+            return Ok(JobOutcome::Done);
+        }
+        Ok(JobOutcome::DeadLetter { reason })
+    }
+}
+
+/// The history item of an accepted send (`None` for a group send or a read receipt).
+pub fn history_record(
+    r: &SendRecord,
+    wamid: &str,
+    now_ms: i64,
+    retention_secs: i64,
+) -> Option<MessageRecord> {
+    let (Some(customer), Some(who)) = (&r.customer, &r.who) else {
+        return None;
+    };
+    if r.kind == SendKind::ReadReceipt {
+        return None;
+    }
+    let now = now_ms.div_euclid(1000);
+    Some(MessageRecord {
+        id: r.id.as_str().to_owned(),
+        wamid: wamid.to_owned(),
+        phone_number_id: r.phone_number_id.clone(),
+        customer: customer.clone(),
+        who: who.clone(),
+        direction: Direction::Outbound,
+        message_type: r.message_type.clone(),
+        timestamp: now,
+        raw: r.body.to_string(),
+        expires_at: now + retention_secs,
+    })
+}
+
+fn defer(delay_ms: i64) -> JobOutcome {
+    JobOutcome::Defer {
+        delay_ms: delay_ms.max(0),
+    }
+}
+
+/// The failure to record for an outcome (never the message body).
+fn failure_of(outcome: &GraphOutcome) -> SendFailure {
+    match outcome {
+        GraphOutcome::Accepted { .. } => SendFailure::new(0, "accepted"),
+        GraphOutcome::Rejected {
+            http_status,
+            code,
+            message,
+            ..
+        } => SendFailure::new(*code, format!("{message} (HTTP {http_status})")),
+        GraphOutcome::Transport(t) => {
+            SendFailure::new(0, format!("no answer from the Graph API: {t:?}"))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "deliver_tests.rs"]
+mod tests;

@@ -1,0 +1,536 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::customer::{CustomerKey, CustomerRef};
+use crate::outbound::{SendId, TransportFailure, public_status};
+use crate::pacing::memory::InMemoryPacingStore;
+use crate::ports::{Consent, ConsentRecord, ConsentSource, SendJob};
+use crate::status::DeliveryStatus;
+use crate::testing::{InMemoryStore, ManualClock, ScriptedGraph};
+use crate::window::WindowUpdate;
+
+const PNID: &str = "106540352242922";
+const PHONE: &str = "5511999990000";
+const T0: i64 = 1_795_420_800_000;
+
+type Engine = Deliverer<
+    InMemoryStore,
+    Arc<InMemoryPacingStore>,
+    Arc<InMemoryPacingStore>,
+    ScriptedGraph,
+    ManualClock,
+>;
+
+fn engine_with(config: DeliverConfig) -> Engine {
+    let pacing = Arc::new(InMemoryPacingStore::default());
+    Deliverer::new(
+        InMemoryStore::default(),
+        pacing.clone(),
+        pacing,
+        ScriptedGraph::default(),
+        ManualClock::at(T0),
+        config,
+        PacerConfig::default(),
+        PairPolicy::default(),
+        7,
+    )
+}
+
+fn engine() -> Engine {
+    engine_with(DeliverConfig::default())
+}
+
+fn customer(phone: &str) -> (CustomerKey, CustomerRef) {
+    (
+        CustomerKey::Phone(phone.into()),
+        CustomerRef::new(None, Some(phone)).unwrap(),
+    )
+}
+
+/// A customer of `phone` who wrote a minute ago.
+async fn wrote(e: &Engine, phone: &str) {
+    let (key, who) = customer(phone);
+    let at = e.clock().now_ms() / 1000 - 60;
+    e.store()
+        .advance_window(
+            PNID,
+            &key,
+            &who,
+            &WindowUpdate::for_message(at, false),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// A pending send stored as send-api would.
+async fn queued(e: &Engine, phone: &str, kind: SendKind, n: u8) -> SendJob {
+    let (key, who) = customer(phone);
+    let (message_type, body) = match kind {
+        SendKind::Template => (
+            "template",
+            json!({"messaging_product": "whatsapp", "to": phone, "type": "template",
+                   "template": {"name": "hello", "language": {"code": "en"}}}),
+        ),
+        _ => (
+            "text",
+            json!({"messaging_product": "whatsapp", "to": phone, "type": "text", "text": {"body": "hi"}}),
+        ),
+    };
+    let r = SendRecord {
+        id: SendId::new(e.clock().now_ms(), [n; 10]),
+        phone_number_id: PNID.into(),
+        customer: Some(key),
+        who: Some(who),
+        message_type: message_type.into(),
+        kind,
+        body,
+        fallback: None,
+        client_callback_data: None,
+        state: SendState::Pending { not_before_ms: 0 },
+        attempts: 0,
+        wamid: None,
+        error: None,
+        statuses: Default::default(),
+        created_at_ms: e.clock().now_ms(),
+        broadcast_id: None,
+        idempotency: None,
+        answer: None,
+        expires_at: e.clock().now_ms() / 1000 + 86_400,
+        version: 0,
+    };
+    e.store().create_send(&r, 0).await.unwrap();
+    SendJob::for_send(&r)
+}
+
+fn rejected(http_status: u16, code: i64) -> GraphOutcome {
+    GraphOutcome::Rejected {
+        http_status,
+        code,
+        subcode: None,
+        message: format!("error {code}"),
+        details: None,
+        fbtrace_id: None,
+    }
+}
+
+async fn deliver(e: &Engine, job: &SendJob) -> JobOutcome {
+    e.deliver(job, 1).await.unwrap()
+}
+
+fn send(e: &Engine, job: &SendJob) -> SendRecord {
+    e.store().send(&job.send_id).unwrap()
+}
+
+#[tokio::test]
+async fn an_accepted_send_records_its_wamid_and_enters_the_history() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0, PNID);
+    assert_eq!(
+        posted[0].1["biz_opaque_callback_data"],
+        job.send_id.as_str()
+    );
+    assert_eq!(posted[0].1["text"]["body"], "hi");
+    let r = send(&e, &job);
+    assert_eq!(r.wamid.as_deref(), Some("wamid.1"));
+    assert!(matches!(
+        r.state,
+        SendState::Accepted {
+            by_webhook: false,
+            ..
+        }
+    ));
+    assert_eq!(r.attempts, 1);
+    let m = e.store().message("wamid.1").unwrap();
+    assert_eq!(m.id, job.send_id.as_str());
+    assert_eq!(m.direction, Direction::Outbound);
+
+    // SQS delivers the same message again: nothing is posted twice.
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 1);
+}
+
+#[tokio::test]
+async fn throughput_errors_are_retried_with_backoff_then_dead_lettered_with_the_reason() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer((0..5).map(|_| rejected(400, 130_429)));
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        match deliver(&e, &job).await {
+            JobOutcome::Defer { delay_ms } => delays.push(delay_ms),
+            other => panic!("expected a deferral, got {other:?}"),
+        }
+        let r = send(&e, &job);
+        assert!(matches!(r.state, SendState::Pending { .. }));
+        assert_eq!(r.error.as_ref().unwrap().code, 130_429);
+        // Too early: deferred again without a post.
+        let posted = e.graph().posted().len();
+        assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+        assert_eq!(e.graph().posted().len(), posted);
+        e.clock().advance(delays[delays.len() - 1]);
+    }
+    // Each backoff at least doubles the last.
+    assert!(delays.windows(2).all(|w| w[1] >= w[0] * 2), "{delays:?}");
+    match deliver(&e, &job).await {
+        JobOutcome::DeadLetter { reason } => {
+            assert!(reason.contains("5 attempts"), "{reason}");
+            assert!(reason.contains("130429"), "{reason}");
+        }
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    assert_eq!(send(&e, &job).state, SendState::DeadLettered);
+    assert_eq!(e.graph().posted().len(), 5);
+}
+
+#[tokio::test]
+async fn server_errors_and_refused_connections_are_retried() {
+    for outcome in [
+        rejected(500, 131_000),
+        rejected(503, 0),
+        GraphOutcome::Transport(TransportFailure::ConnectFailed),
+    ] {
+        let e = engine();
+        wrote(&e, PHONE).await;
+        let job = queued(&e, PHONE, SendKind::Session, 1).await;
+        e.graph().answer([outcome.clone()]);
+        let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+            panic!("{outcome:?} should be retried");
+        };
+        e.clock().advance(delay_ms);
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done, "{outcome:?}");
+        assert_eq!(e.graph().posted().len(), 2);
+        assert!(send(&e, &job).wamid.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_throughput_error_halves_the_numbers_rate_in_this_process() {
+    let e = engine_with(DeliverConfig {
+        default_limit: 80,
+        ..DeliverConfig::default()
+    });
+    assert_eq!(e.slow.limit(PNID, 80, T0), 80);
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(400, 130_429)]);
+    deliver(&e, &job).await;
+    let now = e.clock().now_ms();
+    assert_eq!(e.slow.limit(PNID, 80, now), 40);
+    assert_eq!(e.slow.limit(PNID, 80, now + 60_001), 80);
+    assert_eq!(e.slow.limit("other", 80, now), 80);
+}
+
+#[tokio::test]
+async fn pair_rate_errors_hold_the_recipient_four_to_the_n_seconds() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph()
+        .answer([rejected(400, 131_056), rejected(400, 131_056)]);
+    let JobOutcome::Defer { delay_ms: first } = deliver(&e, &job).await else {
+        panic!("131056 should defer");
+    };
+    assert!((1_000..=1_100).contains(&first), "{first}");
+    e.clock().advance(first);
+    let JobOutcome::Defer { delay_ms: second } = deliver(&e, &job).await else {
+        panic!("131056 should defer");
+    };
+    assert!((4_000..=4_100).contains(&second), "{second}");
+    e.clock().advance(second);
+    // After a block the recipient has no burst left: the pair spacing may add a little.
+    let mut waited = 0;
+    while let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await {
+        assert!(delay_ms <= 6_000, "{delay_ms}");
+        waited += delay_ms;
+        e.clock().advance(delay_ms);
+        assert!(waited <= 6_000);
+    }
+    assert_eq!(send(&e, &job).attempts, 3);
+    assert_eq!(e.graph().posted().len(), 3);
+}
+
+#[tokio::test]
+async fn permanent_errors_are_recorded_and_never_retried() {
+    for code in [
+        131_047, 131_026, 131_048, 131_049, 132_000, 132_012, 100, 190,
+    ] {
+        let e = engine();
+        wrote(&e, PHONE).await;
+        let job = queued(&e, PHONE, SendKind::Session, 1).await;
+        e.graph().answer([rejected(400, code)]);
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done, "{code}");
+        let r = send(&e, &job);
+        assert_eq!(r.state, SendState::Failed, "{code}");
+        assert_eq!(r.error.as_ref().unwrap().code, code);
+        assert_eq!(public_status(&r), "failed");
+        // Delivered again by the queue: still not posted again.
+        e.clock().advance(3_600_000);
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+        assert_eq!(e.graph().posted().len(), 1, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_131050_records_the_opt_out_so_nothing_else_goes() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Template, 1).await;
+    e.graph().answer([rejected(400, 131_050)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(send(&e, &job).error.unwrap().code, 131_050);
+    let (key, _) = customer(PHONE);
+    let c = e.store().consent_of(PNID, &key, "marketing").unwrap();
+    assert_eq!(c.consent, Consent::OptedOut);
+    assert_eq!(c.source, ConsentSource::Error131050);
+    // The next template to them is failed at dequeue, not posted.
+    let next = queued(&e, PHONE, SendKind::Template, 2).await;
+    assert_eq!(deliver(&e, &next).await, JobOutcome::Done);
+    assert_eq!(send(&e, &next).error.unwrap().code, 131_050);
+    assert_eq!(e.graph().posted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_timeout_after_sending_waits_for_a_status_webhook_before_any_resend() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph()
+        .answer([GraphOutcome::Transport(TransportFailure::TimedOutAfterSend)]);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!("unconfirmed should defer");
+    };
+    assert_eq!(delay_ms, e.config().unconfirmed_grace_ms);
+    assert_eq!(public_status(&send(&e, &job)), "unconfirmed");
+    // Redelivered early: no resend.
+    e.clock().advance(1_000);
+    assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+    assert_eq!(e.graph().posted().len(), 1);
+    // The status webhook arrives (as inbound-processor applies it).
+    let mut r = send(&e, &job);
+    r.apply_status(
+        "wamid.meta",
+        DeliveryStatus::Sent,
+        T0 / 1000,
+        None,
+        e.clock().now_ms(),
+    );
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    e.clock().advance(delay_ms);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(
+        e.graph().posted().len(),
+        1,
+        "confirmed by webhook: never resent"
+    );
+    assert_eq!(send(&e, &job).wamid.as_deref(), Some("wamid.meta"));
+}
+
+#[tokio::test]
+async fn an_unconfirmed_send_is_resent_once_then_dead_lettered() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    let timeout = GraphOutcome::Transport(TransportFailure::TimedOutAfterSend);
+    e.graph().answer([timeout.clone(), timeout]);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!()
+    };
+    e.clock().advance(delay_ms);
+    // No webhook came: one resend.
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!()
+    };
+    assert_eq!(e.graph().posted().len(), 2);
+    e.clock().advance(delay_ms);
+    let JobOutcome::DeadLetter { reason } = deliver(&e, &job).await else {
+        panic!()
+    };
+    assert!(reason.contains("unconfirmed"), "{reason}");
+    assert_eq!(e.graph().posted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_worker_that_died_mid_call_leaves_an_unconfirmed_send() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    // A claim that was never settled (the worker crashed after posting, say).
+    let mut r = send(&e, &job);
+    r.claim(T0 + 30_000);
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    // While the lease lasts, another delivery waits.
+    assert_eq!(
+        deliver(&e, &job).await,
+        JobOutcome::Defer { delay_ms: 30_000 }
+    );
+    e.clock().advance(30_000);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!()
+    };
+    assert_eq!(public_status(&send(&e, &job)), "unconfirmed");
+    assert!(e.graph().posted().is_empty());
+    e.clock().advance(delay_ms);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 1);
+}
+
+#[tokio::test]
+async fn the_window_is_checked_again_at_dequeue() {
+    let e = engine_with(DeliverConfig {
+        window_margin_secs: 60,
+        ..DeliverConfig::default()
+    });
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    // 24 h later the window has closed.
+    e.clock().advance(24 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::Failed);
+    assert_eq!(r.error.unwrap().code, 131_047);
+    assert!(e.graph().posted().is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_fallback_goes_out_when_the_window_closed_before_dequeue() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    let mut r = send(&e, &job);
+    r.fallback = Some(
+        json!({"messaging_product": "whatsapp", "to": PHONE, "type": "template",
+                             "template": {"name": "hello", "language": {"code": "en"}}}),
+    );
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    e.clock().advance(24 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].1["type"], "template");
+    assert_eq!(
+        posted[0].1["biz_opaque_callback_data"],
+        job.send_id.as_str()
+    );
+    assert_eq!(send(&e, &job).message_type, "template");
+}
+
+#[tokio::test]
+async fn an_opt_out_after_queuing_stops_the_send_at_dequeue() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    let (key, _) = customer(PHONE);
+    e.store()
+        .record_consent(&ConsentRecord {
+            phone_number_id: PNID.into(),
+            customer: key,
+            scope: "all".into(),
+            consent: Consent::OptedOut,
+            source: ConsentSource::Keyword,
+            at: T0 / 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(send(&e, &job).error.unwrap().code, 131_050);
+    assert!(e.graph().posted().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_send_goes_to_the_dlq_with_its_reason() {
+    let e = engine();
+    let job = SendJob {
+        send_id: SendId::new(T0, [9; 10]),
+        group: "x".into(),
+    };
+    let JobOutcome::DeadLetter { reason } = deliver(&e, &job).await else {
+        panic!()
+    };
+    assert!(reason.contains("no send"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_store_failure_is_returned_and_nothing_is_posted() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.store().set_failing(true);
+    assert!(e.deliver(&job, 1).await.is_err());
+    assert!(e.graph().posted().is_empty());
+}
+
+#[tokio::test]
+async fn the_pair_rate_spaces_sends_to_one_recipient() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let mut jobs = Vec::new();
+    for n in 0..5 {
+        jobs.push(queued(&e, PHONE, SendKind::Session, n).await);
+    }
+    // A burst of three goes at once; the fourth waits about 6 s.
+    for job in &jobs[..3] {
+        assert_eq!(deliver(&e, job).await, JobOutcome::Done);
+    }
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &jobs[3]).await else {
+        panic!("the fourth should wait")
+    };
+    assert!((5_000..=6_000).contains(&delay_ms), "{delay_ms}");
+    assert_eq!(e.graph().posted().len(), 3);
+    // Another recipient is not held.
+    wrote(&e, "5511888880000").await;
+    let other = queued(&e, "5511888880000", SendKind::Session, 9).await;
+    assert_eq!(deliver(&e, &other).await, JobOutcome::Done);
+}
+
+#[tokio::test]
+async fn the_numbers_rate_holds_in_every_second() {
+    let limit = 20;
+    let e = engine_with(DeliverConfig {
+        default_limit: limit,
+        max_inline_wait_ms: 10_000,
+        ..DeliverConfig::default()
+    });
+    let mut times = Vec::new();
+    for n in 0..200u32 {
+        let phone = format!("55119{n:08}");
+        wrote(&e, &phone).await;
+        let job = queued(&e, &phone, SendKind::Session, (n % 250) as u8).await;
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+        times.push(e.clock().now_ms());
+    }
+    let max = times
+        .iter()
+        .map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1000).count())
+        .max()
+        .unwrap();
+    assert!(max <= 22, "{max} sends in one second at L = {limit}");
+    let span = (times[times.len() - 1] - times[0]) as f64 / 1000.0;
+    let rate = (times.len() - 1) as f64 / span;
+    assert!(rate > 17.0 && rate <= 22.0, "{rate:.1}/s");
+}
+
+#[test]
+fn plan_never_attempts_a_settled_send() {
+    let cfg = DeliverConfig::default();
+    let mut r = crate::outbound::send::tests::record();
+    for state in [
+        SendState::Accepted {
+            at_ms: 1,
+            by_webhook: false,
+        },
+        SendState::Failed,
+        SendState::DeadLettered,
+    ] {
+        r.state = state;
+        assert_eq!(plan(&r, i64::MAX, &cfg), Plan::Done);
+    }
+}

@@ -1,0 +1,215 @@
+//! Whether a send may go to a customer now: the customer-service window and consent. Checked
+//! by send-api before anything is queued, and again by the deliver-worker at dequeue.
+
+use crate::outbound::SendKind;
+use crate::ports::{Consent, ConsentRecord};
+use crate::window::Window;
+
+/// Why a send may not go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A session message outside the customer-service window (Meta's 131047).
+    WindowClosed,
+    /// The customer opted out (Meta's 131050 for marketing; Ventana's own for STOP).
+    OptedOut {
+        /// The scope of the opt-out in force (`all`: a STOP keyword; `marketing`: WhatsApp's
+        /// own control or a 131050).
+        scope: String,
+    },
+}
+
+impl Refusal {
+    /// The Cloud API error code Ventana answers with.
+    pub fn code(&self) -> i64 {
+        match self {
+            Refusal::WindowClosed => 131_047,
+            Refusal::OptedOut { .. } => 131_050,
+        }
+    }
+
+    /// The Cloud API error message (Meta's own wording for the code).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Refusal::WindowClosed => "(#131047) Re-engagement message",
+            Refusal::OptedOut { .. } => {
+                "(#131050) Unable to deliver the message. This recipient has chosen to stop receiving messages from your business"
+            }
+        }
+    }
+
+    /// `error_data.details`: what happened and what to do.
+    pub fn details(&self) -> String {
+        match self {
+            Refusal::WindowClosed => "More than 24 hours have passed since the customer last replied to this number (or they never wrote); send a template instead, or give a fallback_template. Nothing was queued.".into(),
+            Refusal::OptedOut { scope } => format!(
+                "The customer opted out ({scope}); nothing was queued."
+            ),
+        }
+    }
+}
+
+/// The opt-out in force for a send of `kind`, if any.
+///
+/// - A STOP-style keyword (scope `all`) stops every send, except that a customer who wrote
+///   again after it is in a conversation with the business: session replies inside the
+///   window go out (templates still do not).
+/// - WhatsApp's "stop marketing messages" (scope `marketing`, from `user_preferences` or a
+///   131050) stops templates. Until the template registry tells marketing templates from
+///   utility ones, every template is held to it: not sending is the safe side.
+/// - The newest record of a scope wins (an opt-in after an opt-out resumes sends).
+fn opted_out(
+    kind: SendKind,
+    window: Option<&Window>,
+    consents: &[ConsentRecord],
+) -> Option<String> {
+    let newest = |scope: &str| {
+        consents
+            .iter()
+            .filter(|c| c.scope == scope)
+            .max_by_key(|c| c.at)
+            .filter(|c| c.consent == Consent::OptedOut)
+    };
+    if let Some(stop) = newest("all") {
+        let wrote_since = window
+            .and_then(|w| w.last_inbound_at)
+            .is_some_and(|t| t > stop.at);
+        if !(kind == SendKind::Session && wrote_since) {
+            return Some("all".into());
+        }
+    }
+    if kind == SendKind::Template && newest("marketing").is_some() {
+        return Some("marketing".into());
+    }
+    None
+}
+
+/// Whether a send of `kind` may go to the customer at `now_secs`: consent first, then (for
+/// session messages) the window, closed `margin_secs` early. Read receipts always may.
+pub fn check(
+    kind: SendKind,
+    window: Option<&Window>,
+    consents: &[ConsentRecord],
+    now_secs: i64,
+    margin_secs: i64,
+) -> Result<(), Refusal> {
+    if kind == SendKind::ReadReceipt {
+        return Ok(());
+    }
+    if let Some(scope) = opted_out(kind, window, consents) {
+        return Err(Refusal::OptedOut { scope });
+    }
+    if kind == SendKind::Session
+        && !window.is_some_and(|w| w.allows_session_message(now_secs, margin_secs))
+    {
+        return Err(Refusal::WindowClosed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::CustomerKey;
+    use crate::ports::ConsentSource;
+    use crate::window::WindowUpdate;
+
+    fn window(last: i64) -> Window {
+        let mut w = Window::default();
+        w.apply(&WindowUpdate::for_message(last, false));
+        w
+    }
+
+    fn consent(scope: &str, consent: Consent, at: i64) -> ConsentRecord {
+        ConsentRecord {
+            phone_number_id: "1".into(),
+            customer: CustomerKey::Phone("2".into()),
+            scope: scope.into(),
+            consent,
+            source: ConsentSource::Keyword,
+            at,
+        }
+    }
+
+    #[test]
+    fn session_messages_need_the_window_with_its_margin() {
+        let w = window(1_000);
+        let close = 1_000 + 24 * 3600;
+        assert_eq!(
+            check(SendKind::Session, Some(&w), &[], close - 61, 60),
+            Ok(())
+        );
+        assert_eq!(
+            check(SendKind::Session, Some(&w), &[], close - 60, 60),
+            Err(Refusal::WindowClosed)
+        );
+        assert_eq!(
+            check(SendKind::Session, None, &[], 0, 60),
+            Err(Refusal::WindowClosed)
+        );
+        // Templates and read receipts do not.
+        assert_eq!(check(SendKind::Template, None, &[], close + 5, 60), Ok(()));
+        assert_eq!(
+            check(SendKind::ReadReceipt, None, &[], close + 5, 60),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn stop_blocks_everything_until_the_customer_writes_again() {
+        let stop = [consent("all", Consent::OptedOut, 2_000)];
+        let before = window(1_000);
+        let refused = Err(Refusal::OptedOut {
+            scope: "all".into(),
+        });
+        assert_eq!(
+            check(SendKind::Session, Some(&before), &stop, 2_100, 0),
+            refused
+        );
+        assert_eq!(
+            check(SendKind::Template, Some(&before), &stop, 2_100, 0),
+            refused
+        );
+        let after = window(3_000);
+        assert_eq!(
+            check(SendKind::Session, Some(&after), &stop, 3_100, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(SendKind::Template, Some(&after), &stop, 3_100, 0),
+            refused
+        );
+    }
+
+    #[test]
+    fn marketing_opt_out_stops_templates_only_and_newest_wins() {
+        let w = window(1_000);
+        let out = [consent("marketing", Consent::OptedOut, 500)];
+        assert_eq!(
+            check(SendKind::Template, Some(&w), &out, 1_100, 0),
+            Err(Refusal::OptedOut {
+                scope: "marketing".into()
+            })
+        );
+        assert_eq!(check(SendKind::Session, Some(&w), &out, 1_100, 0), Ok(()));
+        let resumed = [
+            consent("marketing", Consent::OptedOut, 500),
+            consent("marketing", Consent::OptedIn, 600),
+        ];
+        assert_eq!(
+            check(SendKind::Template, Some(&w), &resumed, 1_100, 0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refusals_carry_metas_codes() {
+        assert_eq!(Refusal::WindowClosed.code(), 131_047);
+        assert_eq!(
+            Refusal::OptedOut {
+                scope: "all".into()
+            }
+            .code(),
+            131_050
+        );
+    }
+}
