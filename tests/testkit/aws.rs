@@ -13,7 +13,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use wa_dynamodb::DynamoStore;
-use wa_sqs::SqsEventQueue;
+use wa_sqs::{FifoQueueSpec, OutboundControl, SqsEventQueue, SqsOutboundQueue};
 
 /// Where moto listens when `AWS_ENDPOINT_URL` is not set.
 pub const DEFAULT_MOTO_ENDPOINT: &str = "http://127.0.0.1:5000";
@@ -108,6 +108,41 @@ pub async fn fresh_inbound_queue() -> FreshQueue {
     match wa_sqs::create_fifo_queue_with_dlq(&client, &format!("{prefix}-")).await {
         Ok((url, dlq_url)) => FreshQueue {
             queue: SqsEventQueue::new(client.clone(), &url),
+            client,
+            url,
+            dlq_url,
+        },
+        Err(e) => panic!(
+            "cannot create queues {prefix}-… on {} (is moto running? `make test`): {e:?}",
+            moto_endpoint()
+        ),
+    }
+}
+
+/// A fresh outbound queue and its dead-letter queue.
+pub struct FreshOutbound {
+    /// send-api's side: the queue adapter.
+    pub queue: SqsOutboundQueue,
+    /// The worker's side: defer and dead-letter.
+    pub control: OutboundControl,
+    /// The SQS client.
+    pub client: aws_sdk_sqs::Client,
+    /// The queue's URL.
+    pub url: String,
+    /// The dead-letter queue's URL.
+    pub dlq_url: String,
+}
+
+/// A new outbound FIFO queue with its DLQ (`wa_sqs::create_fifo_queues` with
+/// `FifoQueueSpec::outbound()`).
+pub async fn fresh_outbound_queue() -> FreshOutbound {
+    let client = aws_sdk_sqs::Client::new(&moto_config().await);
+    let prefix = unique_name("v-");
+    let spec = FifoQueueSpec::outbound();
+    match wa_sqs::create_fifo_queues(&client, &format!("{prefix}-"), &spec).await {
+        Ok((url, dlq_url)) => FreshOutbound {
+            queue: SqsOutboundQueue::new(client.clone(), &url),
+            control: OutboundControl::new(client.clone(), &url, &dlq_url),
             client,
             url,
             dlq_url,

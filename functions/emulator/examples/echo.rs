@@ -8,7 +8,10 @@
 //!   "function": <AWS_LAMBDA_FUNCTION_NAME>}`.
 //!
 //! For an SQS event each record's body is read as JSON: `{"fail": true}` lists the record in
-//! `batchItemFailures`, `{"error": "why"}` fails the whole invocation.
+//! `batchItemFailures`, `{"error": "why"}` fails the whole invocation, and
+//! `{"fail": true, "visibility_s": 4}` first sets the record's visibility timeout to that
+//! many seconds with `ChangeMessageVisibility` (as a worker deferring a message does; the
+//! SQS client comes from the standard `AWS_*` variables, which the test must pass).
 //!
 //! For an API Gateway event the same directives are read from its query string
 //! (`GET /x?sleep_ms=200`), so it can stand in for an HTTP function.
@@ -30,7 +33,7 @@ fn number(directives: &Value, key: &str) -> Option<i64> {
 async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        return sqs(records);
+        return sqs(records).await;
     }
     let directives = payload.get("queryStringParameters").unwrap_or(&payload);
     if let Some(ms) = number(directives, "sleep_ms") {
@@ -51,7 +54,7 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     }))
 }
 
-fn sqs(records: &[Value]) -> Result<Value, Error> {
+async fn sqs(records: &[Value]) -> Result<Value, Error> {
     let mut failures = Vec::new();
     let mut bodies = Vec::new();
     for record in records {
@@ -63,12 +66,46 @@ fn sqs(records: &[Value]) -> Result<Value, Error> {
         if let Some(why) = body.get("error").and_then(Value::as_str) {
             return Err(why.into());
         }
+        if let Some(secs) = number(&body, "visibility_s") {
+            set_visibility(record, i32::try_from(secs)?).await?;
+        }
         if body.get("fail") == Some(&Value::Bool(true)) {
             failures.push(json!({"itemIdentifier": record.get("messageId")}));
         }
         bodies.push(body);
     }
     Ok(json!({"batchItemFailures": failures, "bodies": bodies}))
+}
+
+/// Sets the visibility timeout of an SQS record (its queue named by `eventSourceARN`).
+async fn set_visibility(record: &Value, secs: i32) -> Result<(), Error> {
+    let field = |k: &str| {
+        record
+            .get(k)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("record without {k}"))
+    };
+    let queue_name = field("eventSourceARN")?
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue_name)
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue URL")?;
+    sqs.change_message_visibility()
+        .queue_url(url)
+        .receipt_handle(field("receiptHandle")?)
+        .visibility_timeout(secs)
+        .send()
+        .await?;
+    Ok(())
 }
 
 #[tokio::main]

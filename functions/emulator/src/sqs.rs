@@ -10,6 +10,12 @@
 //! moves them to the dead-letter queue after `maxReceiveCount` receives. That is AWS's
 //! behaviour, and the only retry mechanism there is.
 //!
+//! The poller never changes a message's visibility: a record the function reports as
+//! failed stays in flight for whatever visibility timeout it has, the queue's or the one the
+//! function set with `ChangeMessageVisibility` (how a worker defers a message), as on AWS.
+//! Each record carries what a function needs for that: `receiptHandle`, `attributes`
+//! (`ApproximateReceiveCount`, `MessageGroupId`, …, all as strings) and `messageAttributes`.
+//!
 //! **FIFO ordering.** AWS never has two batches of the same message group in flight. A single
 //! poller per queue gives that for free: it handles one batch at a time, and SQS itself
 //! withholds a group's later messages while earlier ones are in flight. Run exactly one

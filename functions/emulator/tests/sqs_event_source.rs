@@ -207,3 +207,51 @@ async fn a_failed_invocation_deletes_nothing() {
     task.await.unwrap().unwrap();
     pool.shutdown().await;
 }
+
+#[tokio::test]
+#[ignore = "needs moto at $AWS_ENDPOINT_URL (scripts/with-moto.sh)"]
+async fn a_failed_record_keeps_the_visibility_the_function_set() {
+    let sqs = client().await;
+    // Visibility timeout 1 s: a reset to the queue's own would bring it back within ~1 s.
+    let (queue, dlq) = fifo_with_dlq(&sqs).await;
+    send(&sqs, &queue, "g", json!({"fail": true, "visibility_s": 4})).await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:5000".to_owned());
+    let config = FunctionConfig::new("echo", support::echo_binary()).envs([
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    let pool = FunctionPool::spawn(config).await.unwrap();
+    pool.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let poller = SqsEventSource::new(sqs.clone(), &queue, pool.runtime().clone());
+    let stats = poller.stats();
+    let cancel = CancellationToken::new();
+    let task = poller.spawn(cancel.clone());
+
+    eventually("the first delivery is reported failed", async || {
+        stats.get().item_failures == 1
+    })
+    .await;
+    let first = Instant::now();
+    eventually("the second delivery", async || stats.get().received == 2).await;
+    let gap = first.elapsed();
+    assert!(
+        gap >= Duration::from_secs(3),
+        "came back after {gap:?}: the 4 s visibility the function set was not kept"
+    );
+    let s = stats.get();
+    assert_eq!((s.deleted, s.failed_invocations), (0, 0), "{s:?}");
+    eventually("maxReceiveCount moves it to the DLQ", async || {
+        count(&sqs, &dlq).await.0 == 1
+    })
+    .await;
+
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    pool.shutdown().await;
+}

@@ -2,11 +2,15 @@
 //!
 //! It owns the inbound FIFO queue's message format (the versioned [`envelope`]) and how
 //! events are put on the queue: [`SqsEventQueue`] implements `wa-domain`'s
-//! [`EventQueue`] port with `SendMessageBatch`. SDK types stop here: callers see only domain
-//! types and [`QueueError`]. It must not depend on Lambda, HTTP frameworks or other adapters
-//! (`wa-dynamodb`, `wa-edge`); the domain must never depend on it.
+//! [`EventQueue`] port with `SendMessageBatch`. It owns the outbound queue too
+//! ([`outbound`]): [`SqsOutboundQueue`] implements the [`OutboundQueue`] port, the
+//! deliver-worker reads jobs with [`decode_job`] and defers or dead-letters them with
+//! [`OutboundControl`], and [`redrive`] moves dead-lettered messages of either queue back.
+//! SDK types stop here: callers see only domain types and this crate's errors. It must not
+//! depend on Lambda, HTTP frameworks or other adapters (`wa-dynamodb`, `wa-edge`); the
+//! domain must never depend on it.
 //!
-//! Each event becomes one message whose `MessageGroupId` is [`InboundEvent::group_id`] (one
+//! Each inbound event becomes one message whose `MessageGroupId` is [`InboundEvent::group_id`] (one
 //! customer of one number: their events are applied in order, other customers in parallel)
 //! and whose `MessageDeduplicationId` is [`InboundEvent::dedup_id`] (a redelivered webhook
 //! queues nothing new within SQS's five-minute deduplication interval; later replays are
@@ -14,21 +18,35 @@
 #![warn(missing_docs)]
 
 pub mod envelope;
+mod ids;
+pub mod outbound;
+mod redrive;
+mod retry;
 mod setup;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::{StreamExt, TryStreamExt, stream};
+use retry::{BACKOFF, RETRIES};
 use wa_domain::event::InboundEvent;
+#[cfg(doc)]
+use wa_domain::ports::OutboundQueue;
 use wa_domain::ports::{EventQueue, QueueError};
 
 pub use envelope::{EnvelopeError, SCHEMA_VERSION, decode, encode};
+pub use ids::{MAX_ID_LEN, is_valid_sqs_id, sqs_id};
+pub use outbound::{
+    ControlError, JOB_SCHEMA_VERSION, JobError, MAX_DEFER_SECS, MAX_REASON_BYTES, OutboundControl,
+    REASON_ATTRIBUTE, SqsOutboundQueue, decode_job, encode_job, visibility_secs,
+};
+pub use redrive::{RedriveError, RedriveReport, RedriveStep, Redriven, redrive};
 pub use setup::{
-    MAX_RECEIVE_COUNT, SetupError, VISIBILITY_TIMEOUT_SECS, create_fifo_queue_with_dlq,
+    DLQ_RETENTION_SECS, FifoQueueSpec, MAX_RECEIVE_COUNT, OUTBOUND_MAX_RECEIVE_COUNT,
+    OUTBOUND_VISIBILITY_TIMEOUT_SECS, SetupError, VISIBILITY_TIMEOUT_SECS,
+    create_fifo_queue_with_dlq, create_fifo_queues,
 };
 
 /// The largest message body sent, and the largest total of one batch: SQS's classic
@@ -39,12 +57,9 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// How many batches are in flight at once.
 const CONCURRENCY: usize = 8;
-/// How many times entries SQS reported as failed are sent again.
-const RETRIES: u32 = 2;
-/// Backoff before the first retry; doubled for the next.
-const BACKOFF: Duration = Duration::from_millis(50);
 
-/// Request counters, for the cost report.
+/// Request counters, for the cost report (one set per [`SqsEventQueue`] or
+/// [`SqsOutboundQueue`], shared by its clones).
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: AtomicU64,
@@ -55,11 +70,13 @@ pub struct Metrics {
 /// A copy of the [`Metrics`] counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
-    /// SendMessageBatch requests sent (the SDK's own retries of a request are not counted).
+    /// Send requests sent: `SendMessageBatch` for events, `SendMessage` for send jobs (the
+    /// SDK's own retries of a request are not counted; this crate's are).
     pub requests: u64,
     /// Messages SQS accepted.
     pub messages: u64,
-    /// Entries SQS reported as failed (each retry that fails counts again).
+    /// Entries SQS reported as failed in a batch, or single requests that failed (each
+    /// retry that fails counts again).
     pub failed_entries: u64,
 }
 
