@@ -182,3 +182,67 @@ write("inbound-processor", "batch", {"Records": [
 bad = sqs_record(4, ev_msg, group)
 bad["body"] = '{"schema_version":99,"event":{}}'
 write("inbound-processor", "poison", {"Records": [sqs_record(1, ev_msg, group), bad]})
+
+# send-api: Cloud API bodies as an SDK posts them.
+send_route = "POST /{version}/{phone_number_id}/messages"
+send_path = f"/v25.0/{PNID}/messages"
+send_pp = {"version": "v25.0", "phone_number_id": PNID}
+auth = {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+
+
+def send(case, body, *, headers=auth, path=send_path, pp=send_pp, b64=False):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    write("send-api", case, apigw("POST", path, send_route, headers=headers, body=raw, b64=b64,
+                                  path_params=pp))
+
+
+text_send = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+1 650-555-1234",
+             "type": "text", "text": {"preview_url": False, "body": "Your order shipped."}}
+template_send = {"messaging_product": "whatsapp", "to": "16505551234", "type": "template",
+                 "template": {"name": "order_update", "language": {"code": "en_US"},
+                              "components": [{"type": "body", "parameters": [{"type": "text", "text": "#1234"}]}]}}
+send("text", text_send)
+send("text-base64", text_send, b64=True)
+send("text-idempotent", text_send, headers={**auth, "idempotency-key": "order-1234-shipped"})
+send("text-with-fallback", {**text_send, "fallback_template": template_send["template"]})
+send("template", template_send)
+send("read-receipt", {"messaging_product": "whatsapp", "status": "read",
+                      "message_id": "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQzQTdBNjg5RjdFOEQ5NUE0QjM0NwA="})
+send("no-key", text_send, headers={"content-type": "application/json"})
+send("other-number", text_send, path="/v25.0/999999999999999/messages",
+     pp={"version": "v25.0", "phone_number_id": "999999999999999"})
+send("text-too-long", {**text_send, "text": {"body": "x" * 4097}})
+send("not-json", b"{not json")
+send("bad-version", text_send, path=f"/latest/{PNID}/messages", pp={"version": "latest", "phone_number_id": PNID})
+
+# read-api: a send's state.
+msg_route = "GET /v1/messages/{id}"
+msg_id = "vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AB"
+write("read-api", "message", apigw("GET", f"/v1/messages/{msg_id}", msg_route, path_params={"id": msg_id},
+                                   headers={"authorization": f"Bearer {API_KEY}"}))
+write("read-api", "message-no-key", apigw("GET", f"/v1/messages/{msg_id}", msg_route, path_params={"id": msg_id}))
+
+
+# deliver-worker: the outbound queue's envelopes ({"schema_version":1,"send_id","group"}).
+def outbound_record(i, send_id, group, receive_count=1):
+    body = json.dumps({"schema_version": 1, "send_id": send_id, "group": group}, separators=(",", ":"))
+    return {"messageId": f"7c1b5f3e-0000-4000-8000-00000000000{i}", "receiptHandle": f"AQEBout{i}",
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795420801000",
+                           "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795420801001",
+                           "SequenceNumber": f"1882000000000000000{i}", "MessageGroupId": group,
+                           "MessageDeduplicationId": send_id.replace(".", "-")},
+            "messageAttributes": {}, "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ventana-outbound.fifo",
+            "awsRegion": "us-east-1"}
+
+
+g1 = f"{PNID}:p:16505551234"
+g2 = f"{PNID}:p:16505550000"
+write("deliver-worker", "batch", {"Records": [
+    outbound_record(1, msg_id, g1), outbound_record(2, "vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AC", g1),
+    outbound_record(3, "vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AD", g2)]})
+poison = outbound_record(2, msg_id, g2)
+poison["body"] = '{"schema_version":7}'
+write("deliver-worker", "poison", {"Records": [outbound_record(1, msg_id, g1), poison]})

@@ -275,6 +275,16 @@ fn is_loopback(url: &Url) -> bool {
     })
 }
 
+impl wa_domain::ports::GraphSender for GraphClient {
+    fn post_message(
+        &self,
+        phone_number_id: &str,
+        body: &serde_json::Value,
+    ) -> impl std::future::Future<Output = GraphOutcome> + Send {
+        self.send_message(phone_number_id, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,11 @@
-//! Translates `GET /v1/conversations/{phone_number_id}/{customer}` into domain reads and the
-//! contract's JSON (architecture §4):
+//! Translates the `/v1` read routes into domain reads and the contract's JSON (architecture
+//! §4):
 //!
-//! `{"customer":{"user_id","wa_id"},"window":{"open","expires_at","kind"},"messages":[…],"next_cursor"}`
+//! - `GET /v1/conversations/{phone_number_id}/{customer}` →
+//!   `{"customer":{"user_id","wa_id"},"window":{"open","expires_at","kind"},"messages":[…],"next_cursor"}`
+//! - `GET /v1/messages/{id}` → `{"id","wamid","status","statuses":[{"status","timestamp"}],"error"}`
+//!   (and more fields); a send of a number the key may not read is answered 404, as an
+//!   unknown id is.
 //!
 //! Messages are newest first, each once. Errors are `{"error":{"code","message","request_id"}}`
 //! with 400 / 401 / 403 / 404 / 500, mapped in one place.
@@ -9,10 +13,11 @@
 use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
-use wa_domain::auth::{AuthError, authorize};
+use wa_domain::auth::{AuthError, authenticate, authorize};
 use wa_domain::clock::rfc3339;
 use wa_domain::customer::CustomerKey;
-use wa_domain::ports::{ApiKeyStore, ConversationReader, HistoryItem, StoreError};
+use wa_domain::outbound::SendId;
+use wa_domain::ports::{ApiKeyStore, ConversationReader, HistoryItem, SendStore, StoreError};
 
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: usize = 50;
@@ -30,6 +35,10 @@ pub enum ReadError {
     /// No such route.
     #[error("not found")]
     NotFound,
+    /// No such send, or not one this key may read (the same answer, so that a key cannot
+    /// learn which ids exist for other numbers).
+    #[error("no such message")]
+    NoSuchMessage,
     /// The store failed.
     #[error("store failed")]
     Store(#[from] StoreError),
@@ -50,6 +59,7 @@ fn into_response(err: &ReadError, request_id: &str) -> Response<Body> {
         ),
         ReadError::BadRequest(_, why) => (StatusCode::BAD_REQUEST, "invalid_parameter", *why),
         ReadError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route"),
+        ReadError::NoSuchMessage => (StatusCode::NOT_FOUND, "not_found", "no such message"),
         ReadError::Auth(AuthError::Store(_)) | ReadError::Store(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -64,7 +74,7 @@ fn into_response(err: &ReadError, request_id: &str) -> Response<Body> {
 }
 
 /// Handles one request at `now` (unix seconds).
-pub async fn handle<S: ConversationReader + ApiKeyStore>(
+pub async fn handle<S: ConversationReader + ApiKeyStore + SendStore>(
     store: &S,
     req: &Request,
     now: i64,
@@ -87,7 +97,7 @@ pub async fn handle<S: ConversationReader + ApiKeyStore>(
     }
 }
 
-async fn route<S: ConversationReader + ApiKeyStore>(
+async fn route<S: ConversationReader + ApiKeyStore + SendStore>(
     store: &S,
     req: &Request,
     now: i64,
@@ -103,8 +113,33 @@ async fn route<S: ConversationReader + ApiKeyStore>(
             let customer = params.and_then(|p| p.first("customer")).unwrap_or(customer);
             conversation(store, req, pnid, customer, now).await
         }
+        ("GET", ["v1", "messages", id]) => {
+            let id = params.and_then(|p| p.first("id")).unwrap_or(id);
+            message(store, req, id).await
+        }
         _ => Err(ReadError::NotFound),
     }
+}
+
+/// `GET /v1/messages/{id}`: the send's state, wamid, status history and error
+/// ([`wa_domain::outbound::SendRecord::view`]).
+async fn message<S: ApiKeyStore + SendStore>(
+    store: &S,
+    req: &Request,
+    id: &str,
+) -> Result<Value, ReadError> {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let scope = authenticate(store, auth).await?;
+    let id = SendId::parse(id).ok_or(ReadError::NoSuchMessage)?;
+    let send = store
+        .get_send(&id)
+        .await?
+        .filter(|s| scope.allows(&s.phone_number_id))
+        .ok_or(ReadError::NoSuchMessage)?;
+    Ok(send.view())
 }
 
 async fn conversation<S: ConversationReader + ApiKeyStore>(
@@ -362,5 +397,96 @@ mod tests {
         .await;
         assert_eq!(status, 500);
         assert_eq!(body["error"]["message"], "internal error");
+    }
+
+    async fn with_send(scope: KeyScope) -> (InMemoryStore, SendId) {
+        use wa_domain::outbound::{SendKind, SendRecord, SendState};
+        use wa_domain::status::DeliveryStatus;
+        let store = InMemoryStore::default();
+        store
+            .put_key(&hash_key("test-api-key"), &scope, "t")
+            .await
+            .unwrap();
+        let id = SendId::parse("vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AB").unwrap();
+        let mut r = SendRecord {
+            id: id.clone(),
+            phone_number_id: PNID.into(),
+            customer: Some(CustomerKey::Phone("16505551234".into())),
+            who: CustomerRef::new(None, Some("16505551234")),
+            message_type: "text".into(),
+            kind: SendKind::Session,
+            body: json!({"type": "text", "text": {"body": "secret"}}),
+            fallback: None,
+            client_callback_data: Some("order-7".into()),
+            state: SendState::Pending { not_before_ms: 0 },
+            attempts: 1,
+            wamid: None,
+            error: None,
+            statuses: Default::default(),
+            created_at_ms: T0 * 1000,
+            broadcast_id: None,
+            idempotency: None,
+            answer: None,
+            expires_at: T0 + 86_400,
+            version: 0,
+        };
+        r.apply_status(
+            "wamid.X",
+            DeliveryStatus::Delivered,
+            T0 + 2,
+            None,
+            T0 * 1000,
+        );
+        r.apply_status("wamid.X", DeliveryStatus::Sent, T0 + 1, None, T0 * 1000);
+        store.create_send(&r, T0).await.unwrap();
+        (store, id)
+    }
+
+    #[tokio::test]
+    async fn a_send_shows_its_state_wamid_and_history() {
+        let (store, id) = with_send(KeyScope::Numbers(vec![PNID.into()])).await;
+        let (status, body) = get(
+            &store,
+            include_str!("../../../events/read-api/message.json"),
+            T0,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(body["wamid"], "wamid.X");
+        assert_eq!(body["status"], "delivered");
+        assert_eq!(
+            body["statuses"],
+            json!([{"status": "sent", "timestamp": rfc3339(T0 + 1)},
+                   {"status": "delivered", "timestamp": rfc3339(T0 + 2)}])
+        );
+        assert_eq!(body["error"], Value::Null);
+        assert_eq!(body["biz_opaque_callback_data"], "order-7");
+        // The body itself is not echoed.
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn another_numbers_send_and_an_unknown_id_are_both_404() {
+        let (store, _) = with_send(KeyScope::Numbers(vec!["999".into()])).await;
+        let (status, body) = get(
+            &store,
+            include_str!("../../../events/read-api/message.json"),
+            T0,
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["message"], "no such message");
+        let (store, _) = with_send(KeyScope::AnyNumber).await;
+        let event = include_str!("../../../events/read-api/message.json").replace("Y0AB", "Y0AZ");
+        let (status, _) = get(&store, &event, T0).await;
+        assert_eq!(status, 404);
+        let (status, _) = get(
+            &store,
+            include_str!("../../../events/read-api/message-no-key.json"),
+            T0,
+        )
+        .await;
+        assert_eq!(status, 401);
     }
 }
