@@ -10,7 +10,8 @@
 #   purity        wa-domain depends on no AWS, Lambda, HTTP or async-runtime crate (style.md 3.3)
 #   tests         cargo test --workspace --locked -- --include-ignored, with a private moto
 #   sam-validate  SAM-specific checks of infra/template.yaml (no credentials needed)
-#   cfn-lint      CloudFormation checks of infra/template.yaml (offline)
+#   cfn-lint      CloudFormation checks of infra/template.yaml (offline), then the security
+#                 rules of scripts/check_template.py (and its self-test)
 # `make lint` = fmt clippy purity; `make lint-infra` = sam-validate cfn-lint.
 set -euo pipefail
 
@@ -59,6 +60,8 @@ run_sam-validate() {
 run_cfn-lint() {
   run_bootstrap
   "$VENV/bin/cfn-lint" infra/template.yaml
+  "$VENV/bin/python" scripts/check_template.py infra/template.yaml
+  "$VENV/bin/python" scripts/check_template.py --self-test infra/template.yaml
 }
 describe() {
   case "$1" in
@@ -68,7 +71,7 @@ describe() {
     purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
     tests) echo "cargo build --workspace --bins, then scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
     sam-validate) echo "sam validate --region us-east-1 -t infra/template.yaml" ;;
-    cfn-lint) echo "cfn-lint infra/template.yaml" ;;
+    cfn-lint) echo "cfn-lint infra/template.yaml; scripts/check_template.py [--self-test] infra/template.yaml" ;;
   esac
 }
 
