@@ -220,7 +220,7 @@ async fn a_save_needs_the_version_it_read() {
 
     let mut worker = store.get_send(&r.id).await.unwrap().unwrap();
     let mut late = worker.clone();
-    worker.claim(T0 * 1000 + 30_000);
+    worker.claim(T0 * 1000 + 30_000, false);
     let before = store.metrics().snapshot();
     assert!(store.save_send(&mut worker).await.unwrap());
     assert_eq!(cost(&store, before, "save_send"), rw(0, 1));

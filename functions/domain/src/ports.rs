@@ -442,8 +442,14 @@ impl SendJob {
     }
 }
 
+/// The order group of a send without a customer: the group id of a group send; the message
+/// a read receipt marks (read receipts need no order, and one group per number would make
+/// them one file).
 fn group_of(body: &serde_json::Value) -> &str {
-    body.get("to").and_then(|v| v.as_str()).unwrap_or("-")
+    body.get("to")
+        .or_else(|| body.get("message_id"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("-")
 }
 
 /// Where send-api puts sends for the deliver-worker.

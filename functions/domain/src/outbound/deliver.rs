@@ -119,6 +119,8 @@ pub enum Plan {
     MarkUnconfirmed {
         /// Since when.
         since_ms: i64,
+        /// Whether the lost call was already the one resend.
+        resent: bool,
     },
     /// Give up with this reason.
     DeadLetter(String),
@@ -128,11 +130,15 @@ pub enum Plan {
 pub fn plan(r: &SendRecord, now_ms: i64, cfg: &DeliverConfig) -> Plan {
     match &r.state {
         SendState::Accepted { .. } | SendState::Failed | SendState::DeadLettered => Plan::Done,
-        SendState::Attempting { lease_until_ms } if now_ms < *lease_until_ms => {
+        SendState::Attempting { lease_until_ms, .. } if now_ms < *lease_until_ms => {
             Plan::WaitUntil(*lease_until_ms)
         }
-        SendState::Attempting { lease_until_ms } => Plan::MarkUnconfirmed {
+        SendState::Attempting {
+            lease_until_ms,
+            resend,
+        } => Plan::MarkUnconfirmed {
             since_ms: *lease_until_ms,
+            resent: *resend,
         },
         SendState::Unconfirmed { since_ms, resent } => {
             let until = since_ms.saturating_add(cfg.unconfirmed_grace_ms);
@@ -273,11 +279,8 @@ where
                 Plan::Done => return Ok(JobOutcome::Done),
                 Plan::WaitUntil(t) => return Ok(defer(t - now)),
                 Plan::DeadLetter(reason) => return self.dead_letter(r, reason).await,
-                Plan::MarkUnconfirmed { since_ms } => {
-                    r.state = SendState::Unconfirmed {
-                        since_ms,
-                        resent: r.attempts > 1,
-                    };
+                Plan::MarkUnconfirmed { since_ms, resent } => {
+                    r.state = SendState::Unconfirmed { since_ms, resent };
                     if !self.store.save_send(&mut r).await? {
                         r = self.reload(&r).await?;
                     }
@@ -299,7 +302,7 @@ where
                 return Ok(defer(t - self.clock.now_ms()));
             }
             let lease_until = self.clock.now_ms() + self.config.lease_ms;
-            r.claim(lease_until);
+            r.claim(lease_until, resend);
             if !self.store.save_send(&mut r).await? {
                 // Another delivery of the same message got there first; look again.
                 r = self.reload(&r).await?;

@@ -365,7 +365,7 @@ async fn a_worker_that_died_mid_call_leaves_an_unconfirmed_send() {
     let job = queued(&e, PHONE, SendKind::Session, 1).await;
     // A claim that was never settled (the worker crashed after posting, say).
     let mut r = send(&e, &job);
-    r.claim(T0 + 30_000);
+    r.claim(T0 + 30_000, false);
     assert!(e.store().save_send(&mut r).await.unwrap());
     // While the lease lasts, another delivery waits.
     assert_eq!(
@@ -533,4 +533,34 @@ fn plan_never_attempts_a_settled_send() {
         r.state = state;
         assert_eq!(plan(&r, i64::MAX, &cfg), Plan::Done);
     }
+}
+
+#[tokio::test]
+async fn a_worker_that_died_during_the_resend_leaves_it_for_the_dlq() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    let mut r = send(&e, &job);
+    r.claim(T0 + 30_000, true);
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    e.clock().advance(30_000);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!()
+    };
+    e.clock().advance(delay_ms);
+    assert!(matches!(
+        deliver(&e, &job).await,
+        JobOutcome::DeadLetter { .. }
+    ));
+    assert!(e.graph().posted().is_empty());
+}
+
+#[test]
+fn read_receipts_are_grouped_by_the_message_they_mark() {
+    let mut r = crate::outbound::send::tests::record();
+    r.customer = None;
+    r.who = None;
+    r.kind = SendKind::ReadReceipt;
+    r.body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"});
+    assert_eq!(SendJob::for_send(&r).group, format!("{PNID}:g:wamid.IN"));
 }

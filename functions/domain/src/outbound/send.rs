@@ -113,6 +113,9 @@ pub enum SendState {
     Attempting {
         /// When the worker's ownership ends (unix ms).
         lease_until_ms: i64,
+        /// Whether this call is the one resend of an unconfirmed send.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resend: bool,
     },
     /// Meta accepted it (a wamid is known). Delivery is reported by status webhooks.
     Accepted {
@@ -280,9 +283,12 @@ impl SendRecord {
     }
 
     /// Takes the send for one Graph API call: `Attempting` until `lease_until_ms`, one more
-    /// attempt counted.
-    pub fn claim(&mut self, lease_until_ms: i64) {
-        self.state = SendState::Attempting { lease_until_ms };
+    /// attempt counted; `resend` when it is the one resend of an unconfirmed send.
+    pub fn claim(&mut self, lease_until_ms: i64, resend: bool) {
+        self.state = SendState::Attempting {
+            lease_until_ms,
+            resend,
+        };
         self.attempts += 1;
     }
 
@@ -451,7 +457,7 @@ pub(crate) mod tests {
     #[test]
     fn a_status_confirms_an_unconfirmed_send_and_keeps_the_wamid() {
         let mut r = record();
-        r.claim(10_000);
+        r.claim(10_000, false);
         r.state = SendState::Unconfirmed {
             since_ms: 5_000,
             resent: false,
