@@ -1,13 +1,19 @@
 //! Ventana's test kit.
 
 pub mod aws;
+pub mod clock;
 pub mod fake_sqs;
+pub mod gateway;
+pub mod shared_store;
 
 pub use aws::{
     FreshOutbound, FreshQueue, config_for, fresh_inbound_queue, fresh_outbound_queue, fresh_table,
     moto_config, moto_endpoint, unique_name, unreachable_config,
 };
+pub use clock::TokioClock;
 pub use fake_sqs::{FakeMessage, FakeSqs};
+pub use gateway::TestGateway;
+pub use shared_store::SharedStore;
 
 /// The path of a workspace binary in the debug target dir (`cargo build --workspace --bins`
 /// builds them; `make test` does so before running the tests).
