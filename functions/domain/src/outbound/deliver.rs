@@ -278,7 +278,14 @@ where
             let resend = match plan(&r, now, &self.config) {
                 Plan::Done => return Ok(JobOutcome::Done),
                 Plan::WaitUntil(t) => return Ok(defer(t - now)),
-                Plan::DeadLetter(reason) => return self.dead_letter(r, reason).await,
+                Plan::DeadLetter(reason) => {
+                    if matches!(r.state, SendState::Unconfirmed { .. }) {
+                        // Not a failure Meta reported: say what is known, that it may have
+                        // gone out.
+                        r.error = Some(SendFailure::new(0, reason.clone()));
+                    }
+                    return self.dead_letter(r, reason).await;
+                }
                 Plan::MarkUnconfirmed { since_ms, resent } => {
                     r.state = SendState::Unconfirmed { since_ms, resent };
                     if !self.store.save_send(&mut r).await? {

@@ -356,6 +356,9 @@ async fn an_unconfirmed_send_is_resent_once_then_dead_lettered() {
     };
     assert!(reason.contains("unconfirmed"), "{reason}");
     assert_eq!(e.graph().posted().len(), 2);
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::DeadLettered);
+    assert!(r.error.unwrap().message.contains("may have been delivered"));
 }
 
 #[tokio::test]
