@@ -60,3 +60,22 @@ deploy: bootstrap ## sam deploy --guided the last sam-build (needs AWS credentia
 clean: ## remove build output (target/, infra/.aws-sam); keeps .venv
 	cargo clean
 	rm -rf infra/.aws-sam .aws-sam
+
+# The operator CLI (functions/ventana) against the running `make dev` stack, which writes the
+# stack's endpoints to target/local-stack.env while it runs.
+.PHONY: api-key redrive
+LOCAL_STACK_ENV := target/local-stack.env
+VENTANA_CLI := cargo run -q -p ventana -- --env-file $(LOCAL_STACK_ENV)
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+api-key: ## new API key in the make-dev stack: NUMBER=<phone number id>[,<id>…] or ANY=1 [LABEL=…]
+	$(if $(or $(NUMBER),$(ANY)),,$(error give NUMBER=<phone number id> (comma-separated for several) or ANY=1))
+	@test -f $(LOCAL_STACK_ENV) || { echo "$(LOCAL_STACK_ENV) not found: start \`make dev\` first" >&2; exit 1; }
+	@$(VENTANA_CLI) api-key create $(if $(ANY),--any-number,$(foreach n,$(subst $(comma),$(space),$(NUMBER)),--number $(n))) $(if $(LABEL),--label '$(LABEL)')
+
+redrive: ## move a make-dev DLQ back to its queue (outbound sends are reset first): QUEUE=outbound|inbound [MAX=n]
+	$(if $(filter outbound inbound,$(QUEUE)),,$(error give QUEUE=outbound or QUEUE=inbound))
+	@test -f $(LOCAL_STACK_ENV) || { echo "$(LOCAL_STACK_ENV) not found: start \`make dev\` first" >&2; exit 1; }
+	@$(VENTANA_CLI) dlq redrive $(QUEUE) $(if $(MAX),--max $(MAX))

@@ -14,6 +14,9 @@ pub const DEFAULT_API_KEY: &str = "dev-api-key";
 pub const DEFAULT_ACCESS_TOKEN: &str = "dev-access-token";
 /// Default `VENTANA_INSTANCES`.
 pub const DEFAULT_INSTANCES: usize = 2;
+/// Where the stack writes its `KEY=VALUE` file for tools (`ventana --env-file`), under the
+/// workspace; `VENTANA_ENV_FILE` overrides it.
+pub const ENV_FILE: &str = "target/local-stack.env";
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +59,14 @@ pub struct Config {
     pub instances: usize,
     /// `RUST_LOG` for the functions (default `info`).
     pub rust_log: String,
-    /// Variables passed to the functions unchanged when set (`HISTORY_RETENTION_DAYS`,
-    /// `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`).
+    /// Variables passed to the functions unchanged when set (see `PASSTHROUGH`), plus the
+    /// local stack's own defaults for those of `LOCAL_DEFAULTS` that are not set.
     pub passthrough: Vec<(String, String)>,
+    /// The sandbox Graph API's port on 127.0.0.1 (`VENTANA_SANDBOX_PORT`, 0 = any free
+    /// one); `None` when `GRAPH_API_BASE_URL` is set: then no sandbox is started.
+    pub sandbox_port: Option<u16>,
+    /// `VENTANA_ENV_FILE`: where the `KEY=VALUE` file for tools is written.
+    pub env_file: PathBuf,
 }
 
 impl std::fmt::Debug for Config {
@@ -69,6 +77,8 @@ impl std::fmt::Debug for Config {
             .field("bin_dir", &self.bin_dir)
             .field("instances", &self.instances)
             .field("rust_log", &self.rust_log)
+            .field("sandbox_port", &self.sandbox_port)
+            .field("env_file", &self.env_file)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +88,18 @@ const PASSTHROUGH: &[&str] = &[
     "HISTORY_RETENTION_DAYS",
     "GRAPH_API_BASE_URL",
     "GRAPH_API_VERSION",
+    "GRAPH_API_TIMEOUT_MS",
+    "PACING_DEFAULT_MPS",
+    "PACING_NUMBER_MPS",
+    "DELIVER_MAX_ATTEMPTS",
+    "UNCONFIRMED_GRACE_SECS",
+    "SEND_WINDOW_MARGIN_SECS",
 ];
+
+/// The local stack's own defaults for function variables, where they differ from AWS's:
+/// an unconfirmed send (a Graph API timeout) is reconciled after 20 s instead of 120 s, so
+/// a timeout demo against the sandbox resolves while you watch. Set the variable to override.
+const LOCAL_DEFAULTS: &[(&str, &str)] = &[("UNCONFIRMED_GRACE_SECS", "20")];
 
 impl Config {
     /// Reads the process environment.
@@ -120,6 +141,15 @@ impl Config {
                 }
             },
         };
+        let sandbox_port = match (set("GRAPH_API_BASE_URL"), set("VENTANA_SANDBOX_PORT")) {
+            (Some(_), _) => None,
+            (None, None) => Some(0),
+            (None, Some(v)) => Some(v.trim().parse().map_err(|_| ConfigError::Invalid {
+                var: "VENTANA_SANDBOX_PORT",
+                value: v,
+                reason: "expected a port number (1-65535; 0 picks a free one)",
+            })?),
+        };
         let bin_dir = match set("VENTANA_BIN_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => exe_dir()?,
@@ -151,7 +181,17 @@ impl Config {
             passthrough: PASSTHROUGH
                 .iter()
                 .filter_map(|k| set(k).map(|v| ((*k).to_owned(), v)))
+                .chain(
+                    LOCAL_DEFAULTS
+                        .iter()
+                        .filter(|(k, _)| set(k).is_none())
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                )
                 .collect(),
+            sandbox_port,
+            env_file: set("VENTANA_ENV_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join(ENV_FILE)),
         })
     }
 }
@@ -190,7 +230,12 @@ mod tests {
         assert_eq!(c.bin_dir, PathBuf::from("/repo/target/debug"));
         assert_eq!(c.aws_endpoint, None);
         assert_eq!(c.rust_log, "info");
-        assert!(c.passthrough.is_empty());
+        assert_eq!(
+            c.passthrough,
+            [("UNCONFIRMED_GRACE_SECS".to_owned(), "20".to_owned())]
+        );
+        assert_eq!(c.sandbox_port, Some(0));
+        assert!(c.env_file.ends_with("target/local-stack.env"));
         assert!(c.moto_candidates[0].ends_with(".venv/bin/moto_server"));
     }
 
@@ -206,6 +251,9 @@ mod tests {
             ("VENTANA_INSTANCES", "1"),
             ("VENTANA_MOTO_SERVER", "/opt/moto_server"),
             ("HISTORY_RETENTION_DAYS", "30"),
+            ("UNCONFIRMED_GRACE_SECS", "5"),
+            ("VENTANA_SANDBOX_PORT", "4001"),
+            ("VENTANA_ENV_FILE", "/tmp/stack.env"),
         ])
         .unwrap();
         assert_eq!(c.port, 4000);
@@ -218,8 +266,27 @@ mod tests {
         assert_eq!(c.moto_candidates[0], PathBuf::from("/opt/moto_server"));
         assert_eq!(
             c.passthrough,
-            [("HISTORY_RETENTION_DAYS".to_owned(), "30".to_owned())]
+            [
+                ("HISTORY_RETENTION_DAYS".to_owned(), "30".to_owned()),
+                ("UNCONFIRMED_GRACE_SECS".to_owned(), "5".to_owned()),
+            ]
         );
+        assert_eq!(c.sandbox_port, Some(4001));
+        assert_eq!(c.env_file, PathBuf::from("/tmp/stack.env"));
+    }
+
+    #[test]
+    fn a_graph_api_base_url_means_no_sandbox() {
+        let c = config(&[
+            ("GRAPH_API_BASE_URL", "http://127.0.0.1:9999"),
+            ("VENTANA_SANDBOX_PORT", "4001"),
+        ])
+        .unwrap();
+        assert_eq!(c.sandbox_port, None);
+        assert!(c.passthrough.contains(&(
+            "GRAPH_API_BASE_URL".to_owned(),
+            "http://127.0.0.1:9999".to_owned()
+        )));
     }
 
     #[test]
@@ -229,6 +296,7 @@ mod tests {
             ("VENTANA_PORT", "70000"),
             ("VENTANA_INSTANCES", "0"),
             ("VENTANA_INSTANCES", "many"),
+            ("VENTANA_SANDBOX_PORT", "sandbox"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");

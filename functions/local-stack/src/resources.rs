@@ -5,11 +5,12 @@ use wa_domain::auth::hash_key;
 use wa_domain::ports::{ApiKeyStore, KeyScope, StoreError};
 use wa_dynamodb::DynamoStore;
 
-use crate::routes::{QUEUES, QueueKind};
+use crate::routes::QUEUES;
 
 /// The table's name.
 pub const TABLE_NAME: &str = "ventana";
-/// Prefix of the queues' names (`ventana-inbound.fifo`, `ventana-inbound-dlq.fifo`).
+/// Prefix of the queues' names (`ventana-inbound.fifo`, `ventana-inbound-dlq.fifo`,
+/// `ventana-outbound.fifo`, `ventana-outbound-dlq.fifo`).
 pub const QUEUE_PREFIX: &str = "ventana-";
 /// The region everything pretends to be in.
 pub const REGION: &str = "us-east-1";
@@ -39,6 +40,8 @@ pub enum ResourceError {
 pub struct Queue {
     /// The variable that carries its URL.
     pub url_env: &'static str,
+    /// The variable that carries its dead-letter queue's URL.
+    pub dlq_env: &'static str,
     /// Its consumer.
     pub consumer: &'static str,
     /// Its URL.
@@ -81,16 +84,16 @@ pub async fn create(clients: &Clients, api_key: &str) -> Result<Vec<Queue>, Reso
         .map_err(ResourceError::Table)?;
     let mut queues = Vec::new();
     for spec in QUEUES {
-        let (url, dlq_url) = match spec.kind {
-            QueueKind::Inbound => wa_sqs::create_fifo_queue_with_dlq(&clients.sqs, QUEUE_PREFIX)
+        let (url, dlq_url) =
+            wa_sqs::create_fifo_queues(&clients.sqs, QUEUE_PREFIX, &spec.kind.spec())
                 .await
                 .map_err(|source| ResourceError::Queue {
                     consumer: spec.consumer,
                     source,
-                })?,
-        };
+                })?;
         queues.push(Queue {
             url_env: spec.url_env,
+            dlq_env: spec.dlq_env,
             consumer: spec.consumer,
             url,
             dlq_url,

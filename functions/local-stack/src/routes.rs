@@ -1,7 +1,9 @@
 //! What runs where: the HTTP routes (architecture §4) and the queue consumers, as data.
 //!
 //! The functions to start are exactly those named here, so adding a route for a new function
-//! (send-api) is one line per route; its binary then has to exist in `VENTANA_BIN_DIR`.
+//! is one line per route; its binary then has to exist in `VENTANA_BIN_DIR`.
+
+use wa_sqs::FifoQueueSpec;
 
 /// HTTP API routes → function, as in AWS (`infra/template.yaml`).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -12,8 +14,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "read-api",
     ),
     ("GET /v1/messages/{id}", "read-api"),
-    // send-api, when its binary exists (and GET /v1/messages/{id} may move to it):
-    // ("POST /{version}/{phone_number_id}/messages", "send-api"),
+    ("POST /{version}/{phone_number_id}/messages", "send-api"),
+    // Broadcasts, when their issue lands:
     // ("POST /v1/broadcasts", "send-api"),
     // ("GET /v1/broadcasts/{id}", "send-api"),
 ];
@@ -25,6 +27,8 @@ pub struct QueueSpec {
     pub kind: QueueKind,
     /// The variable that gives its URL to every function.
     pub url_env: &'static str,
+    /// The variable that gives its dead-letter queue's URL to every function.
+    pub dlq_env: &'static str,
     /// The function that consumes it.
     pub consumer: &'static str,
 }
@@ -32,16 +36,37 @@ pub struct QueueSpec {
 /// The queues the local stack knows how to create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueueKind {
-    /// The inbound FIFO queue and its DLQ (`wa_sqs::create_fifo_queue_with_dlq`).
+    /// The inbound FIFO queue and its DLQ ([`FifoQueueSpec::inbound`]).
     Inbound,
+    /// The outbound FIFO queue and its DLQ ([`FifoQueueSpec::outbound`]).
+    Outbound,
 }
 
-/// Queues with their consumers (deliver-worker's outbound queue goes here when it lands).
-pub const QUEUES: &[QueueSpec] = &[QueueSpec {
-    kind: QueueKind::Inbound,
-    url_env: "INBOUND_QUEUE_URL",
-    consumer: "inbound-processor",
-}];
+impl QueueKind {
+    /// How wa-sqs creates it (the same names, receive counts and timeouts as in AWS).
+    pub fn spec(self) -> FifoQueueSpec {
+        match self {
+            QueueKind::Inbound => FifoQueueSpec::inbound(),
+            QueueKind::Outbound => FifoQueueSpec::outbound(),
+        }
+    }
+}
+
+/// Queues with their consumers.
+pub const QUEUES: &[QueueSpec] = &[
+    QueueSpec {
+        kind: QueueKind::Inbound,
+        url_env: "INBOUND_QUEUE_URL",
+        dlq_env: "INBOUND_DLQ_URL",
+        consumer: "inbound-processor",
+    },
+    QueueSpec {
+        kind: QueueKind::Outbound,
+        url_env: "OUTBOUND_QUEUE_URL",
+        dlq_env: "OUTBOUND_DLQ_URL",
+        consumer: "deliver-worker",
+    },
+];
 
 /// Every function to start, each once, in the order first named above.
 pub fn functions() -> Vec<&'static str> {
@@ -77,8 +102,38 @@ mod tests {
                 "webhook-verify",
                 "webhook-receive",
                 "read-api",
-                "inbound-processor"
+                "send-api",
+                "inbound-processor",
+                "deliver-worker",
             ]
         );
+    }
+
+    #[test]
+    fn each_queue_has_its_own_names_and_consumer() {
+        let names: Vec<String> = QUEUES.iter().map(|q| q.kind.spec().name).collect();
+        assert_eq!(names, ["inbound", "outbound"]);
+        for q in QUEUES {
+            let stem = q.url_env.trim_end_matches("_QUEUE_URL");
+            assert_eq!(q.dlq_env, format!("{stem}_DLQ_URL"));
+        }
+        assert_eq!(
+            QueueKind::Outbound.spec().max_receive_count,
+            wa_sqs::OUTBOUND_MAX_RECEIVE_COUNT
+        );
+    }
+
+    #[test]
+    fn the_send_route_and_the_message_read_route_do_not_collide() {
+        let mut table = wa_emulator::apigw::RouteTable::new();
+        for (key, function) in ROUTES {
+            table.add(key, *function).unwrap();
+        }
+        let send = table.find(&http::Method::POST, "/v25.0/106540352242922/messages");
+        assert_eq!(send.map(|m| *m.target), Some("send-api"));
+        let read = table.find(&http::Method::GET, "/v1/messages/vnt.0123");
+        assert_eq!(read.map(|m| *m.target), Some("read-api"));
+        let webhook = table.find(&http::Method::POST, "/webhook");
+        assert_eq!(webhook.map(|m| *m.target), Some("webhook-receive"));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wa_emulator::apigw::RouteTable;
 use wa_emulator::sqs::SqsEventSource;
 use wa_emulator::{EmulatorError, FunctionConfig, FunctionPool, Output};
+use wa_sandbox::{Sandbox, SandboxConfig, SandboxError, SandboxHandle};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -87,6 +88,26 @@ pub enum StackError {
     /// moto exited while the stack was running.
     #[error("moto exited unexpectedly ({0})")]
     MotoExited(String),
+    /// The sandbox's port is taken (no source, as for [`StackError::PortInUse`]).
+    #[error(
+        "127.0.0.1:{port} (the sandbox Graph API) is in use by another process; stop it or set VENTANA_SANDBOX_PORT"
+    )]
+    SandboxPortInUse {
+        /// The port.
+        port: u16,
+    },
+    /// The sandbox Graph API could not be started.
+    #[error("cannot start the sandbox Graph API")]
+    Sandbox(#[source] SandboxError),
+    /// The `KEY=VALUE` file for tools could not be written.
+    #[error("cannot write {}", path.display())]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the stack until `stop` fires (then returns `Ok`) or something fails. Everything it
@@ -157,7 +178,78 @@ async fn run_on(
         None => return Ok(()),
     };
 
-    let env = function_env(config, endpoint, &queues);
+    let addr = listener.local_addr().map_err(|source| StackError::Listen {
+        port: config.port,
+        source,
+    })?;
+    let sandbox = match config.sandbox_port {
+        None => None,
+        Some(port) => Some(start_sandbox(config, port, addr).await?),
+    };
+    let result = run_with(
+        config,
+        listener,
+        addr,
+        endpoint,
+        moto,
+        stop,
+        &clients,
+        &queues,
+        sandbox.as_ref(),
+    )
+    .await;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+        tracing::info!("sandbox Graph API stopped");
+    }
+    result
+}
+
+/// Starts the sandbox Graph API on 127.0.0.1:`port`, posting its signed status webhooks to
+/// the stack's own `/webhook` with the first app secret (the one Meta would sign with).
+async fn start_sandbox(
+    config: &Config,
+    port: u16,
+    addr: SocketAddr,
+) -> Result<SandboxHandle, StackError> {
+    let app_secret = config
+        .app_secret
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+    let sandbox = Sandbox::start(SandboxConfig {
+        port,
+        access_token: config.access_token.clone().into(),
+        app_secret: app_secret.to_owned().into(),
+        webhook_url: Some(format!("http://{addr}/webhook")),
+        ..SandboxConfig::default()
+    })
+    .await
+    .map_err(|e| match e {
+        SandboxError::Bind { port, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            StackError::SandboxPortInUse { port }
+        }
+        other => StackError::Sandbox(other),
+    })?;
+    Ok(sandbox)
+}
+
+/// Functions, HTTP and pollers, once the resources (and the sandbox) exist.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+async fn run_with(
+    config: &Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+    endpoint: &str,
+    moto: Option<&mut Moto>,
+    stop: &CancellationToken,
+    clients: &Clients,
+    queues: &[Queue],
+    sandbox: Option<&SandboxHandle>,
+) -> Result<(), StackError> {
+    let graph_url = sandbox.map(|s| s.url().to_owned());
+    let env = function_env(config, endpoint, queues, graph_url.as_deref());
     let mut pools: Vec<(&'static str, FunctionPool)> = Vec::new();
     for name in routes::functions() {
         let function = FunctionConfig::new(name, config.bin_dir.join(name))
@@ -172,11 +264,6 @@ async fn run_on(
             })?;
         pools.push((name, pool));
     }
-
-    let addr = listener.local_addr().map_err(|source| StackError::Listen {
-        port: config.port,
-        source,
-    })?;
 
     let started = async {
         for (name, pool) in &pools {
@@ -219,7 +306,7 @@ async fn run_on(
 
     let pollers_stop = stop.child_token();
     let mut pollers = JoinSet::new();
-    for queue in &queues {
+    for queue in queues {
         if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == queue.consumer) {
             let source =
                 SqsEventSource::new(clients.sqs.clone(), &queue.url, pool.runtime().clone())
@@ -228,10 +315,32 @@ async fn run_on(
         }
     }
 
+    let tools_env = tools_env(addr, endpoint, queues, graph_url.as_deref());
+    if let Err(e) = write_env_file(&config.env_file, &tools_env) {
+        server_stop.cancel();
+        pollers_stop.cancel();
+        let _ = shut_down(pools, Some(server), pollers).await;
+        return Err(e);
+    }
     let moto_pid = moto.as_ref().and_then(|m| m.pid());
-    print_banner(config, addr, endpoint, moto_pid, &queues, &pools);
+    print_banner(
+        config,
+        addr,
+        endpoint,
+        moto_pid,
+        queues,
+        &pools,
+        graph_url.as_deref(),
+    );
 
     let outcome = wait_for_stop(stop, moto, &mut pollers).await;
+    match std::fs::remove_file(&config.env_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %config.env_file.display(), error = %e, "cannot remove the env file")
+        }
+    }
     tracing::info!("stopping");
     server_stop.cancel();
     pollers_stop.cancel();
@@ -297,8 +406,14 @@ async fn shut_down(
     result
 }
 
-/// The environment of every function process.
-fn function_env(config: &Config, endpoint: &str, queues: &[Queue]) -> Vec<(String, String)> {
+/// The environment of every function process: `graph_url` is the sandbox's URL, if one runs
+/// (otherwise `GRAPH_API_BASE_URL` comes from the environment, with the passthrough).
+fn function_env(
+    config: &Config,
+    endpoint: &str,
+    queues: &[Queue],
+    graph_url: Option<&str>,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("VENTANA_TABLE_NAME", resources::TABLE_NAME),
         ("WHATSAPP_APP_SECRET", &config.app_secret),
@@ -315,9 +430,65 @@ fn function_env(config: &Config, endpoint: &str, queues: &[Queue]) -> Vec<(Strin
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    env.extend(queues.iter().map(|q| (q.url_env.to_owned(), q.url.clone())));
+    for q in queues {
+        env.push((q.url_env.to_owned(), q.url.clone()));
+        env.push((q.dlq_env.to_owned(), q.dlq_url.clone()));
+    }
+    if let Some(url) = graph_url {
+        env.push(("GRAPH_API_BASE_URL".to_owned(), url.to_owned()));
+    }
     env.extend(config.passthrough.iter().cloned());
     env
+}
+
+/// What tools need to reach the stack (`ventana --env-file`, or `source` in a shell): the
+/// AWS endpoint with moto's dummy credentials, the table, the queues, the URLs. No secret.
+fn tools_env(
+    addr: SocketAddr,
+    endpoint: &str,
+    queues: &[Queue],
+    graph_url: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", resources::REGION),
+        // moto checks no credentials; these keep the SDK from looking for real ones.
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("VENTANA_TABLE_NAME", resources::TABLE_NAME),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for q in queues {
+        env.push((q.url_env.to_owned(), q.url.clone()));
+        env.push((q.dlq_env.to_owned(), q.dlq_url.clone()));
+    }
+    env.push(("VENTANA_URL".to_owned(), format!("http://{addr}")));
+    if let Some(url) = graph_url {
+        env.push(("SANDBOX_URL".to_owned(), url.to_owned()));
+    }
+    env
+}
+
+/// Writes `KEY=VALUE` lines to `path` (replacing it), creating its directory.
+fn write_env_file(path: &Path, vars: &[(String, String)]) -> Result<(), StackError> {
+    let failed = |source| StackError::EnvFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let mut text = String::from(
+        "# Written by local-stack (make dev) at start, removed when it stops.\n\
+         # For `ventana --env-file <this file>`, or `set -a; . <this file>; set +a` in a shell.\n",
+    );
+    for (k, v) in vars {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    std::fs::write(path, text).map_err(failed)
 }
 
 /// What a developer needs to use the stack, then the one line that says it serves.
@@ -328,6 +499,7 @@ fn print_banner(
     moto_pid: Option<u32>,
     queues: &[Queue],
     pools: &[(&'static str, FunctionPool)],
+    sandbox_url: Option<&str>,
 ) {
     let moto = match moto_pid {
         None => format!("{endpoint} (from AWS_ENDPOINT_URL)"),
@@ -347,8 +519,39 @@ fn print_banner(
         format!("  table:               {}", resources::TABLE_NAME),
     ];
     for q in queues {
-        lines.push(format!("  {}:   {} (DLQ {})", q.url_env, q.url, q.dlq_url));
+        let name = format!("{}:", q.url_env);
+        lines.push(format!("  {name:<21}{} (DLQ {})", q.url, q.dlq_url));
     }
+    match sandbox_url {
+        Some(url) => {
+            lines.push(format!(
+                "  sandbox Graph API:   {url} (the functions' GRAPH_API_BASE_URL; status webhooks go to http://{addr}/webhook)"
+            ));
+            lines.push(format!(
+                "    its sends:         curl -s {url}/_sandbox/sends"
+            ));
+            lines.push(format!(
+                "    inject a failure:  curl -s -X POST {url}/_sandbox/failures -d '{{\"mode\":\"window_closed\",\"recipient\":\"16505551234\"}}'"
+            ));
+            lines.push(format!(
+                "    clear failures:    curl -s -X DELETE {url}/_sandbox/failures"
+            ));
+        }
+        None => {
+            let url = config
+                .passthrough
+                .iter()
+                .find(|(k, _)| k == "GRAPH_API_BASE_URL")
+                .map_or("", |(_, v)| v.as_str());
+            lines.push(format!(
+                "  Graph API:           {url} (from GRAPH_API_BASE_URL; no sandbox)"
+            ));
+        }
+    }
+    lines.push(format!(
+        "  env file:            {} (for `ventana --env-file`; removed on stop)",
+        config.env_file.display()
+    ));
     for (name, pool) in pools {
         let pids: Vec<String> = pool
             .processes()

@@ -1,0 +1,228 @@
+//! `ventana`: the operator CLI. Parsing and printing only; the actions are in the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use ventana::redrive::{self, Outcome, Queues};
+use ventana::{CliError, Env, Settings, keys};
+use wa_domain::ports::KeyScope;
+use wa_dynamodb::DynamoStore;
+
+/// Ventana's operator CLI: API keys and dead-letter redrive.
+///
+/// Settings come from the environment: VENTANA_TABLE_NAME (default `ventana`),
+/// OUTBOUND_QUEUE_URL, OUTBOUND_DLQ_URL, INBOUND_QUEUE_URL, INBOUND_DLQ_URL and the usual
+/// AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, …).
+#[derive(Debug, Parser)]
+#[command(name = "ventana", version)]
+struct Cli {
+    /// Read KEY=VALUE lines from this file first; its values win over the environment.
+    /// `make dev` writes target/local-stack.env for this.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or revoke API keys (stored hashed, scoped to phone number ids).
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key and print it once (only its hash is stored).
+    Create(CreateArgs),
+    /// Revoke a key: it stops authorising requests within about a second.
+    Revoke {
+        /// The key (`vk_…`); `-` reads it from standard input, keeping it out of shell
+        /// history.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["number", "any_number"])))]
+struct CreateArgs {
+    /// A phone number id the key may send and read for (repeat for several).
+    #[arg(long = "number", value_name = "PNID")]
+    number: Vec<String>,
+    /// The key may act for every phone number id.
+    #[arg(long)]
+    any_number: bool,
+    /// What the key is for (stored with it).
+    #[arg(long, default_value = "created with the ventana CLI")]
+    label: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Move dead-lettered messages back to their queue. For `outbound`, each send is reset
+    /// (dead_lettered → pending, attempts 0) before its job is requeued; a send settled
+    /// meanwhile is dropped from the DLQ, never sent again.
+    Redrive {
+        /// Which queue's DLQ.
+        queue: QueueName,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum QueueName {
+    /// OUTBOUND_DLQ_URL → OUTBOUND_QUEUE_URL.
+    Outbound,
+    /// INBOUND_DLQ_URL → INBOUND_QUEUE_URL.
+    Inbound,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let mut text = format!("ventana: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{text}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let env = match &cli.env_file {
+        Some(path) => Env::with_file(path)?,
+        None => Env::from_process(),
+    };
+    let settings = Settings::from_env(&env);
+    let aws = env.sdk_config().await;
+    match cli.command {
+        Command::ApiKey(ApiKeyCommand::Create(args)) => {
+            let scope = keys::scope(&args.number, args.any_number)?;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
+            let key = keys::create(&store, &scope, &args.label).await?;
+            let scope = match &scope {
+                KeyScope::AnyNumber => "any phone number id".to_owned(),
+                KeyScope::Numbers(ids) => format!("phone number ids {}", ids.join(", ")),
+            };
+            eprintln!(
+                "API key created in table {} for {scope}. Ventana stores only its hash: keep the key now, it cannot be shown again.",
+                settings.table
+            );
+            println!("{key}");
+            Ok(())
+        }
+        Command::ApiKey(ApiKeyCommand::Revoke { key }) => {
+            let key = if key == "-" {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(CliError::Stdin)?;
+                line
+            } else {
+                key
+            };
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
+            keys::revoke(&store, &key).await?;
+            println!("API key revoked (table {}).", settings.table);
+            Ok(())
+        }
+        Command::Dlq(DlqCommand::Redrive { queue, max }) => {
+            let client = aws_sdk_sqs::Client::new(&aws);
+            match queue {
+                QueueName::Outbound => {
+                    let queues = Queues {
+                        queue_url: env.required("OUTBOUND_QUEUE_URL")?.to_owned(),
+                        dlq_url: env.required("OUTBOUND_DLQ_URL")?.to_owned(),
+                    };
+                    let store =
+                        DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
+                    let report = redrive::outbound(&client, &store, &queues, max).await?;
+                    for e in &report.entries {
+                        let id = e.send_id.as_deref().unwrap_or(&e.dlq_message_id);
+                        let reason = e.reason.as_deref().unwrap_or("-");
+                        let what = match &e.outcome {
+                            Outcome::Moved { dlq_deleted: true } => "moved".to_owned(),
+                            Outcome::Moved { dlq_deleted: false } => {
+                                "moved (its DLQ copy could not be deleted)".to_owned()
+                            }
+                            Outcome::AlreadySettled { state } => {
+                                format!("already settled ({state}), dropped from the DLQ")
+                            }
+                            Outcome::Failed { why } => format!("failed: {why}"),
+                        };
+                        println!("{id}  {what}  [reason: {reason}]");
+                    }
+                    println!(
+                        "outbound DLQ: {} moved, {} already settled, {} failed",
+                        report.moved(),
+                        report.already_settled(),
+                        report.failed()
+                    );
+                    if report.failed() > 0 {
+                        return Err(CliError::Incomplete {
+                            failed: report.failed(),
+                            total: report.entries.len(),
+                        });
+                    }
+                    Ok(())
+                }
+                QueueName::Inbound => {
+                    let queues = Queues {
+                        queue_url: env.required("INBOUND_QUEUE_URL")?.to_owned(),
+                        dlq_url: env.required("INBOUND_DLQ_URL")?.to_owned(),
+                    };
+                    let report = match redrive::inbound(&client, &queues, max).await {
+                        Ok(r) => r,
+                        Err(CliError::InboundRedrive(e)) => {
+                            print_inbound(&e.report);
+                            return Err(CliError::InboundRedrive(e));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    print_inbound(&report);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn print_inbound(report: &wa_sqs::RedriveReport) {
+    for m in &report.moved {
+        let reason = m.reason.as_deref().unwrap_or("-");
+        let note = if report.not_deleted.contains(&m.dlq_message_id) {
+            " (its DLQ copy could not be deleted)"
+        } else {
+            ""
+        };
+        println!("{}  moved{note}  [reason: {reason}]", m.dlq_message_id);
+    }
+    println!(
+        "inbound DLQ: {} moved, {} not deleted from the DLQ",
+        report.moved.len(),
+        report.not_deleted.len()
+    );
+}
