@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make dev` (the README's run command): installs what is missing (.venv, debug binaries), then
 # hands over to target/debug/local-stack, which starts moto, every route on
-# 127.0.0.1:${VENTANA_PORT:-3000}, the queue consumers (the sandbox Graph API joins with the outbound path), prints a
+# 127.0.0.1:${VENTANA_PORT:-3000}, the queue consumers and the sandbox Graph API, prints a
 # `ready` line, and stops all of it on SIGINT/SIGTERM.
 set -euo pipefail
 
