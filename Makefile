@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench footprint build-lambda sam-build deploy clean
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound footprint build-lambda sam-build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint-infra: ## sam validate + cfn-lint on infra/template.yaml
 
 bench: ## ingest benchmark (verify + split vs the HMAC + one-serde-pass floor); rewrites docs/benchmarks.md
 	@scripts/bench.sh
+
+bench-outbound: ## outbound bench (deliver-worker at 1,000/s, pacing at 80/s, send-api latency; ~4 min); rewrites its docs/benchmarks.md section
+	@scripts/bench.sh --outbound
 
 footprint: ## peak RSS of the release webhook-receive binary over 25,100 events; rewrites its docs/benchmarks.md section
 	@scripts/footprint.sh

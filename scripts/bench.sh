@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Ingest benchmark: runs functions/domain/benches/ingest.rs (criterion) and writes the figures
-# into docs/benchmarks.md, between generated markers. Never type those figures by hand.
+# Benchmarks that write docs/benchmarks.md, between generated markers. Never type those
+# figures by hand.
 #
-#   scripts/bench.sh                    full run (about 40 s once built), section "current"
-#   scripts/bench.sh --quick            VENTANA_BENCH_QUICK=1: fewer, shorter samples
+# Ingest (the default part): functions/domain/benches/ingest.rs (criterion), section "current".
+# Outbound (--outbound): tests/benches/outbound.rs, the deliver-worker engine against the
+# sandbox Graph API (throughput at 1,000/s, pacing accuracy at 80/s with 1, 2 and 4 workers)
+# and send-api's handler latency; section "current" under "## Outbound" (about 4 min once
+# built; 1 min with --quick).
+#
+#   scripts/bench.sh                    ingest, full run (about 40 s once built)
+#   scripts/bench.sh --outbound         outbound only
+#   scripts/bench.sh --all              ingest, then outbound
+#   scripts/bench.sh --quick            VENTANA_BENCH_QUICK=1: fewer, shorter samples and runs
 #   scripts/bench.sh --label NAME       write the section NAME instead of "current"
-#   scripts/bench.sh --no-write         print the table, leave docs/benchmarks.md alone
-#   scripts/bench.sh --min-ratio 0.22   exit 1 if any payload's paired Ventana/floor ratio is lower
-#   scripts/bench.sh -- ARGS            pass ARGS to criterion (e.g. -- ingest_1_message)
+#   scripts/bench.sh --no-write         print the tables, leave docs/benchmarks.md alone
+#   scripts/bench.sh --min-ratio 0.22   exit 1 if any payload's paired Ventana/floor ratio is lower (ingest)
+#   scripts/bench.sh -- ARGS            pass ARGS to criterion (ingest; e.g. -- ingest_1_message)
 #
-# The machine is shared and noisy: the figure that means something is the ratio Ventana/floor,
-# both measured in the same run. Needs cargo and python3 (no jq).
+# The machine is shared and noisy: the ingest figure that means something is the ratio
+# Ventana/floor, both measured in the same run; the outbound figures are rates against the
+# pacer's limit and latencies, each measured in one run. Needs cargo and python3 (no jq).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,15 +29,19 @@ quick=0
 write=1
 min_ratio=
 criterion_args=()
+run_ingest=1
+run_outbound=0
 original_args=("$@")
 while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
+    --outbound) run_ingest=0; run_outbound=1 ;;
+    --all) run_ingest=1; run_outbound=1 ;;
     --label) label=${2:?--label needs a name}; shift ;;
     --no-write) write=0 ;;
     --min-ratio) min_ratio=${2:?--min-ratio needs a number}; shift ;;
     --) shift; criterion_args=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -47,6 +60,10 @@ fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/ventana-bench.XXXXXX")
 trap 'rm -f "$log"' EXIT
+target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+script_cmd="scripts/bench.sh${original_args[*]:+ ${original_args[*]}}"
+
+if ((run_ingest)); then
 # Results older than this run are ignored (criterion keeps every benchmark it ever ran).
 started=$(date +%s)
 sleep 1
@@ -54,11 +71,9 @@ sleep 1
 echo "+ ${env_prefix}${cargo_cmd[*]}" >&2
 "${cargo_cmd[@]}" 2>&1 | tee "$log"
 
-target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-
 BENCH_LOG=$log BENCH_STARTED=$started BENCH_TARGET_DIR=$target_dir BENCH_LABEL=$label \
 BENCH_WRITE=$write BENCH_MIN_RATIO=$min_ratio BENCH_QUICK=$quick \
-BENCH_SCRIPT_CMD="scripts/bench.sh${original_args[*]:+ ${original_args[*]}}" \
+BENCH_SCRIPT_CMD="$script_cmd" \
 BENCH_CARGO_CMD="${env_prefix}${cargo_cmd[*]}" \
 BENCH_RUSTC="$(rustc -V)" BENCH_NPROC="$(nproc)" \
 BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- functions/domain 2>/dev/null | grep -q . && echo '+dirty' || true)" \
@@ -173,3 +188,78 @@ if env["BENCH_MIN_RATIO"]:
         sys.exit(1)
     print(f"bench.sh: every ratio >= {floor}", file=sys.stderr)
 PY
+fi
+
+if ((run_outbound)); then
+out_cmd=(cargo bench -p wa-tests --bench outbound)
+out_log=$(mktemp "${TMPDIR:-/tmp}/ventana-bench-outbound.XXXXXX")
+trap 'rm -f "$log" "$out_log"' EXIT
+echo "+ ${env_prefix}${out_cmd[*]}" >&2
+"${out_cmd[@]}" 2>&1 | tee "$out_log"
+
+BENCH_LOG=$out_log BENCH_LABEL=$label BENCH_WRITE=$write BENCH_QUICK=$quick \
+BENCH_SCRIPT_CMD="$script_cmd" \
+BENCH_CARGO_CMD="${env_prefix}${out_cmd[*]}" \
+BENCH_RUSTC="$(rustc -V)" BENCH_NPROC="$(nproc)" \
+BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- functions/domain functions/graph functions/sandbox functions/send-api functions/deliver-worker tests/benches 2>/dev/null | grep -q . && echo '+dirty' || true)" \
+python3 - <<'PY'
+import os, re, sys, time
+
+env = os.environ
+log = open(env["BENCH_LOG"], encoding="utf-8", errors="replace").read()
+m = re.search(r"^=== outbound report begin ===\n(.*?)^=== outbound report end ===$", log, re.M | re.S)
+if not m:
+    sys.exit("bench.sh: the outbound bench printed no report (did it run?)")
+report = m[1].rstrip("\n")
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+label = env["BENCH_LABEL"]
+date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+mode = ("quick mode: 10 s throughput runs, 10 s pacing runs, 5,000 send-api requests per case"
+        if env["BENCH_QUICK"] == "1" else
+        "10 s throughput runs, 60 s pacing runs, 20,000 send-api requests per case")
+lines = [
+    f"<!-- bench-outbound:{label}:begin (generated by scripts/bench.sh; do not edit by hand) -->",
+    f"### `{label}`",
+    "",
+    f"- command: `{env['BENCH_SCRIPT_CMD']}`, which ran `{env['BENCH_CARGO_CMD']}` ({mode})",
+    f"- machine: {env['BENCH_NPROC']} CPU(s) (`nproc`), {cpu_model()} (`/proc/cpuinfo`); shared with other work,"
+    " and the sandbox Graph API, its client and the engines share these cores",
+    f"- date: {date}; {env['BENCH_RUSTC']}; commit `{env['BENCH_COMMIT']}`",
+    "",
+    report,
+    f"<!-- bench-outbound:{label}:end -->",
+]
+section = "\n".join(lines)
+print()
+print(section)
+
+if env["BENCH_WRITE"] == "1":
+    doc_path = "docs/benchmarks.md"
+    doc = open(doc_path, encoding="utf-8").read() if os.path.exists(doc_path) else "# Benchmarks\n"
+    pattern = re.compile(
+        r"<!-- bench-outbound:%s:begin.*?<!-- bench-outbound:%s:end -->" % (re.escape(label), re.escape(label)), re.S)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: section, doc, count=1)
+    else:
+        heading = re.search(r"^## Outbound\s*$", doc, re.M)
+        if heading:
+            # At the end of the Outbound section: before the next `## ` heading, or at the end.
+            nxt = re.compile(r"^## ", re.M).search(doc, heading.end())
+            at = nxt.start() if nxt else len(doc)
+            doc = doc[:at].rstrip("\n") + "\n\n" + section + "\n" + ("\n" + doc[at:] if nxt else "")
+        else:
+            doc = doc.rstrip("\n") + "\n\n## Outbound\n\n" + section + "\n"
+    with open(doc_path, "w", encoding="utf-8") as f:
+        f.write(doc)
+    print(f"\nbench.sh: wrote section `{label}` of {doc_path} (Outbound)", file=sys.stderr)
+PY
+fi

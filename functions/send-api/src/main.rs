@@ -1,8 +1,7 @@
 //! `send-api`: `POST /{version}/{phone_number_id}/messages`. Wiring only; see `handler.rs`.
 
-mod handler;
-
 use lambda_http::{Error, run, service_fn};
+use send_api::handler;
 use wa_domain::outbound::accept::AcceptConfig;
 
 #[tokio::main]

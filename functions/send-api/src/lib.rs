@@ -1,0 +1,5 @@
+//! `send-api` as a library: the request handler ([`handler`]), so that benchmarks and other
+//! crates can call exactly what the Lambda runs. The binary (`main.rs`) only wires it to
+//! DynamoDB, SQS and the Lambda runtime.
+
+pub mod handler;
