@@ -523,11 +523,22 @@ impl<S: LeaseStore> Pacer<S> {
                 .max(1);
             let want = {
                 let numbers = self.lock();
-                let demand = numbers
-                    .get(phone_number_id)
-                    .map_or(1, |n| n.demand(target, now_ms, backlog));
-                u32::try_from(batch).unwrap_or(u32::MAX).min(demand)
+                let (demand, cached) = numbers.get(phone_number_id).map_or((1, 0), |n| {
+                    (
+                        n.demand(target, now_ms, backlog),
+                        n.slots.get(&target).map_or(0, |c| c.tokens),
+                    )
+                });
+                u32::try_from(batch)
+                    .unwrap_or(u32::MAX)
+                    .min(demand)
+                    .saturating_sub(cached)
             };
+            if want == 0 && target > slot {
+                return Ok(Acquire::Wait {
+                    until_ms: slot_start(target),
+                });
+            }
             let home = (self.seed.wrapping_add(target as u64) % u64::from(shards)) as u32;
             for i in 0..shards {
                 let shard = (home + i) % shards;
@@ -588,10 +599,16 @@ impl<S: LeaseStore> Pacer<S> {
             }
         }
 
-        // Nothing leased: wait for the first slot that is not known to be empty, and, after
-        // losing the race, a few random slots more.
+        // Nothing leased: wait for the first later slot this process already holds tokens
+        // for; else for the first slot that is not known to be empty, and, after losing the
+        // race, a few random slots more.
         let mut numbers = self.lock();
         let n = numbers.entry(phone_number_id.to_owned()).or_default();
+        if let Some((&s, _)) = n.slots.range(slot + 1..).find(|(_, c)| c.tokens > 0) {
+            return Ok(Acquire::Wait {
+                until_ms: slot_start(s),
+            });
+        }
         let until = (slot + 1..slot + 1 + SLOTS_PER_WINDOW)
             .find(|&s| {
                 let capacity = slot_capacity(limit, s);
@@ -723,6 +740,35 @@ mod tests {
         let b = Pacer::new(&store, 1);
         now(b.acquire_for("p", 80, 10, t + 5)).unwrap();
         assert_eq!(store.used("p", slot_of(t), 0), 7);
+    }
+
+    #[test]
+    fn tokens_already_leased_for_the_next_slot_are_not_leased_again() {
+        // Ten concurrent sends of one process, each told the backlog is 10, asking near the
+        // end of a slot: the first leases the next slot's ten tokens, the others wait for
+        // them instead of leasing (and later dropping) more.
+        let store = InMemoryPacingStore::default();
+        let pacer = Pacer::new(&store, 0);
+        let t = 1_000_000_000_095;
+        for _ in 0..10 {
+            assert_eq!(
+                now(pacer.acquire_for("p", 1000, 10, t)).unwrap(),
+                Acquire::Wait {
+                    until_ms: slot_start(slot_of(t) + 1)
+                }
+            );
+        }
+        assert_eq!(store.used("p", slot_of(t) + 1, 0), 10);
+        assert_eq!(store.requests(), 1);
+        // At the slot all ten are served from the cache.
+        let next = slot_start(slot_of(t) + 1);
+        for _ in 0..10 {
+            assert!(matches!(
+                now(pacer.acquire_for("p", 1000, 10, next)).unwrap(),
+                Acquire::Permit(_)
+            ));
+        }
+        assert_eq!(store.requests(), 1);
     }
 
     #[test]
