@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use wa_domain::customer::CustomerKey;
-use wa_domain::outbound::{Idempotency, SendId, SendRecord, SendState};
+use wa_domain::outbound::{Idempotency, SendId, SendRecord};
 use wa_domain::ports::{ConsentRecord, Created, SendStore, StoreError};
 
 use crate::DynamoStore;
@@ -31,18 +31,6 @@ const ITEM_LIMIT: usize = 400 * 1024;
 
 /// The DynamoDB code of a failed condition in a transaction's cancellation reasons.
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
-
-/// The tag of a state (as in the record's JSON), for people and queries.
-fn state_tag(state: &SendState) -> &'static str {
-    match state {
-        SendState::Pending { .. } => "pending",
-        SendState::Attempting { .. } => "attempting",
-        SendState::Accepted { .. } => "accepted",
-        SendState::Unconfirmed { .. } => "unconfirmed",
-        SendState::Failed => "failed",
-        SendState::DeadLettered => "dead_lettered",
-    }
-}
 
 fn version_value(version: u64) -> AttributeValue {
     AttributeValue::N(version.to_string())
@@ -74,7 +62,7 @@ fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError> {
     item.extend([
         (att::DOC.to_owned(), s(doc)),
         (att::VERSION.to_owned(), version_value(version)),
-        (att::STATE.to_owned(), s(state_tag(&r.state))),
+        (att::STATE.to_owned(), s(r.state.name())),
         (att::PNID.to_owned(), s(&r.phone_number_id)),
         (TTL.to_owned(), n(r.expires_at)),
         (GSI1PK.to_owned(), s(sends_gsi_pk(&r.phone_number_id))),

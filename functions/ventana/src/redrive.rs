@@ -19,7 +19,7 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::Message;
-use wa_domain::outbound::send::{SendRecord, SendState};
+use wa_domain::outbound::send::SendRecord;
 use wa_domain::ports::{SendJob, SendStore};
 use wa_dynamodb::DynamoStore;
 use wa_sqs::{REASON_ATTRIBUTE, SqsOutboundQueue, decode_job};
@@ -246,7 +246,7 @@ async fn reset(store: &DynamoStore, job: &SendJob) -> Result<Reset, Outcome> {
         };
         let original = record.clone();
         if !record.redrive() {
-            return Ok(Reset::Settled(state_name(&record.state)));
+            return Ok(Reset::Settled(record.state.name()));
         }
         match store.save_send(&mut record).await {
             Ok(true) => {
@@ -279,18 +279,6 @@ fn failed(what: &str, e: &(dyn std::error::Error + 'static)) -> Outcome {
         source = s.source();
     }
     Outcome::Failed { why }
-}
-
-/// The state's name, as stored.
-pub fn state_name(state: &SendState) -> &'static str {
-    match state {
-        SendState::Pending { .. } => "pending",
-        SendState::Attempting { .. } => "attempting",
-        SendState::Accepted { .. } => "accepted",
-        SendState::Unconfirmed { .. } => "unconfirmed",
-        SendState::Failed => "failed",
-        SendState::DeadLettered => "dead_lettered",
-    }
 }
 
 /// Redrives up to `max` messages of the inbound DLQ with `wa_sqs::redrive` (events are

@@ -195,6 +195,7 @@ async fn throughput_errors_are_retried_with_backoff_then_dead_lettered_with_the_
 async fn server_errors_and_refused_connections_are_retried() {
     for outcome in [
         rejected(500, 131_000),
+        rejected(400, 131_057),
         rejected(503, 0),
         GraphOutcome::Transport(TransportFailure::ConnectFailed),
     ] {
@@ -213,20 +214,23 @@ async fn server_errors_and_refused_connections_are_retried() {
 }
 
 #[tokio::test]
-async fn a_throughput_error_halves_the_numbers_rate_in_this_process() {
+async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_this_process() {
     let e = engine_with(DeliverConfig {
         default_limit: 80,
         ..DeliverConfig::default()
     });
     assert_eq!(e.slow.limit(PNID, 80, T0), 80);
     wrote(&e, PHONE).await;
-    let job = queued(&e, PHONE, SendKind::Session, 1).await;
-    e.graph().answer([rejected(400, 130_429)]);
-    deliver(&e, &job).await;
-    let now = e.clock().now_ms();
-    assert_eq!(e.slow.limit(PNID, 80, now), 40);
-    assert_eq!(e.slow.limit(PNID, 80, now + 60_001), 80);
-    assert_eq!(e.slow.limit("other", 80, now), 80);
+    for (n, code) in [(1, 130_429), (2, 131_057)] {
+        let job = queued(&e, PHONE, SendKind::Session, n).await;
+        e.graph().answer([rejected(400, code)]);
+        assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+        let now = e.clock().now_ms();
+        assert_eq!(e.slow.limit(PNID, 80, now), 40, "{code}");
+        assert_eq!(e.slow.limit(PNID, 80, now + 60_001), 80);
+        assert_eq!(e.slow.limit("other", 80, now), 80);
+        e.clock().advance(60_001);
+    }
 }
 
 #[tokio::test]

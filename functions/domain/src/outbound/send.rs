@@ -140,6 +140,21 @@ pub enum SendState {
     DeadLettered,
 }
 
+impl SendState {
+    /// The state's name, as in the record's JSON (`pending`, `attempting`, `accepted`,
+    /// `unconfirmed`, `failed`, `dead_lettered`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SendState::Pending { .. } => "pending",
+            SendState::Attempting { .. } => "attempting",
+            SendState::Accepted { .. } => "accepted",
+            SendState::Unconfirmed { .. } => "unconfirmed",
+            SendState::Failed => "failed",
+            SendState::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 /// Why a send failed (Meta's code where there is one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendFailure {
@@ -516,6 +531,30 @@ pub(crate) mod tests {
         let v = r.view();
         assert_eq!(v["error"]["code"], 131_047);
         assert_eq!(v["status"], "failed");
+    }
+
+    #[test]
+    fn state_names_are_the_json_tags() {
+        for state in [
+            SendState::Pending { not_before_ms: 1 },
+            SendState::Attempting {
+                lease_until_ms: 1,
+                resend: true,
+            },
+            SendState::Accepted {
+                at_ms: 1,
+                by_webhook: false,
+            },
+            SendState::Unconfirmed {
+                since_ms: 1,
+                resent: false,
+            },
+            SendState::Failed,
+            SendState::DeadLettered,
+        ] {
+            let v = serde_json::to_value(&state).unwrap();
+            assert_eq!(v["state"], state.name());
+        }
     }
 
     #[test]
