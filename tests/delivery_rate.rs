@@ -23,6 +23,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use deliver_worker::clock::SystemClock;
 use secrecy::SecretString;
 use wa_domain::customer::CustomerRef;
 use wa_domain::outbound::accept::{AcceptConfig, SendCall, accept};
@@ -35,7 +36,7 @@ use wa_domain::testing::{InMemoryStore, RecordingOutbound};
 use wa_domain::window::WindowUpdate;
 use wa_graph::{GraphClient, Timeouts};
 use wa_sandbox::{Sandbox, SandboxConfig, SendOutcome};
-use wa_tests::{SharedStore, TokioClock};
+use wa_tests::SharedStore;
 
 const PNID: &str = "106540352242922";
 const TOKEN: &str = "rate-test-token";
@@ -57,7 +58,7 @@ type Engine = Deliverer<
     Arc<InMemoryPacingStore>,
     Arc<InMemoryPacingStore>,
     GraphClient,
-    TokioClock,
+    SystemClock,
 >;
 
 /// What one run measured.
@@ -211,7 +212,7 @@ async fn run(workers: usize, pacing_kind: Pacing, run_for: Duration) -> Measured
             leases,
             pacing.clone(),
             graph,
-            TokioClock,
+            SystemClock,
             config.clone(),
             PacerConfig::default(),
             PairPolicy::default(),

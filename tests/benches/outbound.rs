@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use deliver_worker::clock::SystemClock;
 use lambda_http::Body;
 use secrecy::SecretString;
 use send_api::handler::{Deps, handle};
@@ -38,7 +39,7 @@ use wa_domain::pacing::memory::InMemoryPacingStore;
 use wa_domain::pacing::pair::PairPolicy;
 use wa_domain::pacing::{PacerConfig, PacerStats, window_budget};
 use wa_domain::ports::{
-    ApiKeyStore, Clock, GraphSender, InboundStore, KeyScope, OutboundQueue, QueueError, SendJob,
+    ApiKeyStore, GraphSender, InboundStore, KeyScope, OutboundQueue, QueueError, SendJob,
 };
 use wa_domain::testing::{InMemoryStore, RecordingOutbound};
 use wa_domain::window::WindowUpdate;
@@ -57,23 +58,6 @@ const GRAPH_LATENCY: Duration = Duration::from_millis(50);
 const LAMBDA_BATCH: usize = 10;
 /// Sends delivered before the measured window opens (connections, pacer's pace estimate).
 const WARM_UP: Duration = Duration::from_secs(1);
-
-/// Wall-clock time and tokio's timer: the deliver-worker's clock.
-#[derive(Debug, Clone, Copy, Default)]
-struct TokioClock;
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> i64 {
-        wa_domain::clock::unix_now_ms()
-    }
-
-    async fn sleep_until(&self, until_ms: i64) {
-        let wait = until_ms.saturating_sub(self.now_ms());
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
-        }
-    }
-}
 
 /// The real Graph client, with the time of each call added up (two `Instant::now()` per call).
 struct Timed {
@@ -108,8 +92,13 @@ impl OutboundQueue for Collect {
     }
 }
 
-type Engine =
-    Deliverer<InMemoryStore, Arc<InMemoryPacingStore>, Arc<InMemoryPacingStore>, Timed, TokioClock>;
+type Engine = Deliverer<
+    InMemoryStore,
+    Arc<InMemoryPacingStore>,
+    Arc<InMemoryPacingStore>,
+    Timed,
+    SystemClock,
+>;
 
 /// SplitMix64: distinct, well-spread 80-bit ids without a dependency.
 struct Ids(u64);
@@ -157,7 +146,7 @@ fn new_engine(
             calls: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
         },
-        TokioClock,
+        SystemClock,
         DeliverConfig {
             default_limit: limit,
             ..DeliverConfig::default()

@@ -1,7 +1,6 @@
 //! Ventana's test kit.
 
 pub mod aws;
-pub mod clock;
 pub mod fake_sqs;
 pub mod gateway;
 pub mod shared_store;
@@ -10,7 +9,6 @@ pub use aws::{
     FreshOutbound, FreshQueue, config_for, fresh_inbound_queue, fresh_outbound_queue, fresh_table,
     moto_config, moto_endpoint, unique_name, unreachable_config,
 };
-pub use clock::TokioClock;
 pub use fake_sqs::{FakeMessage, FakeSqs};
 pub use gateway::TestGateway;
 pub use shared_store::SharedStore;

@@ -1,11 +1,8 @@
 //! `deliver-worker`: the outbound queue's consumer. Wiring only; see `handler.rs`.
 
-mod clock;
-mod config;
-mod handler;
-
 use std::time::Duration;
 
+use deliver_worker::{clock, config, handler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use wa_domain::outbound::deliver::Deliverer;
 use wa_domain::pacing::PacerConfig;
