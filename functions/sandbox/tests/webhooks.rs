@@ -96,6 +96,7 @@ async fn statuses_arrive_in_order_signed_in_meta_shape_with_the_callback_echoed(
             .is_err()
     );
 
+    wait_delivered(&sandbox, 3).await;
     let c = sandbox.counters();
     assert_eq!((c.webhooks_scheduled, c.webhooks_delivered), (3, 3));
     sandbox.shutdown().await;
@@ -199,6 +200,15 @@ async fn async_failure_answers_a_wamid_then_posts_a_failed_status_with_the_code(
     sandbox.shutdown().await;
 }
 
+/// Waits (at most 5 s) until the sandbox counts `n` webhooks delivered: it counts one once it
+/// has read the receiver's answer, which can be just after the receiver has the webhook.
+async fn wait_delivered(sandbox: &wa_sandbox::SandboxHandle, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sandbox.counters().webhooks_delivered < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn refused_webhooks_are_retried_until_accepted() {
     let receiver = Receiver::start(2).await;
@@ -220,6 +230,7 @@ async fn refused_webhooks_are_retried_until_accepted() {
     let got = receiver.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].status()["status"], "sent");
     assert_eq!(receiver.refused(), 2);
+    wait_delivered(&sandbox, 1).await;
     let c = sandbox.counters();
     assert_eq!((c.webhook_attempts, c.webhooks_delivered), (3, 1));
     sandbox.shutdown().await;
