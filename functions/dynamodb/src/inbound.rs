@@ -85,16 +85,9 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let mut item = key(alias_pk(pnid, wa_id), ALIAS_SK);
         item.insert(ALIAS_CUSTOMER.into(), s(customer.as_storage()));
-        self.metrics.write();
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional(r).map(|_| ())
+        self.put_if(item, "attribute_not_exists(pk)", [], [])
+            .await
+            .map(|_| ())
     }
 
     /// Sends an UpdateItem on `key`, optionally conditional; `Ok(false)` when the condition
@@ -134,7 +127,7 @@ impl DynamoStore {
     }
 
     /// Sends a PutItem with a condition; `Ok(false)` when the condition failed.
-    async fn put_if(
+    pub(crate) async fn put_if(
         &self,
         item: Item,
         condition: &str,

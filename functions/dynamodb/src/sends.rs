@@ -118,16 +118,7 @@ struct Cancelled {
 impl DynamoStore {
     /// Puts a new send item; `Ok(false)` if the id is taken.
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
-        self.metrics.write();
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        conditional(r)
+        self.put_if(item, "attribute_not_exists(pk)", [], []).await
     }
 
     /// Writes the send and claims its key in one transaction. `stale` is a holder whose send
