@@ -1,6 +1,8 @@
 //! send-api's use case: a Cloud API body in, a send recorded and queued (or refused), the
 //! Cloud API answer out.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -94,17 +96,22 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Takes the fallback template out of the body, if the client gave one.
-fn split_fallback(body: &[u8]) -> Result<(Vec<u8>, Option<Value>), SendError> {
+/// Takes the fallback template out of the body, if the client gave one. A body that does not
+/// even mention the field is passed on as it is, parsed once (by the caller), not twice.
+fn split_fallback(body: &[u8]) -> Result<(Cow<'_, [u8]>, Option<Value>), SendError> {
+    let needle = FALLBACK_FIELD.as_bytes();
+    if !body.windows(needle.len()).any(|w| w == needle) {
+        return Ok((Cow::Borrowed(body), None));
+    }
     let mut value: Value = serde_json::from_slice(body).map_err(SendError::NotJson)?;
     let Value::Object(obj) = &mut value else {
         return Err(SendError::NotAnObject);
     };
     match obj.remove(FALLBACK_FIELD) {
-        None => Ok((body.to_vec(), None)),
+        None => Ok((Cow::Borrowed(body), None)),
         Some(Value::Object(t)) => {
             let bytes = serde_json::to_vec(&value).map_err(SendError::NotJson)?;
-            Ok((bytes, Some(Value::Object(t))))
+            Ok((Cow::Owned(bytes), Some(Value::Object(t))))
         }
         Some(_) => Err(SendError::Invalid {
             field: FALLBACK_FIELD.into(),

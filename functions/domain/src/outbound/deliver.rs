@@ -155,19 +155,18 @@ pub fn plan(r: &SendRecord, now_ms: i64, cfg: &DeliverConfig) -> Plan {
         SendState::Pending { not_before_ms } if now_ms < *not_before_ms => {
             Plan::WaitUntil(*not_before_ms)
         }
-        SendState::Pending { .. } if r.attempts >= cfg.max_attempts => Plan::DeadLetter(format!(
-            "gave up after {} attempts: {}",
-            r.attempts,
-            r.error
-                .as_ref()
-                .map_or_else(|| "no error recorded".to_owned(), describe)
-        )),
+        SendState::Pending { .. } if r.attempts >= cfg.max_attempts => Plan::DeadLetter(gave_up(r)),
         SendState::Pending { .. } => Plan::Attempt { resend: false },
     }
 }
 
-fn describe(e: &SendFailure) -> String {
-    format!("code {} ({})", e.code, e.message)
+/// The DLQ reason of a send that used up its attempts: how many, and its last error.
+fn gave_up(r: &SendRecord) -> String {
+    let last = r.error.as_ref().map_or_else(
+        || "no error recorded".to_owned(),
+        |e| format!("code {} ({})", e.code, e.message),
+    );
+    format!("gave up after {} attempts: {last}", r.attempts)
 }
 
 /// The outbound rate of a number, lowered after throughput errors (in this process).
@@ -465,11 +464,7 @@ where
                 let over = max_retries.is_some_and(|m| r.attempts > m)
                     || r.attempts >= self.config.max_attempts;
                 if over {
-                    let reason = format!(
-                        "gave up after {} attempts: {}",
-                        r.attempts,
-                        r.error.as_ref().map_or_else(String::new, describe)
-                    );
+                    let reason = gave_up(&r);
                     return self.dead_letter(r, reason).await;
                 }
                 let hint = i64::try_from(backoff_hint.as_millis()).unwrap_or(i64::MAX);
@@ -490,11 +485,7 @@ where
                     None => now + 1_000,
                 };
                 if r.attempts >= self.config.max_attempts {
-                    let reason = format!(
-                        "gave up after {} attempts: {}",
-                        r.attempts,
-                        r.error.as_ref().map_or_else(String::new, describe)
-                    );
+                    let reason = gave_up(&r);
                     return self.dead_letter(r, reason).await;
                 }
                 r.state = SendState::Pending {
