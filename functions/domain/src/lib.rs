@@ -19,6 +19,7 @@ pub mod pacing;
 pub mod ports;
 pub mod signature;
 pub mod status;
+pub mod templates;
 pub mod webhook;
 pub mod window;
 

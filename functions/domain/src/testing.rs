@@ -10,6 +10,7 @@ use crate::customer::{CustomerKey, CustomerRef};
 use crate::event::InboundEvent;
 use crate::outbound::{GraphOutcome, SendId, SendRecord};
 use crate::ports::*;
+use crate::templates::{TemplateDef, TemplateStore};
 use crate::window::{Window, WindowUpdate};
 
 #[derive(Default)]
@@ -25,6 +26,8 @@ struct State {
     quarantined: Vec<(Vec<u8>, String)>,
     sends: HashMap<SendId, SendRecord>,
     idempotency: HashMap<String, SendId>,
+    templates: BTreeMap<(String, String, String), TemplateDef>,
+    numbers: HashMap<String, String>,
 }
 
 /// A store in memory implementing every store port.
@@ -557,5 +560,52 @@ impl Clock for ManualClock {
 
     async fn sleep_until(&self, until_ms: i64) {
         self.now.fetch_max(until_ms, Ordering::SeqCst);
+    }
+}
+
+impl InMemoryStore {
+    /// Tells the store which account a phone number belongs to.
+    pub fn set_waba(&self, phone_number_id: &str, waba_id: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.numbers.insert(phone_number_id.into(), waba_id.into());
+        }
+    }
+}
+
+impl TemplateStore for InMemoryStore {
+    async fn template(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateDef>, StoreError> {
+        let key = (waba_id.to_owned(), name.to_owned(), language.to_owned());
+        Ok(self.lock()?.templates.get(&key).cloned())
+    }
+
+    async fn put_template(&self, t: &TemplateDef) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let key = (t.waba_id.clone(), t.name.clone(), t.language.clone());
+        match s.templates.get(&key) {
+            Some(old) if old.updated_at > t.updated_at => {}
+            _ => {
+                s.templates.insert(key, t.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn templates(&self, waba_id: &str) -> Result<Vec<TemplateDef>, StoreError> {
+        Ok(self
+            .lock()?
+            .templates
+            .iter()
+            .filter(|((w, _, _), _)| w == waba_id)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn waba_of(&self, phone_number_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.numbers.get(phone_number_id).cloned())
     }
 }
