@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod broadcast;
 pub mod clock;
 pub mod customer;
 pub mod event;
