@@ -28,6 +28,8 @@ struct State {
     idempotency: HashMap<String, SendId>,
     templates: BTreeMap<(String, String, String), TemplateDef>,
     numbers: HashMap<String, String>,
+    synced: HashMap<String, i64>,
+    number_writes: usize,
 }
 
 /// A store in memory implementing every store port.
@@ -607,5 +609,36 @@ impl TemplateStore for InMemoryStore {
 
     async fn waba_of(&self, phone_number_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock()?.numbers.get(phone_number_id).cloned())
+    }
+
+    async fn remember_number(
+        &self,
+        phone_number_id: &str,
+        waba_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        if s.numbers.get(phone_number_id).map(String::as_str) != Some(waba_id) {
+            s.numbers.insert(phone_number_id.into(), waba_id.into());
+            s.number_writes += 1;
+        }
+        Ok(())
+    }
+
+    async fn mark_synced(&self, waba_id: &str, at: i64) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let e = s.synced.entry(waba_id.into()).or_insert(at);
+        *e = (*e).max(at);
+        Ok(())
+    }
+
+    async fn synced_at(&self, waba_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock()?.synced.get(waba_id).copied())
+    }
+}
+
+impl InMemoryStore {
+    /// How many times [`TemplateStore::remember_number`] changed what the store knew.
+    pub fn number_writes(&self) -> usize {
+        self.state.lock().map(|s| s.number_writes).unwrap_or(0)
     }
 }

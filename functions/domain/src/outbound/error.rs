@@ -41,6 +41,11 @@ pub enum SendError {
     /// receipt, possibly with a typing indicator (`{"status":"read","message_id":…}`).
     #[error("the body marks a message as read; it sends no message")]
     NotAMessage,
+    /// A template send that does not fit the template registry (unknown, not approved, or
+    /// parameters and buttons that do not match the template); its code is Meta's (132000,
+    /// 132001, 132012, 132015, 132016).
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateRefusal),
 }
 
 impl SendError {
@@ -56,12 +61,16 @@ impl SendError {
             | SendError::NotAnObject
             | SendError::UnsupportedType { .. }
             | SendError::NotAMessage => 100,
+            SendError::Template(t) => t.kind.code(),
         }
     }
 
     /// Meta's own message text for [`SendError::cloud_api_code`], e.g.
     /// `(#131009) Parameter value is not valid`.
     pub fn cloud_api_message(&self) -> &'static str {
+        if let SendError::Template(t) = self {
+            return t.kind.message();
+        }
         match self.cloud_api_code() {
             131_008 => "(#131008) Required parameter is missing",
             131_009 => "(#131009) Parameter value is not valid",
@@ -75,7 +84,10 @@ impl SendError {
             SendError::Missing { field }
             | SendError::Invalid { field, .. }
             | SendError::UnsupportedType { field, .. } => Some(field),
-            SendError::NotJson(_) | SendError::NotAnObject | SendError::NotAMessage => None,
+            SendError::NotJson(_)
+            | SendError::NotAnObject
+            | SendError::NotAMessage
+            | SendError::Template(_) => None,
         }
     }
 
@@ -153,6 +165,23 @@ mod tests {
         };
         assert_eq!(e.cloud_api_code(), 100);
         assert_eq!(e.field(), Some("type"));
+    }
+
+    #[test]
+    fn template_refusals_keep_metas_code_and_message() {
+        let e = SendError::from(crate::templates::TemplateRefusal::unknown("promo", "es"));
+        let body = e.to_cloud_api_error("t");
+        assert_eq!(body["error"]["code"], 132_001);
+        assert_eq!(
+            body["error"]["message"],
+            "(#132001) Template name does not exist in the translation"
+        );
+        assert!(
+            body["error"]["error_data"]["details"]
+                .as_str()
+                .unwrap()
+                .starts_with("template promo (es) is not known")
+        );
     }
 
     #[test]

@@ -2,12 +2,33 @@
 //! templates (from the Graph listing `GET /{waba_id}/message_templates` and from template
 //! webhooks), so a template send can be checked before it is queued and a broadcast can pause
 //! when its template stops being sendable.
+//!
+//! - [`sync`] reads every page of the listing through a [`TemplateSource`] (the Graph API in
+//!   `wa-graph`) and stores each template newest-wins; a template no longer listed is marked
+//!   `DELETED`.
+//! - [`apply_change`] keeps the registry current from template webhooks.
+//! - [`check`] checks a template send against a [`TemplateDef`]; [`check_send`] first finds the
+//!   number's account and the template: a number whose account was never synced is not
+//!   checked (nothing is known to check against), an account that was synced refuses a
+//!   template it does not have (132001).
 
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ports::StoreError;
+
+mod check;
+mod listing;
+mod shape;
+mod sync;
+mod update;
+
+pub use check::{RefusalKind, TemplateRefusal, check, name_and_language};
+pub use listing::{ListingError, TemplatePage, parse_listing};
+pub use shape::{ButtonShape, HeaderShape, Placeholders, TemplateShape};
+pub use sync::{DELETED, MAX_PAGES, SourceError, SyncError, SyncReport, TemplateSource, sync};
+pub use update::{TemplateChange, TemplateRef, Updated, apply_change, status_of_event};
 
 /// A template's review status, as Meta names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,4 +186,65 @@ pub trait TemplateStore: Send + Sync {
         &self,
         phone_number_id: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records that `phone_number_id` belongs to `waba_id` (called for every webhook event, so
+    /// an adapter should make the steady state cost no write).
+    fn remember_number(
+        &self,
+        phone_number_id: &str,
+        waba_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that a whole listing of the account was stored at `at` (newest wins).
+    fn mark_synced(
+        &self,
+        waba_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// When the account's templates were last synced from a whole listing, if ever.
+    fn synced_at(
+        &self,
+        waba_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 }
+
+/// What the registry says about a template send from a number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The template is known and the send fits it.
+    Fits(TemplateDef),
+    /// Nothing to check against: the number's account is not known, or its templates were
+    /// never synced and the registry has no entry for this one. The send goes on unchecked
+    /// (Meta still checks it).
+    Unchecked,
+    /// The send does not fit (or the template is unknown to a synced account).
+    Refused(TemplateRefusal),
+}
+
+/// Checks the `template` object of a send from `phone_number_id` against the registry.
+pub async fn check_send<S: TemplateStore>(
+    store: &S,
+    phone_number_id: &str,
+    template: &serde_json::Value,
+) -> Result<Verdict, StoreError> {
+    let Some((name, language)) = name_and_language(template) else {
+        return Ok(Verdict::Unchecked);
+    };
+    let Some(waba) = store.waba_of(phone_number_id).await? else {
+        return Ok(Verdict::Unchecked);
+    };
+    match store.template(&waba, name, language).await? {
+        Some(def) => Ok(match check(template, &def) {
+            Ok(()) => Verdict::Fits(def),
+            Err(r) => Verdict::Refused(r),
+        }),
+        None if store.synced_at(&waba).await?.is_some() => {
+            Ok(Verdict::Refused(TemplateRefusal::unknown(name, language)))
+        }
+        None => Ok(Verdict::Unchecked),
+    }
+}
+
+#[cfg(test)]
+mod tests;
