@@ -1,0 +1,343 @@
+//! `POST /v1/broadcasts`: validate the request, write the ledger of inline recipients, store
+//! the job and queue its first planner step.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::customer::CustomerRef;
+use crate::outbound::MessagesRequest;
+use crate::ports::{QueueError, Recorded, StoreError};
+use crate::templates::TemplateStore;
+
+use super::{
+    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, LedgerEntry, RecipientList,
+    RecipientRow, Release, StepQueue, TemplateRef, template_body,
+};
+
+/// The most inline recipients one request may carry (the body is capped at 1 MB anyway).
+pub const INLINE_MAX: usize = 10_000;
+
+/// How many ledger entries are written per store call.
+pub const WRITE_CHUNK: usize = 500;
+
+/// Why a broadcast was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The request is malformed; the message names what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The template is known and cannot be sent (not approved, paused, disabled).
+    #[error("template {name} ({language}) is {status}, not APPROVED")]
+    TemplateNotSendable {
+        /// Template name.
+        name: String,
+        /// Language.
+        language: String,
+        /// Its status.
+        status: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The step queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    phone_number_id: Option<String>,
+    template: Option<WireTemplate>,
+    #[serde(default)]
+    recipients: Option<Vec<Value>>,
+    #[serde(default)]
+    recipients_csv: Option<RecipientList>,
+    #[serde(default)]
+    require_opt_in: bool,
+    #[serde(default)]
+    release: Option<WireRelease>,
+}
+
+#[derive(Deserialize)]
+struct WireTemplate {
+    name: Option<String>,
+    language: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireRelease {
+    percent: Option<u32>,
+    every_secs: Option<i64>,
+    #[serde(default)]
+    all_at_once: bool,
+}
+
+/// A parsed `POST /v1/broadcasts` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    /// The number to send from.
+    pub phone_number_id: String,
+    /// The template.
+    pub template: TemplateRef,
+    /// Inline recipients (each checked: an invalid one is kept with its problem).
+    pub recipients: Vec<RecipientRow>,
+    /// Or a list to import.
+    pub recipients_csv: Option<RecipientList>,
+    /// Whether recipients need an opt-in.
+    pub require_opt_in: bool,
+    /// The release schedule.
+    pub release: Release,
+}
+
+fn invalid(s: impl Into<String>) -> CreateError {
+    CreateError::Invalid(s.into())
+}
+
+/// Parses and checks a request body. A recipient whose row does not make a valid Cloud API
+/// template message (bad phone, malformed components) is kept with its `problem`, to be
+/// reported as `skipped_invalid`; a malformed template, number or release is refused.
+pub fn parse(body: &[u8]) -> Result<CreateRequest, CreateError> {
+    let w: Wire = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("body is not a valid broadcast request: {e}")))?;
+    let phone_number_id = w
+        .phone_number_id
+        .filter(|p| !p.is_empty() && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| invalid("phone_number_id is required (digits)"))?;
+    let t = w.template.ok_or_else(|| invalid("template is required"))?;
+    let name = t
+        .name
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 512
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .ok_or_else(|| invalid("template.name is required: lowercase letters, digits and _"))?;
+    // `language` as a code, or as the Cloud API's {"code": …}.
+    let language = match t.language {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Object(o)) => o.get("code").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+    .filter(|l| {
+        !l.is_empty()
+            && l.len() <= 15
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+    .ok_or_else(|| invalid("template.language is required, e.g. \"es\" or \"en_US\""))?;
+    let template = TemplateRef { name, language };
+    let release = match w.release {
+        None => Release::default(),
+        Some(r) if r.all_at_once => Release::ALL_AT_ONCE,
+        Some(r) => {
+            let d = Release::default();
+            let percent = r.percent.unwrap_or(d.percent);
+            let every_secs = r.every_secs.unwrap_or(d.every_secs);
+            if !(1..=100).contains(&percent) {
+                return Err(invalid("release.percent must be 1..100"));
+            }
+            if !(1..=86_400).contains(&every_secs) {
+                return Err(invalid("release.every_secs must be 1..86400"));
+            }
+            Release {
+                percent,
+                every_secs,
+            }
+        }
+    };
+    let recipients = match (w.recipients, &w.recipients_csv) {
+        (Some(r), None) if r.is_empty() => return Err(invalid("recipients is empty")),
+        (Some(r), None) if r.len() > INLINE_MAX => {
+            return Err(invalid(format!(
+                "at most {INLINE_MAX} inline recipients; use recipients_csv for more"
+            )));
+        }
+        (Some(r), None) => r.into_iter().map(|v| row_of(&template, v)).collect(),
+        (None, Some(_)) => Vec::new(),
+        _ => {
+            return Err(invalid(
+                "give either recipients (inline) or recipients_csv {bucket, key}",
+            ));
+        }
+    };
+    if let Some(l) = &w.recipients_csv
+        && (l.bucket.is_empty() || l.key.is_empty())
+    {
+        return Err(invalid("recipients_csv needs bucket and key"));
+    }
+    Ok(CreateRequest {
+        phone_number_id,
+        template,
+        recipients,
+        recipients_csv: w.recipients_csv,
+        require_opt_in: w.require_opt_in,
+        release,
+    })
+}
+
+/// Reads one inline recipient, keeping a problem instead of failing the request.
+fn row_of(t: &TemplateRef, v: Value) -> RecipientRow {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let mut row = RecipientRow {
+        to: s("to"),
+        recipient: s("recipient"),
+        components: v.get("components").cloned().unwrap_or(Value::Null),
+        problem: None,
+    };
+    row.problem = check_row(t, &row);
+    row
+}
+
+/// Why a row does not make a valid template message, if it does not.
+pub fn check_row(t: &TemplateRef, row: &RecipientRow) -> Option<String> {
+    recipient_of(t, row).err()
+}
+
+/// The customer a row names, if the row makes a valid Cloud API template message (phone or
+/// BSUID, components shaped as Meta requires); otherwise what is wrong with it.
+pub fn recipient_of(t: &TemplateRef, row: &RecipientRow) -> Result<CustomerRef, String> {
+    if let Some(p) = &row.problem {
+        return Err(p.clone());
+    }
+    if !matches!(row.components, Value::Null | Value::Array(_)) {
+        return Err("components must be an array".into());
+    }
+    let body = template_body(t, row);
+    let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    match MessagesRequest::parse(&bytes) {
+        Ok(MessagesRequest::Send(req)) => req
+            .customer()
+            .cloned()
+            .ok_or_else(|| "not a customer".to_owned()),
+        Ok(_) => Err("not a message".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Creates the broadcast: checks the template against the registry when it knows it,
+/// writes the inline ledger, stores the job (running, chain 1) and queues its first step.
+/// Returns its id.
+pub async fn create<S, T, Q>(
+    store: &S,
+    templates: &T,
+    steps: &Q,
+    req: CreateRequest,
+    now_ms: i64,
+    random: [u8; 10],
+    retention_secs: i64,
+) -> Result<BroadcastId, CreateError>
+where
+    S: BroadcastStore,
+    T: TemplateStore,
+    Q: StepQueue,
+{
+    let now = now_ms.div_euclid(1000);
+    let waba_id = templates
+        .waba_of(&req.phone_number_id)
+        .await?
+        .unwrap_or_else(|| format!("pn:{}", req.phone_number_id));
+    if let Some(def) = templates
+        .template(&waba_id, &req.template.name, &req.template.language)
+        .await?
+        && !def.status.sendable()
+    {
+        return Err(CreateError::TemplateNotSendable {
+            name: req.template.name,
+            language: req.template.language,
+            status: def.status.as_str().to_owned(),
+        });
+    }
+    let id = BroadcastId::new(now_ms, random);
+    let expires_at = now + retention_secs;
+    let total = req.recipients.len() as u64;
+    let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(req.recipients.len()));
+    for (i, row) in req.recipients.into_iter().enumerate() {
+        chunk.push(LedgerEntry::pending(&id, i as u64, row, expires_at));
+        if chunk.len() == WRITE_CHUNK {
+            store.put_entries(&chunk).await?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        store.put_entries(&chunk).await?;
+    }
+    let imported = req.recipients_csv.is_none();
+    let b = Broadcast {
+        id: id.clone(),
+        phone_number_id: req.phone_number_id,
+        waba_id,
+        template: req.template,
+        require_opt_in: req.require_opt_in,
+        release: req.release,
+        state: BroadcastState::Running,
+        source: req.recipients_csv,
+        import_cursor: None,
+        imported,
+        total,
+        released: 0,
+        next_release_at: now,
+        cursor: 0,
+        limit_wait_until: None,
+        settled: 0,
+        counts: Counts::default(),
+        chain: 1,
+        created_at_ms: now_ms,
+        completed_at: None,
+        expires_at,
+        version: 0,
+    };
+    if store.create_broadcast(&b).await? == Recorded::Duplicate {
+        return Err(StoreError::Corrupt(format!("broadcast id {id} collides")).into());
+    }
+    steps.schedule(&id, b.chain, 0).await?;
+    Ok(id)
+}
+
+/// Pauses a running broadcast (`POST /v1/broadcasts/{id}/pause`). Returns the broadcast as
+/// saved; `None` if there is no such broadcast. Pausing a paused or completed one changes
+/// nothing.
+pub async fn pause<S: BroadcastStore>(
+    store: &S,
+    id: &BroadcastId,
+) -> Result<Option<Broadcast>, StoreError> {
+    loop {
+        let Some(mut b) = store.get_broadcast(id).await? else {
+            return Ok(None);
+        };
+        if b.state != BroadcastState::Running {
+            return Ok(Some(b));
+        }
+        b.state = BroadcastState::Paused {
+            reason: super::PauseReason::Api,
+        };
+        b.chain += 1;
+        if store.save_broadcast(&mut b).await? {
+            return Ok(Some(b));
+        }
+    }
+}
+
+/// Resumes a paused broadcast (`POST /v1/broadcasts/{id}/resume`) with a new step chain; a
+/// running one gets a fresh chain too (a kick, harmless: the old chain's steps are dropped).
+/// The planner pauses it again at once if the reason still holds (template or quality).
+pub async fn resume<S: BroadcastStore, Q: StepQueue>(
+    store: &S,
+    steps: &Q,
+    id: &BroadcastId,
+) -> Result<Option<Broadcast>, CreateError> {
+    loop {
+        let Some(mut b) = store.get_broadcast(id).await? else {
+            return Ok(None);
+        };
+        if b.state == BroadcastState::Completed {
+            return Ok(Some(b));
+        }
+        b.state = BroadcastState::Running;
+        b.chain += 1;
+        if store.save_broadcast(&mut b).await? {
+            steps.schedule(&b.id, b.chain, 0).await?;
+            return Ok(Some(b));
+        }
+    }
+}

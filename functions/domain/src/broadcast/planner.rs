@@ -1,0 +1,550 @@
+//! The broadcast planner's step: what `broadcast-planner` does with one step message.
+//!
+//! A step loads the job, drops the message if it belongs to an older chain (a pause or resume
+//! started a new one), then works page by page — import a page of a CSV list, or plan a
+//! page of released recipients, or settle a page of queued ones — saving the job after each
+//! page over the version it read. A save that loses (someone else saved: a pause, or a
+//! duplicate step of the same chain) ends the step without a next one: whoever won goes on.
+//!
+//! Planning a page: entries `cursor..` are read; invalid rows, customers seen earlier in the
+//! list (claimed per broadcast), opted-out customers (and, with `require_opt_in`, customers
+//! without an opt-in) are skipped; the others are charged against the messaging limit (a
+//! customer charged in the last 24 h, or with an open customer-service window, is free), cut
+//! at the first one the limit has no room for; their sends are created (deterministic ids),
+//! queued, the entries written, and only then is the cursor advanced, with the counts, in
+//! the job's conditional save.
+
+use std::collections::HashMap;
+
+use crate::customer::CustomerRef;
+use crate::model::MessagingLimit;
+use crate::outbound::{SendFailure, SendKind, SendRecord, SendState, policy};
+use crate::ports::{Clock, Consent, ConsentRecord, QueueError, SendJob, StoreError};
+use crate::status::DeliveryStatus;
+use crate::templates::{TemplateStatus, TemplateStore};
+
+use super::create::recipient_of;
+use super::limit::{BUCKET_SECS, WINDOW_SECS, tier_count};
+use super::{
+    Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
+    Outcome, PauseReason, RecipientSource, send_id_for, template_body,
+};
+
+/// What the planner is tuned with.
+#[derive(Debug, Clone)]
+pub struct PlannerConfig {
+    /// Recipients planned (or settled) per page: one batch of store calls.
+    pub page: usize,
+    /// Rows imported per page of a CSV list.
+    pub import_page: usize,
+    /// Pages one step works through before handing over to a fresh step message (bounds a
+    /// Lambda invocation's time).
+    pub pages_per_step: usize,
+    /// How long after its creation a send that Meta accepted is settled as sent / delivered
+    /// (a read or a failure settles it at once).
+    pub settle_after_secs: i64,
+    /// How soon to look again at sends not settled yet.
+    pub recheck_secs: i64,
+    /// How long sends are kept (unix s from creation).
+    pub retention_secs: i64,
+    /// The tier assumed while no webhook has told the portfolio's (Meta's default for a new
+    /// portfolio is 250).
+    pub default_tier: MessagingLimit,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            page: 100,
+            import_page: 500,
+            pages_per_step: 50,
+            settle_after_secs: 3600,
+            recheck_secs: 60,
+            retention_secs: 30 * 86_400,
+            default_tier: MessagingLimit::Tier250,
+        }
+    }
+}
+
+/// What the planner works with.
+pub struct Deps<'a, S, L, T, R, O, C> {
+    /// Broadcasts, ledgers, sends and the audience.
+    pub store: &'a S,
+    /// The messaging limit.
+    pub limits: &'a L,
+    /// The template registry.
+    pub templates: &'a T,
+    /// CSV lists.
+    pub source: &'a R,
+    /// The outbound queue.
+    pub outbound: &'a O,
+    /// Time.
+    pub clock: &'a C,
+}
+
+/// What a step came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    /// Run another step of the same chain after this many seconds.
+    Again {
+        /// Delay (0: at once).
+        after_secs: i64,
+        /// The chain to run.
+        chain: u64,
+    },
+    /// No further step from this message: the job is paused or completed, the message was
+    /// stale, or another step of the chain saved first and goes on.
+    Idle,
+}
+
+/// Why a step failed (the message is retried by the queue).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The outbound queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Runs one step of broadcast `id` for a message of chain `chain`.
+pub async fn step<S, L, T, R, O, C>(
+    d: &Deps<'_, S, L, T, R, O, C>,
+    cfg: &PlannerConfig,
+    id: &BroadcastId,
+    chain: u64,
+) -> Result<StepResult, PlanError>
+where
+    S: BroadcastStore,
+    L: LimitStore,
+    T: TemplateStore,
+    R: RecipientSource,
+    O: OutboundBatch,
+    C: Clock,
+{
+    let Some(mut b) = d.store.get_broadcast(id).await? else {
+        return Ok(StepResult::Idle);
+    };
+    if b.chain != chain || b.state != BroadcastState::Running {
+        return Ok(StepResult::Idle);
+    }
+    let mut marketing = true;
+    let mut checked = false;
+    for _ in 0..cfg.pages_per_step.max(1) {
+        let now = d.clock.now_ms().div_euclid(1000);
+        if !b.imported {
+            import_page(d, cfg, &mut b).await?;
+            if !d.store.save_broadcast(&mut b).await? {
+                return Ok(StepResult::Idle);
+            }
+            continue;
+        }
+        if !checked && b.cursor < b.total {
+            checked = true;
+            match sendability(d, &b).await? {
+                Ok(m) => marketing = m,
+                Err(reason) => {
+                    b.state = BroadcastState::Paused { reason };
+                    b.chain += 1;
+                    d.store.save_broadcast(&mut b).await?;
+                    return Ok(StepResult::Idle);
+                }
+            }
+        }
+        let mut changed = false;
+        if b.released < b.total && now >= b.next_release_at {
+            b.released = (b.released + b.release.batch(b.total)).min(b.total);
+            b.next_release_at = now + b.release.every_secs;
+            changed = true;
+        }
+        if b.limit_wait_until.is_some_and(|t| now >= t) {
+            b.limit_wait_until = None;
+            changed = true;
+        }
+        let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() {
+            plan_page(d, cfg, &mut b, now, marketing).await?;
+            true
+        } else if b.settled < b.cursor {
+            settle_page(d.store, cfg, &mut b, now).await?
+        } else {
+            false
+        };
+        if !progressed && b.cursor >= b.total && b.settled >= b.total {
+            b.state = BroadcastState::Completed;
+            b.completed_at = Some(now);
+            d.store.save_broadcast(&mut b).await?;
+            return Ok(StepResult::Idle);
+        }
+        if (progressed || changed) && !d.store.save_broadcast(&mut b).await? {
+            return Ok(StepResult::Idle);
+        }
+        if progressed {
+            continue;
+        }
+        // Nothing to do now: come back at the next event.
+        let mut next = i64::MAX;
+        if b.released < b.total {
+            next = next.min(b.next_release_at);
+        }
+        if let Some(t) = b.limit_wait_until {
+            next = next.min(t);
+        }
+        if b.settled < b.cursor {
+            next = next.min(now + cfg.recheck_secs);
+        }
+        if next == i64::MAX {
+            next = now + cfg.recheck_secs;
+        }
+        return Ok(StepResult::Again {
+            after_secs: (next - now).max(1),
+            chain: b.chain,
+        });
+    }
+    Ok(StepResult::Again {
+        after_secs: 0,
+        chain: b.chain,
+    })
+}
+
+/// Whether the template may be sent (and whether it is marketing), or why to pause.
+async fn sendability<S, L, T, R, O, C>(
+    d: &Deps<'_, S, L, T, R, O, C>,
+    b: &Broadcast,
+) -> Result<Result<bool, PauseReason>, StoreError>
+where
+    S: BroadcastStore,
+    T: TemplateStore,
+{
+    let def = d
+        .templates
+        .template(&b.waba_id, &b.template.name, &b.template.language)
+        .await?;
+    if let Some(def) = &def {
+        match def.status {
+            TemplateStatus::Approved => {}
+            TemplateStatus::Paused => return Ok(Err(PauseReason::TemplatePaused)),
+            TemplateStatus::Disabled => return Ok(Err(PauseReason::TemplateDisabled)),
+            _ => return Ok(Err(PauseReason::TemplateNotApproved)),
+        }
+    }
+    if d.store.quality_red(&b.waba_id, &b.phone_number_id).await? {
+        return Ok(Err(PauseReason::QualityRed));
+    }
+    // Unknown templates (no sync yet) are held to marketing rules: the safe side.
+    Ok(Ok(def.is_none_or(|t| t.category.needs_marketing_consent())))
+}
+
+async fn import_page<S, L, T, R, O, C>(
+    d: &Deps<'_, S, L, T, R, O, C>,
+    cfg: &PlannerConfig,
+    b: &mut Broadcast,
+) -> Result<(), PlanError>
+where
+    S: BroadcastStore,
+    R: RecipientSource,
+{
+    let Some(list) = b.source.clone() else {
+        b.imported = true;
+        return Ok(());
+    };
+    let page = d
+        .source
+        .page(&list, b.import_cursor.as_deref(), cfg.import_page)
+        .await?;
+    let entries: Vec<LedgerEntry> = page
+        .rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| LedgerEntry::pending(&b.id, b.total + i as u64, row, b.expires_at))
+        .collect();
+    // Written before the job's cursor moves: a re-run reads the same page again and writes
+    // the same entries at the same positions.
+    d.store.put_entries(&entries).await?;
+    b.total += entries.len() as u64;
+    b.import_cursor = page.next_cursor;
+    b.imported = b.import_cursor.is_none();
+    Ok(())
+}
+
+/// The newest consent record among `scopes`.
+fn newest<'a>(consents: &'a [ConsentRecord], scopes: &[&str]) -> Option<&'a ConsentRecord> {
+    consents
+        .iter()
+        .filter(|c| scopes.contains(&c.scope.as_str()))
+        .max_by_key(|c| c.at)
+}
+
+async fn plan_page<S, L, T, R, O, C>(
+    d: &Deps<'_, S, L, T, R, O, C>,
+    cfg: &PlannerConfig,
+    b: &mut Broadcast,
+    now: i64,
+    marketing: bool,
+) -> Result<(), PlanError>
+where
+    S: BroadcastStore,
+    L: LimitStore,
+    O: OutboundBatch,
+    C: Clock,
+{
+    let n = usize::try_from(b.released - b.cursor)
+        .unwrap_or(usize::MAX)
+        .min(cfg.page);
+    let mut entries = d.store.entries(&b.id, b.cursor, n).await?;
+    for (i, e) in entries.iter().enumerate() {
+        if e.index != b.cursor + i as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "ledger of {} has no entry {}",
+                b.id,
+                b.cursor + i as u64
+            ))
+            .into());
+        }
+    }
+    if entries.is_empty() {
+        return Err(StoreError::Corrupt(format!("ledger of {} ends early", b.id)).into());
+    }
+    // 1. Valid rows, and who they name.
+    let mut decided: Vec<Option<(Outcome, Option<SendFailure>)>> = vec![None; entries.len()];
+    let mut refs: Vec<(usize, CustomerRef)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match recipient_of(&b.template, &e.row) {
+            Ok(r) => refs.push((i, r)),
+            Err(problem) => {
+                decided[i] = Some((Outcome::SkippedInvalid, Some(SendFailure::new(0, problem))))
+            }
+        }
+    }
+    let who: Vec<CustomerRef> = refs.iter().map(|(_, r)| r.clone()).collect();
+    let audience = d.store.audience(&b.phone_number_id, &who).await?;
+    // 2. Duplicates: the first position of a customer in the list keeps it.
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut claims = Vec::new();
+    let mut cand = Vec::new(); // (entry idx, ref idx, key)
+    for (k, (i, r)) in refs.iter().enumerate() {
+        let key = audience
+            .get(k)
+            .and_then(|a| a.key.clone())
+            .unwrap_or_else(|| r.direct_key());
+        let storage = key.as_storage();
+        if first.contains_key(&storage) {
+            decided[*i] = Some((Outcome::SkippedDuplicate, None));
+            continue;
+        }
+        first.insert(storage.clone(), *i);
+        claims.push((storage, entries[*i].index));
+        cand.push((*i, k, key));
+    }
+    let owners = d.store.claim_recipients(&b.id, &claims).await?;
+    // 3. Consent.
+    let mut sendable = Vec::new(); // (entry idx, ref idx, key, window open)
+    for ((i, k, key), owner) in cand.into_iter().zip(owners) {
+        if owner != entries[i].index {
+            decided[i] = Some((Outcome::SkippedDuplicate, None));
+            continue;
+        }
+        let a = audience.get(k).cloned().unwrap_or_default();
+        let consents: Vec<ConsentRecord> = a
+            .consents
+            .into_iter()
+            .filter(|c| marketing || c.scope != "marketing")
+            .collect();
+        if policy::check(SendKind::Template, a.window.as_ref(), &consents, now, 0).is_err() {
+            decided[i] = Some((Outcome::SkippedOptedOut, None));
+            continue;
+        }
+        if b.require_opt_in
+            && !newest(&consents, &["all", "marketing"])
+                .is_some_and(|c| c.consent == Consent::OptedIn)
+        {
+            decided[i] = Some((Outcome::SkippedNotOptedIn, None));
+            continue;
+        }
+        let open = a.window.is_some_and(|w| w.allows_session_message(now, 0));
+        sendable.push((i, k, key, open));
+    }
+    // 4. The messaging limit: cut the page at the first customer it has no room for.
+    let mut cut = entries.len();
+    let portfolio = b.waba_id.clone();
+    let tier = d.limits.tier(&portfolio).await?.unwrap_or(cfg.default_tier);
+    if let Some(limit) = tier_count(tier) {
+        let chargeable: Vec<String> = sendable
+            .iter()
+            .filter(|s| !s.3)
+            .map(|s| s.2.as_storage())
+            .collect();
+        let already = if chargeable.is_empty() {
+            Default::default()
+        } else {
+            d.limits
+                .charged_since(&portfolio, &chargeable, now - WINDOW_SECS)
+                .await?
+        };
+        let need: Vec<(usize, String)> = sendable
+            .iter()
+            .filter(|s| !s.3)
+            .map(|s| (s.0, s.2.as_storage()))
+            .filter(|(_, k)| !already.contains(k))
+            .collect();
+        if !need.is_empty() {
+            let (granted, retry) = d
+                .limits
+                .reserve(&portfolio, need.len() as u64, limit, now)
+                .await?;
+            let granted = usize::try_from(granted)
+                .unwrap_or(usize::MAX)
+                .min(need.len());
+            if granted < need.len() {
+                cut = need[granted].0;
+                b.limit_wait_until = Some(retry.unwrap_or(now + BUCKET_SECS).max(now + 1));
+            }
+            let charged: Vec<String> = need[..granted].iter().map(|(_, k)| k.clone()).collect();
+            if !charged.is_empty() {
+                d.limits.record_charges(&portfolio, &charged, now).await?;
+            }
+        }
+    }
+    // 5. Sends for the sendable entries before the cut, then the queue, then the ledger.
+    let now_ms = d.clock.now_ms();
+    let mut sends = Vec::new();
+    for (i, k, key, _) in sendable.into_iter().filter(|s| s.0 < cut) {
+        let e = &entries[i];
+        let id = send_id_for(&b.id, b.created_at_ms, e.index);
+        sends.push(SendRecord {
+            id: id.clone(),
+            phone_number_id: b.phone_number_id.clone(),
+            customer: Some(key),
+            who: Some(who[k].clone()),
+            message_type: "template".into(),
+            kind: SendKind::Template,
+            body: template_body(&b.template, &e.row),
+            fallback: None,
+            client_callback_data: None,
+            state: SendState::Pending { not_before_ms: 0 },
+            attempts: 0,
+            wamid: None,
+            error: None,
+            statuses: Default::default(),
+            created_at_ms: now_ms,
+            broadcast_id: Some(b.id.as_str().to_owned()),
+            idempotency: None,
+            answer: None,
+            expires_at: now + cfg.retention_secs,
+            version: 0,
+        });
+        decided[i] = Some((Outcome::Queued, None));
+        entries[i].send_id = Some(id);
+    }
+    if !sends.is_empty() {
+        d.store.create_sends(&sends).await?;
+        let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
+        d.outbound.enqueue_batch(&jobs).await?;
+    }
+    entries.truncate(cut);
+    for (e, dec) in entries.iter_mut().zip(decided) {
+        if let Some((o, err)) = dec {
+            e.outcome = o;
+            e.error = err;
+        }
+    }
+    if !entries.is_empty() {
+        d.store.put_entries(&entries).await?;
+    }
+    for e in &entries {
+        b.counts.add(e.outcome, e.error.as_ref());
+    }
+    b.cursor += entries.len() as u64;
+    Ok(())
+}
+
+/// The final outcome of a send, if it has one at `now`.
+fn settled_outcome(
+    s: Option<&SendRecord>,
+    now: i64,
+    cfg: &PlannerConfig,
+) -> Option<(Outcome, Option<SendFailure>)> {
+    let Some(s) = s else {
+        return Some((
+            Outcome::Failed,
+            Some(SendFailure::new(0, "the send is gone (expired)")),
+        ));
+    };
+    match (&s.state, s.statuses.current()) {
+        (SendState::Failed | SendState::DeadLettered, _) | (_, Some(DeliveryStatus::Failed)) => {
+            return Some((Outcome::Failed, s.error.clone()));
+        }
+        (_, Some(DeliveryStatus::Read | DeliveryStatus::Played)) => {
+            return Some((Outcome::Read, None));
+        }
+        _ => {}
+    }
+    if now < s.created_at_ms.div_euclid(1000) + cfg.settle_after_secs {
+        return None;
+    }
+    match (&s.state, s.statuses.current()) {
+        (_, Some(DeliveryStatus::Delivered)) => Some((Outcome::Delivered, None)),
+        (_, Some(DeliveryStatus::Sent)) | (SendState::Accepted { .. }, _) => {
+            Some((Outcome::Sent, None))
+        }
+        (SendState::Unconfirmed { .. }, _) => Some((
+            Outcome::Failed,
+            Some(SendFailure::new(
+                0,
+                "unconfirmed: no status report from Meta",
+            )),
+        )),
+        _ => None,
+    }
+}
+
+/// Settles the longest prefix of queued entries from `b.settled` whose sends have a final
+/// outcome; returns whether any was settled.
+async fn settle_page<S: BroadcastStore>(
+    store: &S,
+    cfg: &PlannerConfig,
+    b: &mut Broadcast,
+    now: i64,
+) -> Result<bool, PlanError> {
+    let n = usize::try_from(b.cursor - b.settled)
+        .unwrap_or(usize::MAX)
+        .min(cfg.page);
+    let mut entries = store.entries(&b.id, b.settled, n).await?;
+    let ids: Vec<_> = entries.iter().filter_map(|e| e.send_id.clone()).collect();
+    let sends = store.get_sends(&ids).await?;
+    let by_id: HashMap<_, _> = ids.iter().zip(sends.iter()).collect();
+    let mut done = 0;
+    for e in entries.iter_mut() {
+        // Every entry that was queued is settled from its send, whatever the ledger says: a
+        // step killed after writing the entries but before saving the cursor re-does the
+        // page, and the counts move only with the cursor.
+        if e.send_id.is_some() {
+            let s = e
+                .send_id
+                .as_ref()
+                .and_then(|id| by_id.get(id))
+                .and_then(|s| s.as_ref());
+            let Some((o, err)) = settled_outcome(s, now, cfg) else {
+                break;
+            };
+            e.outcome = o;
+            e.error = err;
+            b.counts.queued = b.counts.queued.saturating_sub(1);
+            b.counts.add(o, e.error.as_ref());
+        }
+        done += 1;
+    }
+    if done == 0 {
+        return Ok(false);
+    }
+    entries.truncate(done);
+    let changed: Vec<LedgerEntry> = entries
+        .into_iter()
+        .filter(|e| e.send_id.is_some())
+        .collect();
+    if !changed.is_empty() {
+        store.put_entries(&changed).await?;
+    }
+    b.settled += done as u64;
+    Ok(true)
+}

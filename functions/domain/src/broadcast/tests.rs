@@ -1,0 +1,757 @@
+//! The broadcast use cases against the in-memory fakes and a manual clock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+
+use super::create::{self, CreateRequest};
+use super::limit::charge_one;
+use super::memory::MemoryBroadcasts;
+use super::planner::{Deps, PlannerConfig, StepResult, step};
+use super::*;
+use crate::customer::{CustomerKey, CustomerRef};
+use crate::model::MessagingLimit;
+use crate::outbound::{SendRecord, SendState};
+use crate::ports::*;
+use crate::status::DeliveryStatus;
+use crate::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
+use crate::testing::{InMemoryStore, ManualClock};
+
+const PN: &str = "1001";
+const WABA: &str = "W1";
+const T0: i64 = 1_800_000_000;
+
+fn phone(i: usize) -> String {
+    format!("1555{i:07}")
+}
+
+struct World {
+    mem: MemoryBroadcasts,
+    ids: AtomicUsize,
+    clock: ManualClock,
+    cfg: PlannerConfig,
+}
+
+impl World {
+    async fn new(tier: Option<&str>) -> Self {
+        let store = Arc::new(InMemoryStore::default());
+        store.set_waba(PN, WABA);
+        if let Some(t) = tier {
+            store
+                .record_account(&AccountRecord {
+                    waba_id: WABA.into(),
+                    key: "messaging_limit".into(),
+                    at: 1,
+                    attributes: vec![("tier".into(), t.into())],
+                })
+                .await
+                .unwrap();
+        }
+        let w = Self {
+            mem: MemoryBroadcasts::new(store),
+            ids: AtomicUsize::new(0),
+            clock: ManualClock::at(T0 * 1000),
+            cfg: PlannerConfig {
+                page: 100,
+                settle_after_secs: 600,
+                ..PlannerConfig::default()
+            },
+        };
+        w.template(TemplateStatus::Approved, 1).await;
+        w
+    }
+
+    async fn template(&self, status: TemplateStatus, at: i64) {
+        self.mem
+            .store
+            .put_template(&TemplateDef {
+                waba_id: WABA.into(),
+                name: "promo".into(),
+                language: "es".into(),
+                id: None,
+                status,
+                category: TemplateCategory::Marketing,
+                components: serde_json::Value::Null,
+                quality: None,
+                updated_at: at,
+            })
+            .await
+            .unwrap();
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms() / 1000
+    }
+
+    async fn create(
+        &self,
+        recipients: Vec<serde_json::Value>,
+        release: serde_json::Value,
+    ) -> BroadcastId {
+        let body = json!({
+            "phone_number_id": PN,
+            "template": {"name": "promo", "language": "es"},
+            "recipients": recipients,
+            "release": release,
+        });
+        let req = create::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        self.create_req(req).await
+    }
+
+    async fn create_req(&self, req: CreateRequest) -> BroadcastId {
+        create::create(
+            &self.mem,
+            &*self.mem.store,
+            &self.mem,
+            req,
+            self.clock.now_ms(),
+            [u8::try_from(self.ids.fetch_add(1, Ordering::SeqCst)).unwrap(); 10],
+            86_400 * 30,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn deps(
+        &self,
+    ) -> Deps<
+        '_,
+        MemoryBroadcasts,
+        MemoryBroadcasts,
+        InMemoryStore,
+        MemoryBroadcasts,
+        MemoryBroadcasts,
+        ManualClock,
+    > {
+        Deps {
+            store: &self.mem,
+            limits: &self.mem,
+            templates: &*self.mem.store,
+            source: &self.mem,
+            outbound: &self.mem,
+            clock: &self.clock,
+        }
+    }
+
+    async fn get(&self, id: &BroadcastId) -> Broadcast {
+        self.mem.get_broadcast(id).await.unwrap().unwrap()
+    }
+
+    /// What a deliver-worker and Meta would do: every pending send is delivered now.
+    async fn deliver_all(&self) {
+        let now = self.now();
+        for mut s in self.mem.store.sends() {
+            if matches!(s.state, SendState::Pending { .. }) {
+                let wamid = format!("wamid.{}", s.id);
+                s.apply_status(&wamid, DeliveryStatus::Delivered, now, None, now * 1000);
+                assert!(self.mem.store.save_send(&mut s).await.unwrap());
+            }
+        }
+    }
+
+    /// Runs the queued step messages (one chain at a time), moving the clock to each
+    /// message's delay, until none is left or `until` is reached; delivers queued sends
+    /// after each step when `deliver`. Returns how many steps ran.
+    async fn drive(&self, until: i64, deliver: bool) -> usize {
+        let mut pending: Vec<(BroadcastId, u64, i64)> = self
+            .mem
+            .take_steps()
+            .into_iter()
+            .map(|(id, chain, delay)| (id, chain, self.now() + delay))
+            .collect();
+        let mut n = 0;
+        while let Some(pos) = (0..pending.len()).min_by_key(|i| pending[*i].2) {
+            let (id, chain, at) = pending.remove(pos);
+            if at >= until {
+                pending.push((id, chain, at));
+                break;
+            }
+            if at > self.now() {
+                self.clock.advance((at - self.now()) * 1000);
+            }
+            n += 1;
+            assert!(n < 100_000, "runaway");
+            if let StepResult::Again { after_secs, chain } =
+                step(&self.deps(), &self.cfg, &id, chain).await.unwrap()
+            {
+                pending.push((id, chain, self.now() + after_secs));
+            }
+            if deliver {
+                self.deliver_all().await;
+            }
+            for (id, chain, delay) in self.mem.take_steps() {
+                pending.push((id, chain, self.now() + delay));
+            }
+        }
+        // Leave what is not run yet on the queue.
+        for (id, chain, at) in pending {
+            self.mem
+                .schedule(&id, chain, (at - self.now()).max(0))
+                .await
+                .unwrap();
+        }
+        n
+    }
+}
+
+fn recipients(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            json!({"to": phone(i), "components": [{"type": "body", "parameters": [{"type": "text", "text": format!("n{i}")}]}]})
+        })
+        .collect()
+}
+
+fn queued_phones(mem: &MemoryBroadcasts) -> Vec<String> {
+    mem.store
+        .sends()
+        .into_iter()
+        .filter_map(|s| s.who.and_then(|w| w.wa_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn ten_thousand_on_the_2k_tier_send_2000_in_the_first_24_hours_and_the_rest_after() {
+    let mut w = World::new(Some("TIER_2K")).await;
+    w.cfg.recheck_secs = 6 * 3600;
+    let id = w
+        .create(recipients(10_000), json!({"percent": 10, "every_secs": 60}))
+        .await;
+    w.drive(T0 + 86_400, false).await;
+    assert_eq!(
+        w.mem.jobs().len(),
+        2_000,
+        "exactly the tier in the first 24 h"
+    );
+    let b = w.get(&id).await;
+    assert_eq!(b.state, BroadcastState::Running);
+    assert_eq!(b.view()["counts"]["waiting_for_limit"], 8_000);
+    assert!(b.limit_wait_until.is_some_and(|t| t >= T0 + 86_400));
+    // Every later window admits at most 2,000 more, and in the end everyone goes, once.
+    w.drive(T0 + 2 * 86_400, false).await;
+    let second = w.mem.jobs().len();
+    assert!(second > 2_000 && second <= 4_000, "{second}");
+    w.drive(T0 + 6 * 86_400, false).await;
+    assert_eq!(w.mem.jobs().len(), 10_000);
+    w.deliver_all().await;
+    w.drive(i64::MAX, true).await;
+    let jobs = w.mem.jobs();
+    assert_eq!(jobs.len(), 10_000);
+    let phones: HashSet<String> = queued_phones(&w.mem).into_iter().collect();
+    assert_eq!(phones.len(), 10_000);
+    assert_eq!(w.mem.store.sends().len(), 10_000);
+    let b = w.get(&id).await;
+    assert_eq!(b.state, BroadcastState::Completed);
+    assert_eq!(b.counts.delivered, 10_000);
+    assert_eq!(b.counts.queued, 0);
+    assert!(
+        w.mem
+            .ledger(&id)
+            .iter()
+            .all(|e| e.outcome == Outcome::Delivered)
+    );
+}
+
+#[tokio::test]
+async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unknown() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    for (i, scope, consent) in [
+        (1, "all", Consent::OptedOut),
+        (2, "marketing", Consent::OptedOut),
+        (3, "marketing", Consent::OptedIn),
+    ] {
+        w.mem
+            .store
+            .record_consent(&ConsentRecord {
+                phone_number_id: PN.into(),
+                customer: CustomerKey::Phone(phone(i)),
+                scope: scope.into(),
+                consent,
+                source: ConsentSource::Api,
+                at: T0 - 10,
+            })
+            .await
+            .unwrap();
+    }
+    let id = w.create(recipients(5), json!({"all_at_once": true})).await;
+    w.drive(i64::MAX, true).await;
+    let phones = queued_phones(&w.mem);
+    assert!(!phones.contains(&phone(1)) && !phones.contains(&phone(2)));
+    assert_eq!(phones.len(), 3);
+    let b = w.get(&id).await;
+    assert_eq!(b.counts.skipped_opted_out, 2);
+    assert_eq!(b.state, BroadcastState::Completed);
+
+    // With require_opt_in only the customer who opted in gets it.
+    let body = json!({
+        "phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+        "recipients": recipients(5), "require_opt_in": true, "release": {"all_at_once": true},
+    });
+    let id = w
+        .create_req(create::parse(&serde_json::to_vec(&body).unwrap()).unwrap())
+        .await;
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.counts.delivered, 1);
+    assert_eq!(b.counts.skipped_not_opted_in, 2);
+    assert_eq!(b.counts.skipped_opted_out, 2);
+    let e = w.mem.ledger(&id);
+    assert_eq!(e[3].outcome, Outcome::Delivered);
+}
+
+#[tokio::test]
+async fn duplicates_and_invalid_rows_in_a_csv_list_are_skipped_once() {
+    let w = World::new(None).await;
+    let list = RecipientList {
+        bucket: "b".into(),
+        key: "k.csv".into(),
+    };
+    let row = |to: &str| RecipientRow {
+        to: Some(to.into()),
+        ..Default::default()
+    };
+    let mut rows = vec![
+        row("15550000001"),
+        row("+1 555 000 0001"),
+        row("15550000002"),
+        row("not a phone"),
+        RecipientRow {
+            problem: Some("line 6: unclosed quote".into()),
+            ..Default::default()
+        },
+    ];
+    // The duplicate again, on a later import page and a later planning page.
+    for i in 0..7 {
+        rows.push(row(&format!("1555100000{i}")));
+    }
+    rows.push(row("15550000001"));
+    w.mem.put_list(&list, rows);
+    let body = json!({
+        "phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+        "recipients_csv": {"bucket": "b", "key": "k.csv"}, "release": {"all_at_once": true},
+    });
+    let mut w = w;
+    w.cfg.page = 4;
+    w.cfg.import_page = 3;
+    let id = w
+        .create_req(create::parse(&serde_json::to_vec(&body).unwrap()).unwrap())
+        .await;
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.total, 13);
+    assert_eq!(b.counts.skipped_duplicate, 2);
+    assert_eq!(b.counts.skipped_invalid, 2);
+    assert_eq!(b.counts.delivered, 9);
+    let ledger = w.mem.ledger(&id);
+    assert_eq!(ledger[0].outcome, Outcome::Delivered);
+    assert_eq!(ledger[1].outcome, Outcome::SkippedDuplicate);
+    assert_eq!(ledger[12].outcome, Outcome::SkippedDuplicate);
+    assert_eq!(
+        ledger[4].error.as_ref().unwrap().message,
+        "line 6: unclosed quote"
+    );
+    assert_eq!(
+        queued_phones(&w.mem)
+            .iter()
+            .filter(|p| *p == "15550000001")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let id = w
+        .create(recipients(50), json!({"percent": 10, "every_secs": 60}))
+        .await;
+    w.drive(T0 + 90, true).await;
+    let before = w.mem.jobs().len();
+    assert_eq!(before, 10, "two ticks of 10 %");
+    w.template(TemplateStatus::Paused, 2).await;
+    w.drive(T0 + 3600, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(
+        b.state,
+        BroadcastState::Paused {
+            reason: PauseReason::TemplatePaused
+        }
+    );
+    assert_eq!(b.view()["paused_reason"], "template_paused");
+    assert_eq!(w.mem.jobs().len(), before, "nothing queued while paused");
+    // Resuming while the template is still paused pauses it again at once.
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    w.drive(T0 + 3700, true).await;
+    assert_eq!(w.mem.jobs().len(), before);
+    assert!(matches!(
+        w.get(&id).await.state,
+        BroadcastState::Paused { .. }
+    ));
+    // Approved again: resume goes on where it stopped.
+    w.template(TemplateStatus::Approved, 3).await;
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.state, BroadcastState::Completed);
+    assert_eq!(w.mem.jobs().len(), 50);
+    assert_eq!(b.counts.delivered, 50);
+}
+
+#[tokio::test]
+async fn api_pause_and_a_red_quality_rating_stop_planning() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let id = w
+        .create(recipients(30), json!({"percent": 10, "every_secs": 60}))
+        .await;
+    w.drive(T0 + 1, true).await;
+    assert_eq!(w.mem.jobs().len(), 3);
+    create::pause(&w.mem, &id).await.unwrap();
+    w.drive(T0 + 3600, true).await;
+    assert_eq!(w.mem.jobs().len(), 3);
+    assert_eq!(w.get(&id).await.view()["paused_reason"], "api");
+    w.mem.set_quality_red(PN, true);
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    w.drive(T0 + 7200, true).await;
+    assert_eq!(w.get(&id).await.view()["paused_reason"], "quality_red");
+    assert_eq!(w.mem.jobs().len(), 3);
+    w.mem.set_quality_red(PN, false);
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.mem.jobs().len(), 30);
+}
+
+#[tokio::test]
+async fn the_limit_is_shared_by_broadcasts_and_api_sends() {
+    let w = World::new(Some("TIER_250")).await;
+    // 50 API template sends to customers without a window use 50 of the 250.
+    for i in 0..50 {
+        let c = CustomerKey::Phone(format!("1666{i:07}")).as_storage();
+        assert!(
+            charge_one(&w.mem, WABA, &c, false, MessagingLimit::Tier250, T0)
+                .await
+                .unwrap()
+        );
+    }
+    // Charging the same customer again is free; a customer with an open window is free.
+    let c = CustomerKey::Phone("16660000000".into()).as_storage();
+    assert!(
+        charge_one(&w.mem, WABA, &c, false, MessagingLimit::Tier250, T0)
+            .await
+            .unwrap()
+    );
+    let a = w
+        .create(recipients(150), json!({"all_at_once": true}))
+        .await;
+    // B: 30 customers A also has (charged already: free) and 150 new ones.
+    let mut rb = recipients(30);
+    rb.extend((0..150).map(|i| json!({"to": format!("1777{i:07}")})));
+    let b = w.create(rb, json!({"all_at_once": true})).await;
+    w.drive(T0 + 86_400, false).await;
+    let ba = w.get(&a).await;
+    let bb = w.get(&b).await;
+    assert_eq!(ba.counts.queued, 150);
+    // 250 − 50 − 150 = 50 new customers, plus the 30 shared ones.
+    assert_eq!(bb.counts.queued, 80);
+    assert_eq!(bb.view()["counts"]["waiting_for_limit"], 100);
+    // The API is refused now too.
+    let d = CustomerKey::Phone("18880000000".into()).as_storage();
+    assert!(
+        !charge_one(&w.mem, WABA, &d, false, MessagingLimit::Tier250, T0 + 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        charge_one(&w.mem, WABA, &d, true, MessagingLimit::Tier250, T0 + 10)
+            .await
+            .unwrap()
+    );
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.get(&b).await.counts.delivered, 180);
+}
+
+/// A store, limit and queue that fail once, at call number `fail_at` — either instead of
+/// doing the call, or after doing it (the planner "killed" right after a store call).
+struct Crashy<'a> {
+    inner: &'a MemoryBroadcasts,
+    calls: AtomicUsize,
+    fail_at: usize,
+    after: bool,
+}
+
+impl Crashy<'_> {
+    fn tick(&self) -> Option<bool> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        (n == self.fail_at).then_some(self.after)
+    }
+}
+
+fn crash() -> StoreError {
+    StoreError::Unavailable("killed".into())
+}
+
+macro_rules! crashy {
+    ($self:ident, $call:expr) => {{
+        match $self.tick() {
+            Some(false) => return Err(crash().into()),
+            Some(true) => {
+                let _ = $call.await;
+                return Err(crash().into());
+            }
+            None => $call.await,
+        }
+    }};
+}
+
+impl BroadcastStore for Crashy<'_> {
+    async fn create_broadcast(&self, b: &Broadcast) -> Result<Recorded, StoreError> {
+        crashy!(self, self.inner.create_broadcast(b))
+    }
+    async fn get_broadcast(&self, id: &BroadcastId) -> Result<Option<Broadcast>, StoreError> {
+        crashy!(self, self.inner.get_broadcast(id))
+    }
+    async fn save_broadcast(&self, b: &mut Broadcast) -> Result<bool, StoreError> {
+        crashy!(self, self.inner.save_broadcast(b))
+    }
+    async fn put_entries(&self, e: &[LedgerEntry]) -> Result<(), StoreError> {
+        crashy!(self, self.inner.put_entries(e))
+    }
+    async fn entries(
+        &self,
+        id: &BroadcastId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        crashy!(self, self.inner.entries(id, from, limit))
+    }
+    async fn claim_recipients(
+        &self,
+        id: &BroadcastId,
+        c: &[(String, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
+        crashy!(self, self.inner.claim_recipients(id, c))
+    }
+    async fn create_sends(&self, s: &[SendRecord]) -> Result<(), StoreError> {
+        crashy!(self, self.inner.create_sends(s))
+    }
+    async fn get_sends(
+        &self,
+        ids: &[crate::outbound::SendId],
+    ) -> Result<Vec<Option<SendRecord>>, StoreError> {
+        crashy!(self, self.inner.get_sends(ids))
+    }
+    async fn audience(&self, pn: &str, who: &[CustomerRef]) -> Result<Vec<Audience>, StoreError> {
+        crashy!(self, self.inner.audience(pn, who))
+    }
+    async fn quality_red(&self, waba: &str, pn: &str) -> Result<bool, StoreError> {
+        crashy!(self, self.inner.quality_red(waba, pn))
+    }
+}
+
+impl LimitStore for Crashy<'_> {
+    async fn tier(&self, p: &str) -> Result<Option<MessagingLimit>, StoreError> {
+        crashy!(self, self.inner.tier(p))
+    }
+    async fn charged_since(
+        &self,
+        p: &str,
+        c: &[String],
+        since: i64,
+    ) -> Result<HashSet<String>, StoreError> {
+        crashy!(self, self.inner.charged_since(p, c, since))
+    }
+    async fn reserve(
+        &self,
+        p: &str,
+        want: u64,
+        limit: u64,
+        now: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        crashy!(self, self.inner.reserve(p, want, limit, now))
+    }
+    async fn record_charges(&self, p: &str, c: &[String], at: i64) -> Result<(), StoreError> {
+        crashy!(self, self.inner.record_charges(p, c, at))
+    }
+}
+
+impl OutboundBatch for Crashy<'_> {
+    async fn enqueue_batch(&self, jobs: &[SendJob]) -> Result<(), QueueError> {
+        match self.tick() {
+            Some(false) => Err(QueueError::Unavailable("killed".into())),
+            Some(true) => {
+                let _ = self.inner.enqueue_batch(jobs).await;
+                Err(QueueError::Unavailable("killed".into()))
+            }
+            None => self.inner.enqueue_batch(jobs).await,
+        }
+    }
+}
+
+/// Runs a broadcast with the planner killed at call `fail_at` (before or after the call) and
+/// restarted by the message coming back; returns whether the kill happened.
+async fn run_with_kill(fail_at: usize, after: bool) -> bool {
+    let mut w = World::new(Some("TIER_50")).await;
+    w.cfg.page = 12;
+    w.cfg.pages_per_step = 3;
+    w.cfg.recheck_secs = 6 * 3600;
+    w.mem
+        .store
+        .record_consent(&ConsentRecord {
+            phone_number_id: PN.into(),
+            customer: CustomerKey::Phone(phone(4)),
+            scope: "all".into(),
+            consent: Consent::OptedOut,
+            source: ConsentSource::Keyword,
+            at: 1,
+        })
+        .await
+        .unwrap();
+    // 60 rows: 55 customers (5 repeated), one opted out; the 50 tier holds 5 for a day.
+    let mut rows = recipients(55);
+    for i in [3, 10, 20, 30, 54] {
+        rows.push(json!({"to": phone(i)}));
+    }
+    let id = w
+        .create(rows, json!({"percent": 25, "every_secs": 60}))
+        .await;
+    let crashy = Crashy {
+        inner: &w.mem,
+        calls: AtomicUsize::new(0),
+        fail_at,
+        after,
+    };
+    let deps = Deps {
+        store: &crashy,
+        limits: &crashy,
+        templates: &*w.mem.store,
+        source: &w.mem,
+        outbound: &crashy,
+        clock: &w.clock,
+    };
+    let mut queue: Vec<(u64, i64)> = w
+        .mem
+        .take_steps()
+        .into_iter()
+        .map(|(_, c, d)| (c, d))
+        .collect();
+    let mut killed = false;
+    let mut guard = 0;
+    while let Some((chain, delay)) = queue.pop() {
+        guard += 1;
+        assert!(guard < 10_000);
+        w.clock.advance(delay * 1000);
+        match step(&deps, &w.cfg, &id, chain).await {
+            Ok(StepResult::Again { after_secs, chain }) => queue.push((chain, after_secs)),
+            Ok(StepResult::Idle) => {}
+            // Killed: the message comes back after its visibility timeout.
+            Err(_) => {
+                killed = true;
+                queue.push((chain, 30));
+            }
+        }
+        w.deliver_all().await;
+    }
+    let b = w.get(&id).await;
+    assert_eq!(
+        b.state,
+        BroadcastState::Completed,
+        "kill at {fail_at} (after: {after})"
+    );
+    let sends = w.mem.store.sends();
+    let mut per_phone: HashMap<String, usize> = HashMap::new();
+    for s in &sends {
+        *per_phone
+            .entry(s.who.clone().unwrap().wa_id.unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        sends.len(),
+        54,
+        "kill at {fail_at}: one send per allowed customer"
+    );
+    assert!(
+        per_phone.values().all(|n| *n == 1),
+        "kill at {fail_at}: {per_phone:?}"
+    );
+    assert!(!per_phone.contains_key(&phone(4)));
+    let ledger = w.mem.ledger(&id);
+    assert_eq!(ledger.len(), 60);
+    assert!(
+        ledger
+            .iter()
+            .all(|e| e.outcome != Outcome::Pending && e.outcome != Outcome::Queued)
+    );
+    assert_eq!(b.counts.delivered, 54);
+    assert_eq!(b.counts.skipped_duplicate, 5);
+    assert_eq!(b.counts.skipped_opted_out, 1);
+    // The limit was never exceeded: at most 50 charged in any day.
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|e| e.outcome == Outcome::Delivered)
+            .count(),
+        54
+    );
+    killed
+}
+
+#[tokio::test]
+async fn a_planner_killed_at_any_call_and_restarted_sends_nobody_twice_and_skips_nobody() {
+    for after in [false, true] {
+        let mut n = 1;
+        while run_with_kill(n, after).await {
+            n += 1;
+        }
+        assert!(n > 50, "the run makes more than 50 calls ({n})");
+        eprintln!("killed at each of {} calls (after: {after})", n - 1);
+    }
+}
+
+#[test]
+fn ids_and_send_ids_are_stable() {
+    let id = BroadcastId::new(T0 * 1000, [1; 10]);
+    assert!(id.as_str().starts_with("bc_"));
+    assert_eq!(
+        BroadcastId::parse(&id.as_str().to_lowercase().replace("BC_", "bc_")),
+        Some(id.clone())
+    );
+    assert_eq!(send_id_for(&id, 5, 3), send_id_for(&id, 5, 3));
+    assert_ne!(send_id_for(&id, 5, 3), send_id_for(&id, 5, 4));
+    assert!(crate::outbound::SendId::parse(send_id_for(&id, 5, 3).as_str()).is_some());
+    assert_eq!(BroadcastId::parse("bc_x"), None);
+}
+
+#[test]
+fn the_request_is_checked() {
+    let bad = |v: serde_json::Value| create::parse(&serde_json::to_vec(&v).unwrap()).is_err();
+    assert!(bad(
+        json!({"template": {"name": "a", "language": "es"}, "recipients": [{"to": "1"}]})
+    ));
+    assert!(bad(
+        json!({"phone_number_id": "1", "template": {"name": "A B", "language": "es"}, "recipients": [{"to": "15551234567"}]})
+    ));
+    assert!(bad(
+        json!({"phone_number_id": "1", "template": {"name": "a"}, "recipients": [{"to": "15551234567"}]})
+    ));
+    assert!(bad(
+        json!({"phone_number_id": "1", "template": {"name": "a", "language": "es"}, "recipients": []})
+    ));
+    assert!(bad(
+        json!({"phone_number_id": "1", "template": {"name": "a", "language": "es"}})
+    ));
+    assert!(bad(
+        json!({"phone_number_id": "1", "template": {"name": "a", "language": "es"}, "recipients": [{"to": "15551234567"}], "release": {"percent": 0}})
+    ));
+    let ok = create::parse(
+        &serde_json::to_vec(&json!({"phone_number_id": "1", "template": {"name": "a", "language": {"code": "es"}},
+            "recipients": [{"to": "15551234567"}, {"to": "12"}, {"recipient": "US.13491208655302741918", "components": [{"type": "body"}]}, {"to": "15551234567", "components": {"x": 1}}]}))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ok.recipients[0].problem, None);
+    assert!(ok.recipients[1].problem.is_some());
+    assert_eq!(ok.recipients[2].problem, None);
+    assert!(ok.recipients[3].problem.is_some());
+    assert_eq!(ok.release, Release::default());
+}
