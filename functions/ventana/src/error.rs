@@ -49,6 +49,9 @@ pub enum CliError {
         /// The table looked in.
         table: String,
     },
+    /// A call to Ventana's HTTP API failed.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
     /// The store failed.
     #[error("the DynamoDB store failed")]
     Store(#[from] StoreError),

@@ -5,8 +5,9 @@
 //! ([`redrive`]: put dead-lettered messages back on their queue; for the outbound queue, each
 //! send is reset to be attempted afresh *before* its job is requeued, and a send that was
 //! settled meanwhile is never sent again). Rules stay in `wa-domain` (`SendRecord::redrive`,
-//! `hash_key`); storage and queues in `wa-dynamodb` and `wa-sqs`. It must not depend on Lambda
-//! or HTTP crates.
+//! `hash_key`); storage and queues in `wa-dynamodb` and `wa-sqs`. Commands that act through
+//! Ventana's own HTTP API (templates, broadcasts) use the small client in [`api`]. It must not
+//! depend on Lambda or HTTP server crates.
 //!
 //! Configuration comes from the environment, or from a `KEY=VALUE` file
 //! ([`env::Env::with_file`], `--env-file target/local-stack.env` for `make dev`): see
@@ -14,6 +15,7 @@
 //! the one it has just created, once.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod env;
 pub mod error;
 pub mod keys;
