@@ -97,7 +97,7 @@ async fn message<S: InboundStore>(
             message_type: m.type_name().to_owned(),
             timestamp: m.timestamp,
             raw: ev.item.get().to_owned(),
-            expires_at: m.timestamp.max(now) + cfg.retention_secs,
+            expires_at: m.timestamp.max(now).saturating_add(cfg.retention_secs),
         })
         .await?;
     if m.opens_window() {
@@ -173,7 +173,7 @@ async fn status<S: InboundStore + SendStore>(
             callback_data: report.biz_opaque_callback_data.clone(),
             recipient: ev.customer.clone(),
             pricing: report.pricing_raw.clone(),
-            expires_at: report.timestamp.max(now) + cfg.retention_secs,
+            expires_at: report.timestamp.max(now).saturating_add(cfg.retention_secs),
         })
         .await?;
     if let Some(id) = report
@@ -243,7 +243,8 @@ async fn link_send<S: InboundStore + SendStore>(
         }
         if store.save_send(&mut send).await? {
             if !had_wamid
-                && let Some(m) = history_record(&send, wamid, at * 1000, cfg.retention_secs)
+                && let Some(m) =
+                    history_record(&send, wamid, at.saturating_mul(1000), cfg.retention_secs)
             {
                 store.record_message(&m).await?;
             }
@@ -416,7 +417,7 @@ async fn keep<S: InboundStore>(
             kind: ev.kind.as_str().to_owned(),
             at,
             raw: ev.item.get().to_owned(),
-            expires_at: at.max(now) + cfg.retention_secs,
+            expires_at: at.max(now).saturating_add(cfg.retention_secs),
         })
         .await?;
     Ok(Applied::Kept)

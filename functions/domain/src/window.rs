@@ -31,8 +31,9 @@ impl WindowUpdate {
     pub fn for_message(at: i64, from_referral: bool) -> Self {
         Self {
             inbound_at: at,
-            customer_service_until: at + CUSTOMER_SERVICE_SECS,
-            free_entry_point_until: from_referral.then_some(at + FREE_ENTRY_POINT_SECS),
+            customer_service_until: at.saturating_add(CUSTOMER_SERVICE_SECS),
+            free_entry_point_until: from_referral
+                .then_some(at.saturating_add(FREE_ENTRY_POINT_SECS)),
         }
     }
 }

@@ -277,3 +277,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 #[cfg(test)]
 #[path = "handler_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "bad_input_tests.rs"]
+mod bad_input_tests;

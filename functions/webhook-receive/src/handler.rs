@@ -358,3 +358,7 @@ mod tests {
         assert_eq!(d.queue.events().len(), 1000);
     }
 }
+
+#[cfg(test)]
+#[path = "bad_input_tests.rs"]
+mod bad_input_tests;

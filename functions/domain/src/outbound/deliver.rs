@@ -600,7 +600,7 @@ pub fn history_record(
         message_type: r.message_type.clone(),
         timestamp: now,
         raw: r.body.to_string(),
-        expires_at: now + retention_secs,
+        expires_at: now.saturating_add(retention_secs),
     })
 }
 
