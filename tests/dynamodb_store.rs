@@ -530,6 +530,53 @@ async fn history_is_newest_first_and_paginates() {
 
 #[tokio::test]
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn an_api_opt_in_keeps_its_origin_and_proof_until_a_newer_record() {
+    let (store, _, _) = fresh_table().await;
+    let key = CustomerKey::Phone("34600111222".into());
+    let opt_in = ConsentRecord {
+        phone_number_id: PNID.into(),
+        customer: key.clone(),
+        scope: "marketing".into(),
+        consent: Consent::OptedIn,
+        source: ConsentSource::Api,
+        at: 1_000,
+        detail: Some(wa_domain::ports::ConsentDetail {
+            origin: "checkout".into(),
+            proof: Some("box ticked: 'Send me offers on WhatsApp' (form v3)".into()),
+        }),
+    };
+    store.record_consent(&opt_in).await.unwrap();
+    assert_eq!(
+        store.consent(PNID, &key, "marketing").await.unwrap(),
+        Some(opt_in.clone())
+    );
+    let no_proof = ConsentRecord {
+        at: 1_001,
+        detail: Some(wa_domain::ports::ConsentDetail {
+            origin: "web_form".into(),
+            proof: None,
+        }),
+        ..opt_in.clone()
+    };
+    store.record_consent(&no_proof).await.unwrap();
+    assert_eq!(store.consents(PNID, &key).await.unwrap(), vec![no_proof]);
+    // A STOP-like opt-out replaces it, and carries no detail of its own.
+    let out = ConsentRecord {
+        consent: Consent::OptedOut,
+        source: ConsentSource::UserPreferences,
+        at: 1_002,
+        detail: None,
+        ..opt_in
+    };
+    store.record_consent(&out).await.unwrap();
+    assert_eq!(
+        store.consent(PNID, &key, "marketing").await.unwrap(),
+        Some(out)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn consent_and_account_records_are_newest_wins() {
     let (store, _, _) = fresh_table().await;
     let fake = InMemoryStore::default();
@@ -541,6 +588,7 @@ async fn consent_and_account_records_are_newest_wins() {
         consent,
         source,
         at,
+        detail: None,
     };
     let steps = [
         consent(Consent::OptedOut, ConsentSource::UserPreferences, 100),

@@ -356,6 +356,7 @@ async fn consents_are_every_scope_of_that_customer_only() {
         consent,
         source: ConsentSource::Keyword,
         at,
+        detail: None,
     };
     let marketing = ConsentRecord {
         source: ConsentSource::UserPreferences,

@@ -115,6 +115,7 @@ async fn message<S: InboundStore>(
                 consent,
                 source: ConsentSource::Keyword,
                 at: m.timestamp,
+                detail: None,
             })
             .await?;
     }
@@ -207,6 +208,7 @@ async fn status<S: InboundStore + SendStore>(
                 consent: Consent::OptedOut,
                 source: ConsentSource::Error131050,
                 at: report.timestamp,
+                detail: None,
             })
             .await?;
     }
@@ -286,6 +288,7 @@ async fn preference<S: InboundStore>(
             consent,
             source: ConsentSource::UserPreferences,
             at: pref.timestamp.unwrap_or(now),
+            detail: None,
         })
         .await?;
     Ok(Applied::Consent)

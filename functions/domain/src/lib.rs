@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod broadcast;
 pub mod clock;
+pub mod consent;
 pub mod customer;
 pub mod event;
 pub mod handshake;

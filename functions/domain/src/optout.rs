@@ -5,10 +5,32 @@
 
 use crate::ports::Consent;
 
-/// Default stop keywords (English, Spanish, Portuguese).
-pub const DEFAULT_STOP: &str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,BAJA,PARAR,DETENER,CANCELAR,SAIR,DESCADASTRAR,STOP ALL";
-/// Default resume keywords.
-pub const DEFAULT_START: &str = "START,UNSTOP,RESUME,ALTA,REANUDAR,VOLTAR,INICIAR";
+/// Default stop keywords: English, Spanish, Portuguese, French, German, Italian, Indonesian,
+/// Dutch and Turkish (written with their accents; they are folded like a message is). Each is
+/// a whole message a customer plausibly sends to stop, not a word that also starts a chat.
+pub const DEFAULT_STOP: &str = concat!(
+    "STOP,STOPALL,STOP ALL,UNSUBSCRIBE,CANCEL,END,QUIT,",
+    "BAJA,PARAR,DETENER,CANCELAR,",
+    "SAIR,DESCADASTRAR,",
+    "ARRÊT,ARRÊTER,DÉSABONNER,DÉSINSCRIRE,DÉSINSCRIPTION,",
+    "STOPP,ABMELDEN,ABBESTELLEN,KÜNDIGEN,",
+    "FERMA,BASTA,DISISCRIVI,DISISCRIVIMI,CANCELLAMI,",
+    "BERHENTI,BERHENTI LANGGANAN,",
+    "STOPPEN,AFMELDEN,UITSCHRIJVEN,",
+    "DUR,İPTAL,ABONELİKTEN ÇIK",
+);
+/// Default resume keywords, in the same languages.
+pub const DEFAULT_START: &str = concat!(
+    "START,UNSTOP,RESUME,SUBSCRIBE,",
+    "ALTA,REANUDAR,",
+    "VOLTAR,INICIAR,",
+    "REPRENDRE,DÉMARRER,",
+    "FORTSETZEN,ANMELDEN,",
+    "RIPRENDI,ISCRIVIMI,",
+    "MULAI,LANJUT,",
+    "HERVATTEN,AANMELDEN,",
+    "BAŞLA,DEVAM",
+);
 
 /// The configured keyword lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +104,10 @@ fn fold(c: char) -> char {
         'ú' | 'ù' | 'û' | 'ü' | 'Ú' | 'Ù' | 'Û' | 'Ü' => 'u',
         'ç' | 'Ç' => 'c',
         'ñ' | 'Ñ' => 'n',
+        // Turkish: dotted capital and dotless small i, s and g with their marks.
+        'ı' | 'İ' => 'i',
+        'ş' | 'Ş' => 's',
+        'ğ' | 'Ğ' => 'g',
         other => other,
     }
 }
@@ -103,6 +129,65 @@ mod tests {
         }
         for t in ["please don't stop", "stopper", "", "hola"] {
             assert_eq!(k.classify(t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn default_keywords_cover_more_languages_with_accents_folded() {
+        let k = Keywords::default();
+        let stop = [
+            ("fr", "Arrêt"),
+            ("fr", "ARRET"),
+            ("fr", "désabonner"),
+            ("fr", "Desinscrire !"),
+            ("de", "Stopp"),
+            ("de", "abmelden"),
+            ("de", "kündigen"),
+            ("de", "KUNDIGEN"),
+            ("it", "Basta"),
+            ("it", "disiscrivimi"),
+            ("id", "berhenti"),
+            ("id", "Berhenti  langganan"),
+            ("nl", "afmelden"),
+            ("nl", "Uitschrijven."),
+            ("tr", "iptal"),
+            ("tr", "İPTAL"),
+            ("tr", "IPTAL"),
+            ("tr", "abonelikten çık"),
+            ("tr", "ABONELIKTEN CIK"),
+            ("tr", "dur"),
+        ];
+        for (lang, t) in stop {
+            assert_eq!(k.classify(t), Some(Consent::OptedOut), "{lang}: {t}");
+        }
+        let start = [
+            ("fr", "Démarrer"),
+            ("fr", "reprendre"),
+            ("de", "Fortsetzen"),
+            ("it", "riprendi"),
+            ("id", "Mulai"),
+            ("nl", "hervatten"),
+            ("tr", "başla"),
+            ("tr", "BASLA"),
+        ];
+        for (lang, t) in start {
+            assert_eq!(k.classify(t), Some(Consent::OptedIn), "{lang}: {t}");
+        }
+        // Sentences that contain a keyword are not opt-outs.
+        for t in [
+            "bitte nicht abmelden",
+            "je veux arrêter de fumer",
+            "dur mal",
+        ] {
+            assert_eq!(k.classify(t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn no_default_keyword_is_both_stop_and_start() {
+        let k = Keywords::default();
+        for s in &k.stop {
+            assert!(!k.start.contains(s), "{s} is in both lists");
         }
     }
 

@@ -197,6 +197,18 @@ pub struct ConsentRecord {
     pub source: ConsentSource,
     /// When it happened (unix seconds); an older change never overrides a newer one.
     pub at: i64,
+    /// What the business recorded with it (an explicit opt-in's origin and proof), if anything.
+    pub detail: Option<ConsentDetail>,
+}
+
+/// What a business records with a consent change it sets through the API: where the
+/// customer agreed (or asked to stop) and the evidence, kept for marketing sends.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsentDetail {
+    /// Where it happened, in the business's words: `web_form`, `checkout`, `call_center`, ….
+    pub origin: String,
+    /// Evidence, e.g. the form's text and version or a reference to a recording.
+    pub proof: Option<String>,
 }
 
 /// A management update about an account, number or template, applied newest-wins per key.

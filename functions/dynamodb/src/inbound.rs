@@ -312,6 +312,12 @@ impl InboundStore for DynamoStore {
             ("source".into(), s(c.source.as_str())),
             (AT.into(), n(c.at)),
         ]);
+        if let Some(d) = &c.detail {
+            item.insert(CONSENT_ORIGIN.into(), s(&d.origin));
+            if let Some(p) = &d.proof {
+                item.insert(CONSENT_PROOF.into(), s(p));
+            }
+        }
         self.put_newest(item, c.at).await
     }
 
@@ -364,6 +370,11 @@ impl InboundStore for DynamoStore {
         })
     }
 }
+
+/// The origin (`web_form`, …) of a consent set through the API.
+pub(crate) const CONSENT_ORIGIN: &str = "origin";
+/// Its proof.
+pub(crate) const CONSENT_PROOF: &str = "proof";
 
 pub(crate) fn consent_str(c: wa_domain::ports::Consent) -> &'static str {
     match c {

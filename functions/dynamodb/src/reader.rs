@@ -2,8 +2,8 @@
 
 use wa_domain::customer::{CustomerKey, CustomerRef};
 use wa_domain::ports::{
-    AccountRecord, Consent, ConsentRecord, ConsentSource, ConversationReader, DeliveryState,
-    Direction, EventRecord, HistoryItem, HistoryPage, MessageRecord, StoreError,
+    AccountRecord, Consent, ConsentDetail, ConsentRecord, ConsentSource, ConversationReader,
+    DeliveryState, Direction, EventRecord, HistoryItem, HistoryPage, MessageRecord, StoreError,
 };
 use wa_domain::status::DeliveryStatus;
 use wa_domain::window::Window;
@@ -94,6 +94,13 @@ pub(crate) fn consent_from(
         consent,
         source,
         at: req_n(item, AT)?,
+        detail: match opt_s(item, inbound::CONSENT_ORIGIN)? {
+            Some(origin) => Some(ConsentDetail {
+                origin: origin.to_owned(),
+                proof: opt_s(item, inbound::CONSENT_PROOF)?.map(str::to_owned),
+            }),
+            None => None,
+        },
     })
 }
 

@@ -59,6 +59,7 @@ async fn opt_out(store: &InMemoryStore, scope: &str, at: i64) {
             consent: Consent::OptedOut,
             source: ConsentSource::Keyword,
             at,
+            detail: None,
         })
         .await
         .unwrap();

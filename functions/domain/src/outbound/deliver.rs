@@ -509,6 +509,7 @@ where
                             consent: Consent::OptedOut,
                             source: ConsentSource::Error131050,
                             at: now.div_euclid(1000),
+                            detail: None,
                         })
                         .await?;
                 }

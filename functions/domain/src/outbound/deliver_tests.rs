@@ -444,6 +444,7 @@ async fn an_opt_out_after_queuing_stops_the_send_at_dequeue() {
             consent: Consent::OptedOut,
             source: ConsentSource::Keyword,
             at: T0 / 1000,
+            detail: None,
         })
         .await
         .unwrap();

@@ -1,8 +1,9 @@
 //! Whether a send may go to a customer now: the customer-service window and consent. Checked
 //! by send-api before anything is queued, and again by the deliver-worker at dequeue.
 
+use crate::consent::{self, Blocked, Purpose};
 use crate::outbound::SendKind;
-use crate::ports::{Consent, ConsentRecord};
+use crate::ports::ConsentRecord;
 use crate::window::Window;
 
 /// Why a send may not go out.
@@ -48,7 +49,7 @@ impl Refusal {
     }
 }
 
-/// The opt-out in force for a send of `kind`, if any.
+/// The opt-out in force for a send of `kind`, if any ([`crate::consent::may_send`]):
 ///
 /// - A STOP-style keyword (scope `all`) stops every send, except that a customer who wrote
 ///   again after it is in a conversation with the business: session replies inside the
@@ -56,31 +57,29 @@ impl Refusal {
 /// - WhatsApp's "stop marketing messages" (scope `marketing`, from `user_preferences` or a
 ///   131050) stops templates. Until the template registry tells marketing templates from
 ///   utility ones, every template is held to it: not sending is the safe side.
-/// - The newest record of a scope wins (an opt-in after an opt-out resumes sends).
+/// - The newest record wins (an opt-in after an opt-out resumes sends).
 fn opted_out(
     kind: SendKind,
     window: Option<&Window>,
     consents: &[ConsentRecord],
 ) -> Option<String> {
-    let newest = |scope: &str| {
-        consents
-            .iter()
-            .filter(|c| c.scope == scope)
-            .max_by_key(|c| c.at)
-            .filter(|c| c.consent == Consent::OptedOut)
+    let purpose = if kind == SendKind::Template {
+        Purpose::Marketing
+    } else {
+        Purpose::Other
     };
-    if let Some(stop) = newest("all") {
-        let wrote_since = window
-            .and_then(|w| w.last_inbound_at)
-            .is_some_and(|t| t > stop.at);
-        if !(kind == SendKind::Session && wrote_since) {
-            return Some("all".into());
+    match consent::may_send(consents, purpose, false) {
+        Ok(()) | Err(Blocked::NoOptIn) => None,
+        Err(Blocked::OptedOut(consent::SCOPE_ALL)) => {
+            let wrote_since = consent::stop_in_force(consents).is_some_and(|stop| {
+                window
+                    .and_then(|w| w.last_inbound_at)
+                    .is_some_and(|t| t > stop.at)
+            });
+            (!(kind == SendKind::Session && wrote_since)).then(|| consent::SCOPE_ALL.into())
         }
+        Err(Blocked::OptedOut(scope)) => Some(scope.into()),
     }
-    if kind == SendKind::Template && newest("marketing").is_some() {
-        return Some("marketing".into());
-    }
-    None
 }
 
 /// Whether a send of `kind` may go to the customer at `now_secs`: consent first, then (for
@@ -110,7 +109,7 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::customer::CustomerKey;
-    use crate::ports::ConsentSource;
+    use crate::ports::{Consent, ConsentSource};
     use crate::window::WindowUpdate;
 
     fn window(last: i64) -> Window {
@@ -127,6 +126,7 @@ mod tests {
             consent,
             source: ConsentSource::Keyword,
             at,
+            detail: None,
         }
     }
 
