@@ -271,6 +271,7 @@ async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unk
                 consent,
                 source: ConsentSource::Api,
                 at: T0 - 10,
+                detail: None,
             })
             .await
             .unwrap();
@@ -604,6 +605,7 @@ async fn run_with_kill(fail_at: usize, after: bool) -> bool {
             consent: Consent::OptedOut,
             source: ConsentSource::Keyword,
             at: 1,
+            detail: None,
         })
         .await
         .unwrap();
