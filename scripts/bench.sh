@@ -16,6 +16,11 @@
 #   scripts/bench.sh --no-write         print the tables, leave docs/benchmarks.md alone
 #   scripts/bench.sh --min-ratio 0.22   exit 1 if any payload's paired Ventana/floor ratio is lower (ingest)
 #   scripts/bench.sh -- ARGS            pass ARGS to criterion (ingest; e.g. -- ingest_1_message)
+#   scripts/bench.sh --no-peer          ingest without the pywa peer (the default with --min-ratio)
+#
+# The ingest part also times pywa (pinned in scripts/bench-requirements.txt, installed from PyPI
+# into <target dir>/bench-venv on first use) on the very payloads the Rust bench wrote out
+# (scripts/bench_pywa.py), right after criterion, and adds its table to the section.
 #
 # The machine is shared and noisy: the ingest figure that means something is the ratio
 # Ventana/floor, both measured in the same run; the outbound figures are rates against the
@@ -31,6 +36,7 @@ min_ratio=
 criterion_args=()
 run_ingest=1
 run_outbound=0
+peer=
 original_args=("$@")
 while (($#)); do
   case "$1" in
@@ -39,13 +45,17 @@ while (($#)); do
     --all) run_ingest=1; run_outbound=1 ;;
     --label) label=${2:?--label needs a name}; shift ;;
     --no-write) write=0 ;;
+    --no-peer) peer=0 ;;
+    --peer) peer=1 ;;
     --min-ratio) min_ratio=${2:?--min-ratio needs a number}; shift ;;
     --) shift; criterion_args=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+# The CI guard (--min-ratio) checks Ventana against the floor only: no virtualenv, no pywa.
+[[ -z $peer ]] && { [[ -n $min_ratio ]] && peer=0 || peer=1; }
 [[ $label =~ ^[A-Za-z0-9._-]+$ ]] || { echo "bench.sh: label must be [A-Za-z0-9._-]+" >&2; exit 2; }
 
 cargo_cmd=(cargo bench -p wa-domain --bench ingest)
@@ -68,12 +78,30 @@ if ((run_ingest)); then
 started=$(date +%s)
 sleep 1
 
+payloads=$(mktemp -d "${TMPDIR:-/tmp}/ventana-bench-payloads.XXXXXX")
+trap 'rm -rf "$log" "$payloads"' EXIT
+peer_cmd=
+if ((peer)); then
+  venv=$target_dir/bench-venv
+  if ! "$venv/bin/python" -c 'import sys, importlib.metadata as m; sys.exit(m.version("pywa") != sys.argv[1])' \
+      "$(sed -n 's/^pywa==//p' scripts/bench-requirements.txt)" 2>/dev/null; then
+    echo "+ python3 -m venv $venv && pip install -r scripts/bench-requirements.txt" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/bench-requirements.txt
+  fi
+  peer_cmd="$venv/bin/python scripts/bench_pywa.py"
+fi
+
 echo "+ ${env_prefix}${cargo_cmd[*]}" >&2
-"${cargo_cmd[@]}" 2>&1 | tee "$log"
+VENTANA_BENCH_PAYLOADS=$payloads "${cargo_cmd[@]}" 2>&1 | tee "$log"
+if ((peer)); then
+  echo "+ ${env_prefix}VENTANA_BENCH_PAYLOADS=<the bench's payloads> ${peer_cmd}" >&2
+  VENTANA_BENCH_PAYLOADS=$payloads $peer_cmd 2>&1 | tee -a "$log"
+fi
 
 BENCH_LOG=$log BENCH_STARTED=$started BENCH_TARGET_DIR=$target_dir BENCH_LABEL=$label \
 BENCH_WRITE=$write BENCH_MIN_RATIO=$min_ratio BENCH_QUICK=$quick \
-BENCH_SCRIPT_CMD="$script_cmd" \
+BENCH_SCRIPT_CMD="$script_cmd" BENCH_PEER_CMD="${peer_cmd:+${env_prefix}${peer_cmd#"$PWD/"}}" \
 BENCH_CARGO_CMD="${env_prefix}${cargo_cmd[*]}" \
 BENCH_RUSTC="$(rustc -V)" BENCH_NPROC="$(nproc)" \
 BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain -- functions/domain 2>/dev/null | grep -q . && echo '+dirty' || true)" \
@@ -154,6 +182,38 @@ for r in rows:
         f"| `{r['group']}` | {n(r['bytes']) if r['bytes'] is not None else '?'} | {n(r['events'])} "
         f"| {n(r['v_eps'])} | {n(r['f_eps'])} | {r['ratio']:.3f} | {'%.3f' % r['paired'] if r['paired'] is not None else '?'} | {n(r['v_wps'])} "
         f"| {us(r['v_us'])} | {us(r['f_us'])} |")
+# The pywa peer: "pywa <payload> <routine>: <s> s/webhook, <events> events, <n> samples".
+peer = {}
+for m in re.finditer(r"^pywa (ingest_\S+) (pywa_\w+): ([\d.e-]+) s/webhook, (\d+) events, (\d+) samples$", log, re.M):
+    peer.setdefault(m[1], {})[m[2]] = (float(m[3]), int(m[4]))
+built = {m[1]: int(m[2]) for m in re.finditer(r"^pywa (ingest_\S+): handler built (\d+) update", log, re.M)}
+pywa_version = re.search(r"^pywa version (\S+)$", log, re.M)
+if peer:
+    lines += [
+        "",
+        f"**Beside pywa {pywa_version[1] if pywa_version else '?'}**, timed right after criterion on the same payload files"
+        f" (`{env['BENCH_PEER_CMD']}`, median of its samples; `scripts/bench_pywa.py` says what each routine calls)."
+        " *pywa, every item*: `WhatsApp.webhook_update_validator` (hmac `hexdigest` + `compare_digest`), `RawUpdate`"
+        " (`json.loads` of the body), then `Message.from_update` / `MessageStatus.from_update` on a one-item view of each"
+        " message or status, the comparable of Ventana's `split`, which yields every item."
+        " *pywa handler*: `webhook_update_validator` + `webhook_update_handler` as a pywa app runs them, which build ONE"
+        " update per webhook (`messages[0]` / `statuses[0]`) and leave the other items of a batched webhook as raw JSON"
+        " (and cannot build a status without a `contacts` entry, which Meta's status webhooks here do not carry)."
+        " Ventana/pywa = Ventana events/s ÷ pywa events/s (every item); Python and Rust run minutes apart on a busy"
+        " machine, so read it to ±30 %.",
+        "",
+        "| payload | events | Ventana events/s | floor events/s | pywa events/s (every item) | paired ratio Ventana/floor | ratio Ventana/pywa | pywa handler µs/webhook (updates it built) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        p = peer.get(r["group"], {})
+        every = p.get("pywa_every_item")
+        handler = p.get("pywa_handler")
+        p_eps = every[1] / every[0] if every else None
+        lines.append(
+            f"| `{r['group']}` | {n(r['events'])} | {n(r['v_eps'])} | {n(r['f_eps'])} "
+            f"| {n(p_eps) if p_eps else '?'} | {'%.3f' % r['paired'] if r['paired'] is not None else '?'} "
+            f"| {'%.0f' % (r['v_eps'] / p_eps) if p_eps else '?'} | {us(handler[0] * 1e6) + ' (%s)' % built.get(r['group'], '?') if handler else '?'} |")
 lines.append(f"<!-- bench:{label}:end -->")
 section = "\n".join(lines)
 print()
@@ -193,7 +253,7 @@ fi
 if ((run_outbound)); then
 out_cmd=(cargo bench -p wa-tests --bench outbound)
 out_log=$(mktemp "${TMPDIR:-/tmp}/ventana-bench-outbound.XXXXXX")
-trap 'rm -f "$log" "$out_log"' EXIT
+trap 'rm -rf "$log" "$out_log" "${payloads:-}"' EXIT
 echo "+ ${env_prefix}${out_cmd[*]}" >&2
 "${out_cmd[@]}" 2>&1 | tee "$out_log"
 

@@ -155,6 +155,27 @@ fn payloads(secrets: &AppSecrets) -> Vec<Payload> {
     ]
 }
 
+/// With `VENTANA_BENCH_PAYLOADS=DIR`, writes each payload to `DIR/<name>.json` with its signature
+/// header in `DIR/<name>.sig` and the secret in `DIR/secret`, so that a peer implementation
+/// (`scripts/bench_pywa.py`) is measured on the very same bytes.
+fn dump_for_peers(payloads: &[Payload]) {
+    let Some(dir) = std::env::var_os("VENTANA_BENCH_PAYLOADS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("secret"), SECRET))
+        .and_then(|()| {
+            payloads.iter().try_for_each(|p| {
+                std::fs::write(dir.join(format!("{}.json", p.name)), &p.body)?;
+                std::fs::write(dir.join(format!("{}.sig", p.name)), &p.header)
+            })
+        });
+    if let Err(e) = written {
+        panic!("writing the payloads to {}: {e}", dir.display());
+    }
+}
+
 fn quick() -> bool {
     std::env::var("VENTANA_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
@@ -196,7 +217,9 @@ fn ingest(c: &mut Criterion) {
         Ok(m) => m,
         Err(e) => panic!("hmac key: {e}"),
     };
-    for p in payloads(&secrets) {
+    let payloads = payloads(&secrets);
+    dump_for_peers(&payloads);
+    for p in payloads {
         eprintln!("{}: {} bytes, {} events", p.name, p.body.len(), p.events);
         let expected_tag = {
             let mut mac = keyed.clone();
