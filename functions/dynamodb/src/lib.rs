@@ -2,7 +2,7 @@
 //!
 //! It owns the table layout and every DynamoDB request Ventana makes, and implements
 //! `wa-domain`'s store ports ([`InboundStore`], [`ConversationReader`], [`ApiKeyStore`],
-//! [`SendStore`], [`Quarantine`]) on [`DynamoStore`]. SDK types stop here: callers see only domain types and
+//! [`SendStore`], [`Quarantine`], `TemplateStore`) on [`DynamoStore`]. SDK types stop here: callers see only domain types and
 //! [`StoreError`]. It must not depend on Lambda, HTTP frameworks or other adapters (`wa-sqs`,
 //! `wa-edge`); the domain must never depend on it.
 //!
@@ -26,6 +26,9 @@
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
 //! | send | `SEND#{id}` | `SEND` | `SENDS#{pnid}` / `{created_at_ms:013}#{id}` | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1) |
 //! | idempotency key | `IDEM#{key_hash}` | `IDEM` | | with its send in one TransactWriteItems: `attribute_not_exists(pk) OR expires_at <= :now` |
+//! | template | `WABA#{waba_id}` | `TEMPLATE#{name}#{language}` | | PutItem, `at` newest-wins; the `TemplateDef` as JSON in `doc` (see `templates.rs`) |
+//! | last template sync | `WABA#{waba_id}` | `TEMPLATES_SYNCED` | | PutItem, `at` newest-wins |
+//! | number's account | `NUMBER#{pnid}` | `WABA` | | PutItem if new or changed, once per process and number |
 //! | quarantine | `QUARANTINE#{sha256(body)}` | `CHUNK#{n:04}` (≤ 300 KiB of B each), then `META` | | BatchWriteItem for the chunks, then a conditional PutItem of `META` |
 //!
 //! `{customer}` is [`CustomerKey::as_storage`] (`u:<bsuid>` or `p:<digits>`); `{pnid}` is the
@@ -71,9 +74,11 @@ pub mod quarantine;
 mod reader;
 mod schema;
 mod sends;
+mod templates;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
 
@@ -138,6 +143,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     metrics: Arc<Metrics>,
+    /// Number → account mappings this process has already written.
+    numbers: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl DynamoStore {
@@ -147,7 +154,16 @@ impl DynamoStore {
             client,
             table: table.into(),
             metrics: Arc::new(Metrics::default()),
+            numbers: Arc::default(),
         }
+    }
+
+    /// Runs `f` on the numbers this process has written (false if the lock is poisoned).
+    pub(crate) fn known_numbers(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, String>) -> bool,
+    ) -> bool {
+        self.numbers.lock().map(|mut m| f(&mut m)).unwrap_or(false)
     }
 
     /// The table's name.
