@@ -16,6 +16,7 @@
 //!   the job after the page's sends exist, so nobody is skipped and nothing counted twice.
 
 pub mod create;
+pub mod csv;
 pub mod limit;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
