@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound footprint build-lambda sam-build deploy clean audit
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound chaos footprint build-lambda sam-build deploy clean audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench: ## ingest benchmark (verify + split vs the HMAC + one-serde-pass floor); 
 
 bench-outbound: ## outbound bench (deliver-worker at 1,000/s, pacing at 80/s, send-api latency; ~4 min); rewrites its docs/benchmarks.md section
 	@scripts/bench.sh --outbound
+
+chaos: bootstrap ## long chaos suite (thousands of webhooks x3, moto paused, workers killed, Graph faults); prints the summary table
+	cargo build --workspace --bins --locked
+	cargo test -p wa-tests --test chaos --locked -- --long
 
 footprint: ## peak RSS of the release webhook-receive binary over 25,100 events; rewrites its docs/benchmarks.md section
 	@scripts/footprint.sh

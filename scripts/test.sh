@@ -11,6 +11,8 @@
 #   clippy        cargo clippy --workspace --all-targets --locked -- -D warnings
 #   purity        wa-domain depends on no AWS, Lambda, HTTP or async-runtime crate (style.md 3.3)
 #   tests         cargo test --workspace --locked -- --include-ignored, with a private moto
+#   chaos-quick   tests/chaos.rs, quick: floods x3 with moto paused once and workers killed
+#                 once, Graph faults; prints its report (`make chaos` runs the long one)
 #   bench-guard   the ingest bench in quick mode: fails below half the recorded ratio to the floor
 #   sam-validate  SAM-specific checks of infra/template.yaml (no credentials needed)
 #   cfn-lint      CloudFormation checks of infra/template.yaml (offline), then the security
@@ -21,7 +23,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${VENTANA_VENV:-$ROOT/.venv}"
-ALL_STEPS=(bootstrap fmt deny clippy purity tests bench-guard sam-validate cfn-lint)
+ALL_STEPS=(bootstrap fmt deny clippy purity tests chaos-quick bench-guard sam-validate cfn-lint)
 
 # Colours only on a terminal; CI logs (no TTY) stay free of escape codes.
 if [[ -t 1 ]]; then
@@ -60,6 +62,15 @@ run_tests() {
   cargo build --workspace --bins --locked
   "$ROOT/scripts/with-moto.sh" cargo test --workspace --locked -- --include-ignored
 }
+# The chaos suite's quick variant (issue 6): starts its own moto (it pauses it with SIGSTOP),
+# so it runs outside with-moto.sh; fails on any message lost or doubled.
+run_chaos-quick() {
+  run_bootstrap
+  cargo build --workspace --bins --locked
+  # `test = false` keeps it out of --all-targets: lint it here.
+  cargo clippy -p wa-tests --test chaos --locked -- -D warnings
+  VENTANA_VENV="$VENV" cargo test -p wa-tests --test chaos --locked
+}
 # The ingest bench in quick mode fails if any payload's paired Ventana/floor ratio falls below
 # half of the lowest one recorded in docs/benchmarks.md (0.262, the 3 MB webhook): a ratio, not
 # a time, so load on this shared machine does not flake it (issue 5). Writes nothing.
@@ -85,6 +96,7 @@ describe() {
     clippy) echo "cargo clippy --workspace --all-targets --locked -- -D warnings" ;;
     purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
     tests) echo "cargo build --workspace --bins, then scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
+    chaos-quick) echo "cargo test -p wa-tests --test chaos (quick: own moto, webhooks x3, SIGSTOP, SIGKILL, Graph faults)" ;;
     bench-guard) echo "scripts/bench.sh --quick --no-write --min-ratio $BENCH_GUARD_MIN_RATIO (ingest ratios to the floor)" ;;
     sam-validate) echo "sam validate --region us-east-1 -t infra/template.yaml" ;;
     cfn-lint) echo "cfn-lint infra/template.yaml; scripts/check_template.py [--self-test] infra/template.yaml" ;;
