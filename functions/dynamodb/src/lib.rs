@@ -66,6 +66,7 @@
 
 mod apikeys;
 mod attr;
+mod broadcasts;
 mod cursor;
 mod inbound;
 mod keys;

@@ -30,7 +30,10 @@ struct Unprocessed(usize);
 
 impl DynamoStore {
     /// BatchWriteItem with retries of unprocessed items (short exponential backoff).
-    async fn batch_put(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+    pub(crate) async fn batch_put(
+        &self,
+        mut requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
         for attempt in 0..5u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;

@@ -51,7 +51,7 @@ fn item_size(item: &Item) -> usize {
 }
 
 /// The send item of `r`, stored at `version` (the doc says the same version).
-fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError> {
+pub(crate) fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError> {
     let id = r.id.as_str();
     let doc = serde_json::to_string(&SendRecord {
         version,
@@ -79,7 +79,7 @@ fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError> {
 }
 
 /// Reads a send item; the `version` attribute is the one that counts.
-fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
+pub(crate) fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
     let doc = req_s(item, att::DOC)?;
     let mut r: SendRecord = serde_json::from_str(doc).map_err(|e| {
         // Position and category only: serde's message may quote the message body.
@@ -117,7 +117,7 @@ struct Cancelled {
 
 impl DynamoStore {
     /// Puts a new send item; `Ok(false)` if the id is taken.
-    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+    pub(crate) async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
         self.put_if(item, "attribute_not_exists(pk)", [], []).await
     }
 

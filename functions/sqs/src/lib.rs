@@ -17,6 +17,7 @@
 //! caught by the store's conditional writes).
 #![warn(missing_docs)]
 
+pub mod broadcast;
 pub mod envelope;
 mod ids;
 pub mod outbound;
@@ -36,6 +37,7 @@ use wa_domain::event::InboundEvent;
 use wa_domain::ports::OutboundQueue;
 use wa_domain::ports::{EventQueue, QueueError};
 
+pub use broadcast::{SqsStepQueue, create_step_queues, decode_step, encode_step};
 pub use envelope::{EnvelopeError, SCHEMA_VERSION, decode, encode};
 pub use ids::{MAX_ID_LEN, is_valid_sqs_id, sqs_id};
 pub use outbound::{

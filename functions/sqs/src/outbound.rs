@@ -167,6 +167,10 @@ impl SqsOutboundQueue {
         &self.queue_url
     }
 
+    pub(crate) fn client_ref(&self) -> &Client {
+        &self.client
+    }
+
     /// The request counters (`SendMessage` requests, messages accepted, failed requests).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

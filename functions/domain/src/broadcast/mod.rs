@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::outbound::{SendFailure, SendId};
 
 pub use ports::{Audience, BroadcastStore, LimitStore, OutboundBatch, StepQueue};
-pub use source::{RecipientList, RecipientPage, RecipientRow, RecipientSource};
+pub use source::{NoSource, RecipientList, RecipientPage, RecipientRow, RecipientSource};
 
 /// The prefix of every broadcast id.
 pub const BROADCAST_ID_PREFIX: &str = "bc_";

@@ -16,10 +16,11 @@
 
 use std::collections::HashMap;
 
+use crate::consent::{Blocked, Purpose, may_send};
 use crate::customer::CustomerRef;
 use crate::model::MessagingLimit;
-use crate::outbound::{SendFailure, SendKind, SendRecord, SendState, policy};
-use crate::ports::{Clock, Consent, ConsentRecord, QueueError, SendJob, StoreError};
+use crate::outbound::{SendFailure, SendKind, SendRecord, SendState};
+use crate::ports::{Clock, QueueError, SendJob, StoreError};
 use crate::status::DeliveryStatus;
 use crate::templates::{TemplateStatus, TemplateStore};
 
@@ -267,14 +268,6 @@ where
     Ok(())
 }
 
-/// The newest consent record among `scopes`.
-fn newest<'a>(consents: &'a [ConsentRecord], scopes: &[&str]) -> Option<&'a ConsentRecord> {
-    consents
-        .iter()
-        .filter(|c| scopes.contains(&c.scope.as_str()))
-        .max_by_key(|c| c.at)
-}
-
 async fn plan_page<S, L, T, R, O, C>(
     d: &Deps<'_, S, L, T, R, O, C>,
     cfg: &PlannerConfig,
@@ -345,21 +338,21 @@ where
             continue;
         }
         let a = audience.get(k).cloned().unwrap_or_default();
-        let consents: Vec<ConsentRecord> = a
-            .consents
-            .into_iter()
-            .filter(|c| marketing || c.scope != "marketing")
-            .collect();
-        if policy::check(SendKind::Template, a.window.as_ref(), &consents, now, 0).is_err() {
-            decided[i] = Some((Outcome::SkippedOptedOut, None));
-            continue;
-        }
-        if b.require_opt_in
-            && !newest(&consents, &["all", "marketing"])
-                .is_some_and(|c| c.consent == Consent::OptedIn)
-        {
-            decided[i] = Some((Outcome::SkippedNotOptedIn, None));
-            continue;
+        let purpose = if marketing {
+            Purpose::Marketing
+        } else {
+            Purpose::Other
+        };
+        match may_send(&a.consents, purpose, b.require_opt_in) {
+            Ok(()) => {}
+            Err(Blocked::NoOptIn) => {
+                decided[i] = Some((Outcome::SkippedNotOptedIn, None));
+                continue;
+            }
+            Err(Blocked::OptedOut(_)) => {
+                decided[i] = Some((Outcome::SkippedOptedOut, None));
+                continue;
+            }
         }
         let open = a.window.is_some_and(|w| w.allows_session_message(now, 0));
         sendable.push((i, k, key, open));

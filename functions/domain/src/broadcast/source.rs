@@ -57,3 +57,21 @@ pub trait RecipientSource: Send + Sync {
         max_rows: usize,
     ) -> impl Future<Output = Result<RecipientPage, StoreError>> + Send;
 }
+
+/// A source for deployments that read no lists: every read fails (the planner's step is
+/// retried, and the job's import waits until a real source is configured).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSource;
+
+impl RecipientSource for NoSource {
+    async fn page(
+        &self,
+        _list: &RecipientList,
+        _cursor: Option<&str>,
+        _max_rows: usize,
+    ) -> Result<RecipientPage, StoreError> {
+        Err(StoreError::Corrupt(
+            "no recipient list source is configured".into(),
+        ))
+    }
+}

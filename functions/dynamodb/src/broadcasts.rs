@@ -1,0 +1,661 @@
+//! [`BroadcastStore`] and [`LimitStore`]: broadcast jobs, their ledgers, recipient claims and
+//! the messaging-limit items.
+//!
+//! | what | `pk` | `sk` | written with |
+//! |---|---|---|---|
+//! | broadcast | `BCAST#{id}` | `BCAST` (+ `gsi1`: `BCASTS#{pnid}` / `{created_ms:013}#{id}`) | PutItem `attribute_not_exists(pk)` to create, `version = :read` to save; `doc` = the job as JSON; `ttl` |
+//! | ledger entry | `BCASTL#{id}#{index / 10,000}` | `{index:010}` | BatchWriteItem (25), `doc` JSON; `ttl` = the job's |
+//! | recipient claim | `BCASTC#{id}#{customer}` | `CLAIM` | BatchGetItem, then BatchWriteItem of the absent ones; `index`; `ttl` |
+//! | limit charge | `LIMIT#{portfolio}#{customer}` | `CHARGE` | BatchWriteItem; `at`; `ttl` = at + 25 h |
+//! | limit bucket | `LIMIT#{portfolio}` | `H#{hour start:010}` | one Query of the last 25 buckets, then UpdateItem `ADD n` on the current one if it stays ≤ limit − the others; `ttl` = hour + 26 h |
+//!
+//! The ledger is split into partitions of 10,000 positions so one big broadcast spreads its
+//! writes; a page read is a Query of one (or two) partitions by position. The planner is the
+//! only writer of a broadcast's ledger while it holds the job's version, so entries are
+//! written without conditions (a re-done page writes the same values).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
+use wa_domain::broadcast::limit::{BUCKET_SECS, WINDOW_SECS, counted_buckets, grant};
+use wa_domain::broadcast::{
+    Audience, Broadcast, BroadcastId, BroadcastStore, LedgerEntry, LimitStore,
+};
+use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::model::MessagingLimit;
+use wa_domain::outbound::{SendId, SendRecord};
+use wa_domain::ports::{ConsentRecord, Recorded, StoreError};
+use wa_domain::window::Window;
+
+use crate::DynamoStore;
+use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailable};
+use crate::inbound::{ALIAS_CUSTOMER, win};
+use crate::keys::*;
+use crate::reader::consent_from;
+use crate::sends::{send_from, send_item};
+
+const DOC: &str = "doc";
+const VERSION: &str = "version";
+const INDEX: &str = "index";
+const COUNT: &str = "count";
+const BCAST_SK: &str = "BCAST";
+const CLAIM_SK: &str = "CLAIM";
+const CHARGE_SK: &str = "CHARGE";
+/// Positions per ledger partition.
+const LEDGER_SPLIT: u64 = 10_000;
+/// BatchGetItem's limit.
+const GET_BATCH: usize = 100;
+/// BatchWriteItem's limit.
+const PUT_BATCH: usize = 25;
+/// Sends created per transaction.
+const SEND_BATCH: usize = 25;
+
+fn bcast_pk(id: &BroadcastId) -> String {
+    format!("BCAST#{id}")
+}
+
+fn ledger_pk(id: &BroadcastId, index: u64) -> String {
+    format!("BCASTL#{id}#{}", index / LEDGER_SPLIT)
+}
+
+fn ledger_sk(index: u64) -> String {
+    format!("{index:010}")
+}
+
+fn claim_pk(id: &BroadcastId, customer: &str) -> String {
+    format!("BCASTC#{id}#{customer}")
+}
+
+fn charge_pk(portfolio: &str, customer: &str) -> String {
+    format!("LIMIT#{portfolio}#{customer}")
+}
+
+fn limit_pk(portfolio: &str) -> String {
+    format!("LIMIT#{portfolio}")
+}
+
+fn bucket_sk(bucket: i64) -> String {
+    format!("H#{bucket:010}")
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn encoded(r: serde_json::Result<String>) -> Result<AttributeValue, StoreError> {
+    r.map(s).map_err(|e| corrupt(format!("cannot encode: {e}")))
+}
+
+fn broadcast_from(item: &Item) -> Result<Broadcast, StoreError> {
+    serde_json::from_str(req_s(item, DOC)?).map_err(doc_error)
+}
+
+fn entry_from(item: &Item) -> Result<LedgerEntry, StoreError> {
+    serde_json::from_str(req_s(item, DOC)?).map_err(doc_error)
+}
+
+fn doc_error(e: serde_json::Error) -> StoreError {
+    {
+        corrupt(format!(
+            "doc unreadable ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    }
+}
+
+fn broadcast_item(b: &Broadcast, version: u64) -> Result<Item, StoreError> {
+    let mut item = key(bcast_pk(&b.id), BCAST_SK);
+    item.extend([
+        (
+            DOC.to_owned(),
+            encoded(serde_json::to_string(&Broadcast {
+                version,
+                ..b.clone()
+            }))?,
+        ),
+        (VERSION.to_owned(), AttributeValue::N(version.to_string())),
+        ("state".to_owned(), s(b.state.name())),
+        (TTL.to_owned(), n(b.expires_at)),
+        (
+            GSI1PK.to_owned(),
+            s(format!("BCASTS#{}", b.phone_number_id)),
+        ),
+        (
+            GSI1SK.to_owned(),
+            s(format!("{:013}#{}", b.created_at_ms, b.id)),
+        ),
+    ]);
+    Ok(item)
+}
+
+fn entry_item(e: &LedgerEntry) -> Result<Item, StoreError> {
+    let mut item = key(ledger_pk(&e.broadcast_id, e.index), &ledger_sk(e.index));
+    item.extend([
+        (DOC.to_owned(), encoded(serde_json::to_string(e))?),
+        ("outcome".to_owned(), s(e.outcome.as_str())),
+        (TTL.to_owned(), n(e.expires_at)),
+    ]);
+    Ok(item)
+}
+
+fn put(item: Item) -> Result<WriteRequest, StoreError> {
+    Ok(WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(unavailable)?,
+        )
+        .build())
+}
+
+/// Keys of an item, for matching BatchGetItem answers to what was asked.
+fn pk_of(item: &Item) -> Option<String> {
+    item.get(PK).and_then(|v| v.as_s().ok()).cloned()
+}
+
+impl DynamoStore {
+    /// BatchGetItem of any number of keys (in batches of 100, unprocessed keys retried);
+    /// items in no particular order.
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_BATCH) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(unavailable)?,
+            );
+            for attempt in 0..6u32 {
+                let Some(ask) = pending.take() else { break };
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                }
+                self.metrics.read();
+                let r = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(mut got) = r.responses {
+                    out.extend(got.remove(&self.table).unwrap_or_default());
+                }
+                pending = r
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+            if pending.is_some() {
+                return Err(corrupt("batch read still unprocessed after retries"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// BatchWriteItem of any number of puts, in batches of 25.
+    async fn batch_put_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let mut reqs = Vec::with_capacity(PUT_BATCH);
+        for item in items {
+            reqs.push(put(item)?);
+            if reqs.len() == PUT_BATCH {
+                self.batch_put(std::mem::take(&mut reqs)).await?;
+            }
+        }
+        if !reqs.is_empty() {
+            self.batch_put(reqs).await?;
+        }
+        Ok(())
+    }
+
+    /// The broadcasts of a number, newest first (one page of at most `limit`).
+    pub async fn broadcasts_of(
+        &self,
+        phone_number_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Broadcast>, StoreError> {
+        self.metrics.read();
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(format!("BCASTS#{phone_number_id}")))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(broadcast_from)
+            .collect()
+    }
+}
+
+impl BroadcastStore for DynamoStore {
+    async fn create_broadcast(&self, b: &Broadcast) -> Result<Recorded, StoreError> {
+        let item = broadcast_item(b, 1)?;
+        Ok(if self.put_new(item).await? {
+            Recorded::New
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    async fn get_broadcast(&self, id: &BroadcastId) -> Result<Option<Broadcast>, StoreError> {
+        let Some(item) = self.get(key(bcast_pk(id), BCAST_SK), true).await? else {
+            return Ok(None);
+        };
+        let mut b = broadcast_from(&item)?;
+        b.version = u64::try_from(req_n(&item, VERSION)?)
+            .map_err(|_| corrupt("negative broadcast version"))?;
+        Ok(Some(b))
+    }
+
+    async fn save_broadcast(&self, b: &mut Broadcast) -> Result<bool, StoreError> {
+        let item = broadcast_item(b, b.version + 1)?;
+        let ok = self
+            .put_if(
+                item,
+                "#v = :v",
+                [("#v".to_owned(), VERSION.to_owned())],
+                [(":v".to_owned(), AttributeValue::N(b.version.to_string()))],
+            )
+            .await?;
+        if ok {
+            b.version += 1;
+        }
+        Ok(ok)
+    }
+
+    async fn put_entries(&self, entries: &[LedgerEntry]) -> Result<(), StoreError> {
+        let items = entries
+            .iter()
+            .map(entry_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_put_all(items).await
+    }
+
+    async fn entries(
+        &self,
+        id: &BroadcastId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        let mut at = from;
+        // At most the partitions the range spans (plus one for a partition ending early).
+        while out.len() < limit {
+            let want = limit - out.len();
+            self.metrics.read();
+            let r = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk >= :from")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(ledger_pk(id, at)))
+                .expression_attribute_values(":from", s(ledger_sk(at)))
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let items = r.items.unwrap_or_default();
+            let got = items.len();
+            for item in &items {
+                out.push(entry_from(item)?);
+            }
+            let next_partition = (at / LEDGER_SPLIT + 1) * LEDGER_SPLIT;
+            if got >= want {
+                break;
+            }
+            if r.last_evaluated_key.is_some() {
+                at = out.last().map_or(at, |e| e.index + 1);
+                continue;
+            }
+            // This partition ended: the next one, if the entries go on there.
+            if out.last().map_or(at, |e| e.index + 1) < next_partition {
+                break;
+            }
+            at = next_partition;
+        }
+        Ok(out)
+    }
+
+    async fn claim_recipients(
+        &self,
+        id: &BroadcastId,
+        claims: &[(String, u64)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let keys = claims
+            .iter()
+            .map(|(c, _)| key(claim_pk(id, c), CLAIM_SK))
+            .collect();
+        let mut held: HashMap<String, u64> = HashMap::new();
+        for item in self.batch_get(keys, true).await? {
+            if let Some(pk) = pk_of(&item) {
+                let i = u64::try_from(req_n(&item, INDEX)?).map_err(|_| corrupt("index"))?;
+                held.insert(pk, i);
+            }
+        }
+        let mut owners = Vec::with_capacity(claims.len());
+        let mut new = Vec::new();
+        for (c, i) in claims {
+            let pk = claim_pk(id, c);
+            match held.get(&pk) {
+                Some(owner) => owners.push(*owner),
+                None => {
+                    held.insert(pk.clone(), *i);
+                    let mut item = key(pk, CLAIM_SK);
+                    item.insert(INDEX.into(), AttributeValue::N(i.to_string()));
+                    // The claim lives as long as the broadcast can be re-planned: a year is
+                    // beyond any job's retention.
+                    item.insert(TTL.into(), n(wa_domain::clock::unix_now() + 366 * 86_400));
+                    new.push(item);
+                    owners.push(*i);
+                }
+            }
+        }
+        self.batch_put_all(new).await?;
+        Ok(owners)
+    }
+
+    async fn create_sends(&self, sends: &[SendRecord]) -> Result<(), StoreError> {
+        for chunk in sends.chunks(SEND_BATCH) {
+            let mut items = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                items.push(send_item(r, 1)?);
+            }
+            let mut tx = Vec::with_capacity(items.len());
+            for item in &items {
+                tx.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.table)
+                                .set_item(Some(item.clone()))
+                                .condition_expression("attribute_not_exists(pk)")
+                                .build()
+                                .map_err(unavailable)?,
+                        )
+                        .build(),
+                );
+            }
+            self.metrics.write();
+            let r = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(tx))
+                .send()
+                .await;
+            if r.is_ok() {
+                continue;
+            }
+            // Some exist already (a page re-done after a crash) or the transaction was
+            // refused: one conditional put each; an existing send is kept as it is.
+            for item in items {
+                self.put_new(item).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_sends(&self, ids: &[SendId]) -> Result<Vec<Option<SendRecord>>, StoreError> {
+        let keys = ids
+            .iter()
+            .map(|id| key(send_pk(id.as_str()), SEND_SK))
+            .collect();
+        let mut by_pk: HashMap<String, SendRecord> = HashMap::new();
+        for item in self.batch_get(keys, true).await? {
+            if let Some(pk) = pk_of(&item) {
+                by_pk.insert(pk, send_from(&item)?);
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| by_pk.remove(&send_pk(id.as_str())))
+            .collect())
+    }
+
+    async fn audience(&self, pnid: &str, who: &[CustomerRef]) -> Result<Vec<Audience>, StoreError> {
+        // Phones without a BSUID may have an alias to one.
+        let alias_keys: Vec<Item> = who
+            .iter()
+            .filter(|w| w.user_id.is_none())
+            .filter_map(|w| w.wa_id.as_ref())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|p| key(alias_pk(pnid, p), ALIAS_SK))
+            .collect();
+        let mut aliases: HashMap<String, CustomerKey> = HashMap::new();
+        for item in self.batch_get(alias_keys, false).await? {
+            if let (Some(pk), Some(c)) = (pk_of(&item), opt_s(&item, ALIAS_CUSTOMER)?)
+                && let Some(k) = CustomerKey::from_storage(c)
+            {
+                aliases.insert(pk, k);
+            }
+        }
+        let keys: Vec<CustomerKey> = who
+            .iter()
+            .map(|w| match (&w.user_id, &w.wa_id) {
+                (None, Some(p)) => aliases
+                    .get(&alias_pk(pnid, p))
+                    .cloned()
+                    .unwrap_or_else(|| w.direct_key()),
+                _ => w.direct_key(),
+            })
+            .collect();
+        let mut asks = Vec::new();
+        for k in keys.iter().collect::<HashSet<_>>() {
+            let pk = conv_pk(pnid, k);
+            asks.push(key(pk.clone(), WINDOW_SK));
+            asks.push(key(pk.clone(), &consent_sk("all")));
+            asks.push(key(pk, &consent_sk("marketing")));
+        }
+        let mut windows: HashMap<String, Window> = HashMap::new();
+        let mut consents: HashMap<String, Vec<ConsentRecord>> = HashMap::new();
+        let by_pk: HashMap<String, &CustomerKey> =
+            keys.iter().map(|k| (conv_pk(pnid, k), k)).collect();
+        for item in self.batch_get(asks, false).await? {
+            let (Some(pk), Some(sk)) = (pk_of(&item), opt_s(&item, SK)?.map(str::to_owned)) else {
+                continue;
+            };
+            let Some(customer) = by_pk.get(&pk) else {
+                continue;
+            };
+            if sk == WINDOW_SK {
+                windows.insert(
+                    pk,
+                    Window {
+                        last_inbound_at: opt_n(&item, win::LAST_INBOUND_AT)?,
+                        customer_service_until: opt_n(&item, win::CS_UNTIL)?,
+                        free_entry_point_until: opt_n(&item, win::FEP_UNTIL)?,
+                    },
+                );
+            } else {
+                let c = consent_from(&item, pnid, customer)?;
+                consents.entry(pk).or_default().push(c);
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let pk = conv_pk(pnid, &k);
+                Audience {
+                    window: windows.get(&pk).copied(),
+                    consents: consents.get(&pk).cloned().unwrap_or_default(),
+                    key: Some(k),
+                }
+            })
+            .collect())
+    }
+
+    async fn quality_red(&self, waba_id: &str, _pnid: &str) -> Result<bool, StoreError> {
+        // Quality updates name the number by its display phone number, which the job does
+        // not know: any number of the account flagged RED pauses (the safe side).
+        self.metrics.read();
+        let r = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :sk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(account_pk(waba_id)))
+            .expression_attribute_values(":sk", s(account_sk("number#")))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        for item in r.items.unwrap_or_default() {
+            let sk = opt_s(&item, SK)?.unwrap_or_default();
+            let event = opt_s(&item, &format!("{ACCOUNT_ATTR_PREFIX}event"))?.unwrap_or_default();
+            if sk.ends_with("#quality") && event.eq_ignore_ascii_case("FLAGGED") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl LimitStore for DynamoStore {
+    async fn tier(&self, portfolio: &str) -> Result<Option<MessagingLimit>, StoreError> {
+        Ok(self
+            .account(portfolio, "messaging_limit")
+            .await?
+            .and_then(|a| {
+                a.attributes
+                    .iter()
+                    .find(|(k, _)| k == "tier")
+                    .and_then(|(_, v)| MessagingLimit::parse(v))
+            }))
+    }
+
+    async fn charged_since(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        since: i64,
+    ) -> Result<HashSet<String>, StoreError> {
+        let keys = customers
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|c| key(charge_pk(portfolio, c), CHARGE_SK))
+            .collect();
+        let prefix = format!("{}#", limit_pk(portfolio));
+        let mut out = HashSet::new();
+        for item in self.batch_get(keys, true).await? {
+            if opt_n(&item, "at")?.is_some_and(|at| at > since)
+                && let Some(c) =
+                    pk_of(&item).and_then(|pk| pk.strip_prefix(&prefix).map(str::to_owned))
+            {
+                out.insert(c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reserve(
+        &self,
+        portfolio: &str,
+        want: u64,
+        limit: u64,
+        now: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let buckets = counted_buckets(now);
+        let (Some(oldest), Some(current)) = (buckets.first().copied(), buckets.last().copied())
+        else {
+            return Ok((0, Some(now + BUCKET_SECS)));
+        };
+        // A concurrent reservation can win the race for the current bucket: read again.
+        for _ in 0..5 {
+            self.metrics.read();
+            let r = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :a AND :b")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(limit_pk(portfolio)))
+                .expression_attribute_values(":a", s(bucket_sk(oldest)))
+                .expression_attribute_values(":b", s(bucket_sk(current)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for item in r.items.unwrap_or_default() {
+                if let Some(sk) = opt_s(&item, SK)? {
+                    let c = u64::try_from(opt_n(&item, COUNT)?.unwrap_or(0)).unwrap_or(0);
+                    counts.insert(sk.to_owned(), c);
+                }
+            }
+            let list: Vec<(i64, u64)> = buckets
+                .iter()
+                .map(|b| (*b, counts.get(&bucket_sk(*b)).copied().unwrap_or(0)))
+                .collect();
+            let (granted, retry) = grant(&list, want, limit);
+            if granted == 0 {
+                return Ok((0, retry));
+            }
+            let mine = counts.get(&bucket_sk(current)).copied().unwrap_or(0);
+            let others: u64 = list.iter().map(|(_, c)| c).sum::<u64>() - mine;
+            let max_before = limit.saturating_sub(others).saturating_sub(granted);
+            self.metrics.write();
+            let r = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(limit_pk(portfolio), &bucket_sk(current))))
+                .update_expression("ADD #c :g SET #t = :ttl")
+                .condition_expression("attribute_not_exists(#c) OR #c <= :max")
+                .expression_attribute_names("#c", COUNT)
+                .expression_attribute_names("#t", TTL)
+                .expression_attribute_values(":g", AttributeValue::N(granted.to_string()))
+                .expression_attribute_values(":max", AttributeValue::N(max_before.to_string()))
+                .expression_attribute_values(":ttl", n(current + WINDOW_SECS + 2 * BUCKET_SECS))
+                .send()
+                .await;
+            if conditional(r)? {
+                return Ok((granted, retry));
+            }
+        }
+        Ok((0, Some(now + 60)))
+    }
+
+    async fn record_charges(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let items = customers
+            .iter()
+            .map(|c| {
+                let mut item = key(charge_pk(portfolio, c), CHARGE_SK);
+                item.insert("at".into(), n(at));
+                item.insert(TTL.into(), n(at + WINDOW_SECS + BUCKET_SECS));
+                item
+            })
+            .collect();
+        self.batch_put_all(items).await
+    }
+}

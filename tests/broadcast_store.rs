@@ -1,0 +1,239 @@
+//! Broadcasts against moto: `wa-dynamodb`'s [`BroadcastStore`] and [`LimitStore`], and
+//! `wa-sqs`'s outbound batches and step queue, driven by the planner itself.
+//! Run with moto on `$AWS_ENDPOINT_URL` (`make test`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use wa_domain::broadcast::create;
+use wa_domain::broadcast::planner::{Deps, PlannerConfig, StepResult, step};
+use wa_domain::broadcast::*;
+use wa_domain::ports::*;
+use wa_domain::testing::{InMemoryStore, ManualClock};
+use wa_dynamodb::DynamoStore;
+use wa_sqs::{SqsStepQueue, create_step_queues, decode_job, decode_step};
+use wa_tests::aws::{fresh_outbound_queue, moto_config, unique_name};
+use wa_tests::fresh_table;
+
+const PN: &str = "1001";
+const T0: i64 = 1_800_000_000;
+
+async fn receive_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let msgs = r.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(m.body.unwrap_or_default());
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn run(
+    store: &DynamoStore,
+    deps: &Deps<
+        '_,
+        DynamoStore,
+        DynamoStore,
+        InMemoryStore,
+        NoSource,
+        wa_sqs::SqsOutboundQueue,
+        ManualClock,
+    >,
+    cfg: &PlannerConfig,
+    id: &BroadcastId,
+    until: i64,
+) {
+    let mut chain = store.get_broadcast(id).await.unwrap().unwrap().chain;
+    for _ in 0..1_000 {
+        match step(deps, cfg, id, chain).await.unwrap() {
+            StepResult::Again {
+                after_secs,
+                chain: c,
+            } => {
+                chain = c;
+                if deps.clock.now_ms() / 1000 + after_secs >= until {
+                    return;
+                }
+                deps.clock.advance(after_secs * 1000);
+            }
+            StepResult::Idle => return,
+        }
+    }
+    panic!("runaway");
+}
+
+#[tokio::test]
+async fn a_broadcast_is_planned_into_sends_and_jobs_within_the_limit_and_once() {
+    let (store, _, _) = fresh_table().await;
+    let q = fresh_outbound_queue().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto_config().await);
+    let (steps_url, _) = create_step_queues(&sqs, &format!("{}-", unique_name("v-")), "steps")
+        .await
+        .unwrap();
+    let steps = SqsStepQueue::new(sqs.clone(), &steps_url);
+    let templates = InMemoryStore::default();
+    templates.set_waba(PN, "W1");
+    store
+        .record_account(&AccountRecord {
+            waba_id: "W1".into(),
+            key: "messaging_limit".into(),
+            at: 1,
+            attributes: vec![("tier".into(), "TIER_50".into())],
+        })
+        .await
+        .unwrap();
+    store
+        .record_consent(&ConsentRecord {
+            phone_number_id: PN.into(),
+            customer: wa_domain::customer::CustomerKey::Phone("15550000007".into()),
+            scope: "all".into(),
+            consent: Consent::OptedOut,
+            source: ConsentSource::Keyword,
+            at: 1,
+            detail: None,
+        })
+        .await
+        .unwrap();
+    // 60 rows: 55 customers, 5 repeated (one of them the customer of the invalid row 5,
+    // whose first valid row that repeat is); one opted out.
+    let mut rows: Vec<_> = (0..55)
+        .map(|i| json!({"to": format!("1555{i:07}")}))
+        .collect();
+    rows.extend([0, 1, 2, 3, 5].map(|i| json!({"to": format!("1555{i:07}")})));
+    rows[5] = json!({"to": "12"});
+    let body = json!({"phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+        "recipients": rows, "release": {"all_at_once": true}});
+    let req = create::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let clock = ManualClock::at(T0 * 1000);
+    let id = create::create(&store, &templates, &steps, req, T0 * 1000, [9; 10], 86_400)
+        .await
+        .unwrap();
+    let msgs = receive_all(&sqs, &steps_url).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(decode_step(&msgs[0]).unwrap(), (id.clone(), 1));
+
+    let deps = Deps {
+        store: &store,
+        limits: &store,
+        templates: &templates,
+        source: &NoSource,
+        outbound: &q.queue,
+        clock: &clock,
+    };
+    let cfg = PlannerConfig {
+        page: 25,
+        recheck_secs: 100_000,
+        ..PlannerConfig::default()
+    };
+    run(&store, &deps, &cfg, &id, T0 + 3600).await;
+    let b = store.get_broadcast(&id).await.unwrap().unwrap();
+    // The 50 tier lets 50 go today.
+    assert_eq!(b.counts.queued, 50);
+    assert_eq!(b.counts.skipped_invalid, 1);
+    assert_eq!(b.counts.skipped_opted_out, 1);
+    assert_eq!(b.view()["counts"]["waiting_for_limit"], 60 - b.cursor);
+    let jobs: Vec<_> = receive_all(&q.client, &q.url)
+        .await
+        .iter()
+        .map(|m| decode_job(m).unwrap())
+        .collect();
+    let ids: HashSet<_> = jobs.iter().map(|j| j.send_id.clone()).collect();
+    assert_eq!(jobs.len(), 50);
+    assert_eq!(ids.len(), 50);
+    let sends = store
+        .get_sends(&ids.iter().cloned().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(sends.iter().all(|s| {
+        s.as_ref()
+            .is_some_and(|s| s.broadcast_id.as_deref() == Some(id.as_str()))
+    }));
+
+    // A day later the rest goes; the duplicates were skipped once each.
+    clock.advance(25 * 3600 * 1000);
+    run(&store, &deps, &cfg, &id, T0 + 30 * 3600).await;
+    let b = store.get_broadcast(&id).await.unwrap().unwrap();
+    assert_eq!(b.cursor, 60);
+    assert_eq!(b.counts.queued, 54);
+    assert_eq!(b.counts.skipped_duplicate, 4);
+    let more = receive_all(&q.client, &q.url).await;
+    assert_eq!(more.len(), 4);
+    let entries = store.entries(&id, 0, 1_000).await.unwrap();
+    assert_eq!(entries.len(), 60);
+    assert!(entries.iter().enumerate().all(|(i, e)| e.index == i as u64));
+}
+
+#[tokio::test]
+async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
+    let (store, _, _) = fresh_table().await;
+    let id = BroadcastId::new(T0 * 1000, [1; 10]);
+    let entries: Vec<_> = (9_990..10_010)
+        .map(|i| LedgerEntry::pending(&id, i, RecipientRow::default(), T0 + 100))
+        .collect();
+    store.put_entries(&entries).await.unwrap();
+    let page = store.entries(&id, 9_995, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.index).collect::<Vec<_>>(),
+        (9_995..10_005).collect::<Vec<_>>()
+    );
+    let tail = store.entries(&id, 10_005, 100).await.unwrap();
+    assert_eq!(tail.len(), 5);
+
+    // Claims: the first position keeps a customer; claiming again for it is idempotent.
+    let owners = store
+        .claim_recipients(&id, &[("p:1".into(), 3), ("p:2".into(), 4)])
+        .await
+        .unwrap();
+    assert_eq!(owners, vec![3, 4]);
+    let owners = store
+        .claim_recipients(&id, &[("p:1".into(), 3), ("p:2".into(), 9)])
+        .await
+        .unwrap();
+    assert_eq!(owners, vec![3, 4]);
+
+    // Limit: reservations stop at the limit; charges are seen.
+    assert_eq!(store.reserve("W", 30, 50, T0).await.unwrap(), (30, None));
+    let (g, retry) = store.reserve("W", 30, 50, T0 + 10).await.unwrap();
+    assert_eq!(g, 20);
+    assert!(retry.is_some_and(|t| t > T0 + 86_400));
+    assert_eq!(store.reserve("W", 1, 50, T0 + 20).await.unwrap().0, 0);
+    // A day and an hour later, the buckets have left the window.
+    assert_eq!(
+        store.reserve("W", 5, 50, T0 + 25 * 3600).await.unwrap().0,
+        5
+    );
+    store
+        .record_charges("W", &["p:1".into()], T0)
+        .await
+        .unwrap();
+    let seen = store
+        .charged_since("W", &["p:1".into(), "p:2".into()], T0 - 1)
+        .await
+        .unwrap();
+    assert_eq!(seen, HashSet::from(["p:1".to_owned()]));
+    assert!(
+        store
+            .charged_since("W", &["p:1".into()], T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
