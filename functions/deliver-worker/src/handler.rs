@@ -227,7 +227,7 @@ async fn deliver_group<E: Engine, Q: QueueControl>(
                 };
                 match control.dead_letter(item.body, group, &reason).await {
                     Ok(()) => {
-                        tracing::warn!(message_id = item.id, reason = %reason, "send dead-lettered");
+                        tracing::warn!(message_id = item.id, reason = %wa_domain::redact::mask_digit_runs(&reason), "send dead-lettered");
                         continue;
                     }
                     Err(e) => {

@@ -19,6 +19,7 @@ pub mod optout;
 pub mod outbound;
 pub mod pacing;
 pub mod ports;
+pub mod redact;
 pub mod signature;
 pub mod status;
 pub mod templates;

@@ -26,8 +26,12 @@ fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
         id: req_s(item, msg::ID)?.to_owned(),
         wamid: req_s(item, msg::WAMID)?.to_owned(),
         phone_number_id: req_s(item, msg::PNID)?.to_owned(),
-        customer: CustomerKey::from_storage(customer)
-            .ok_or_else(|| StoreError::Corrupt(format!("unreadable customer {customer:?}")))?,
+        customer: CustomerKey::from_storage(customer).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "unreadable customer {:?}",
+                wa_domain::redact::mask_digit_runs(customer)
+            ))
+        })?,
         who: CustomerRef {
             user_id: opt_s(item, msg::USER_ID)?.map(str::to_owned),
             wa_id: opt_s(item, msg::WA_ID)?.map(str::to_owned),

@@ -324,7 +324,10 @@ impl OutboundControl {
         })
         .await
         .map_err(|e| failed(Box::new(e)))?;
-        tracing::info!(reason = %clean_reason(reason), "message dead-lettered");
+        tracing::info!(
+            reason = %wa_domain::redact::mask_digit_runs(&clean_reason(reason)),
+            "message dead-lettered"
+        );
         Ok(())
     }
 }
