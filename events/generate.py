@@ -215,6 +215,26 @@ send("text-too-long", {**text_send, "text": {"body": "x" * 4097}})
 send("not-json", b"{not json")
 send("bad-version", text_send, path=f"/latest/{PNID}/messages", pp={"version": "latest", "phone_number_id": PNID})
 
+# send-api: the consent API (PUT records an opt-in or opt-out, GET reads what is in force).
+consent_route = "{method} /v1/consents/{{phone_number_id}}/{{customer}}"
+
+
+def consent(case, method, *, body=None, headers=auth, pnid=PNID, customer="16505551234"):
+    raw = None if body is None else json.dumps(body).encode()
+    write("send-api", case, apigw(method, f"/v1/consents/{pnid}/{customer}", consent_route.format(method=method),
+                                  headers=headers, body=raw,
+                                  path_params={"phone_number_id": pnid, "customer": customer}))
+
+
+web_opt_in = {"scope": "marketing", "status": "opted_in", "source": "web_form",
+              "proof": "Ticked 'Send me offers on WhatsApp' on /signup (form v3)"}
+consent("consent-put", "PUT", body=web_opt_in)
+consent("consent-get", "GET")
+consent("consent-get-bsuid", "GET", customer="US.13491208655302741918")
+consent("consent-put-no-key", "PUT", body=web_opt_in, headers={"content-type": "application/json"})
+consent("consent-put-other-number", "PUT", body=web_opt_in, pnid="999999999999999")
+consent("consent-put-bad-scope", "PUT", body={**web_opt_in, "scope": "everything"})
+
 # read-api: a send's state.
 msg_route = "GET /v1/messages/{id}"
 msg_id = "vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AB"

@@ -15,6 +15,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("GET /v1/messages/{id}", "read-api"),
     ("POST /{version}/{phone_number_id}/messages", "send-api"),
+    ("PUT /v1/consents/{phone_number_id}/{customer}", "send-api"),
+    ("GET /v1/consents/{phone_number_id}/{customer}", "send-api"),
     // Broadcasts, when their issue lands:
     // ("POST /v1/broadcasts", "send-api"),
     // ("GET /v1/broadcasts/{id}", "send-api"),

@@ -20,7 +20,7 @@ use serde_json::Value;
 use wa_domain::auth::{AuthError, authorize, hash_key};
 use wa_domain::outbound::accept::{AcceptConfig, AcceptError, SendCall, accept};
 use wa_domain::outbound::cloud_api_error_body;
-use wa_domain::ports::{ApiKeyStore, ConversationReader, OutboundQueue, SendStore};
+use wa_domain::ports::{ApiKeyStore, ConversationReader, InboundStore, OutboundQueue, SendStore};
 
 /// The largest body taken at all (the contract: bigger is 413 before anything else).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -121,10 +121,13 @@ pub async fn handle<S, Q>(
     random: [u8; 10],
 ) -> Response<Body>
 where
-    S: SendStore + ConversationReader + ApiKeyStore,
+    S: SendStore + ConversationReader + ApiKeyStore + InboundStore,
     Q: OutboundQueue,
 {
     let trace = request_id(&req);
+    if let Some((pnid, customer)) = crate::consents::route(req.raw_http_path()) {
+        return crate::consents::handle(&deps.store, &req, &pnid, &customer, now_ms, &trace).await;
+    }
     match send(deps, &req, now_ms, random, &trace).await {
         Ok(res) => res,
         Err(err) => {
