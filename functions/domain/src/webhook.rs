@@ -748,3 +748,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "webhook_props.rs"]
+mod props;
