@@ -443,3 +443,7 @@ fn recipient(body: &Obj) -> Res<(Recipient, Option<String>)> {
     let customer = CustomerRef::new(user_id, phone).ok_or_else(|| SendError::missing("to"))?;
     Ok((Recipient::Customer(customer), to.map(str::to_owned)))
 }
+
+#[cfg(test)]
+#[path = "request_props.rs"]
+mod props;
