@@ -122,7 +122,11 @@ struct Answer {
 
 async fn post<S, Q>(deps: &Deps<S, Q>, ev: &Value, random: u8) -> Answer
 where
-    S: SendStore + ConversationReader + ApiKeyStore + InboundStore,
+    S: SendStore
+        + ConversationReader
+        + ApiKeyStore
+        + InboundStore
+        + wa_domain::templates::TemplateStore,
     Q: OutboundQueue,
 {
     let req = lambda_http::request::from_str(&ev.to_string()).expect("API Gateway v2 event");

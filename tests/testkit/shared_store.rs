@@ -178,3 +178,62 @@ impl<T: ApiKeyStore> ApiKeyStore for SharedStore<T> {
         self.0.put_key(key_hash, scope, label)
     }
 }
+
+impl<T: wa_domain::templates::TemplateStore> wa_domain::templates::TemplateStore
+    for SharedStore<T>
+{
+    fn template(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+    ) -> impl Future<Output = Result<Option<wa_domain::templates::TemplateDef>, StoreError>> + Send
+    {
+        self.0.template(waba_id, name, language)
+    }
+
+    fn put_template(
+        &self,
+        t: &wa_domain::templates::TemplateDef,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.put_template(t)
+    }
+
+    fn templates(
+        &self,
+        waba_id: &str,
+    ) -> impl Future<Output = Result<Vec<wa_domain::templates::TemplateDef>, StoreError>> + Send
+    {
+        self.0.templates(waba_id)
+    }
+
+    fn waba_of(
+        &self,
+        phone_number_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        self.0.waba_of(phone_number_id)
+    }
+
+    fn remember_number(
+        &self,
+        phone_number_id: &str,
+        waba_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.remember_number(phone_number_id, waba_id)
+    }
+
+    fn mark_synced(
+        &self,
+        waba_id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.mark_synced(waba_id, at)
+    }
+
+    fn synced_at(
+        &self,
+        waba_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send {
+        self.0.synced_at(waba_id)
+    }
+}

@@ -19,6 +19,9 @@ use crate::ports::{
     MessageRecord, Recorded, SendStore, StatusRecord, StoreError,
 };
 use crate::status::DeliveryStatus;
+use crate::templates::{
+    TemplateCategory, TemplateChange, TemplateRef, TemplateStore, apply_change, status_of_event,
+};
 use crate::window::WindowUpdate;
 
 /// How inbound events are applied.
@@ -58,12 +61,19 @@ pub enum Applied {
 
 /// Applies `event` at `now` (unix seconds). Only store failures are errors: the caller lets
 /// the queue redeliver the event.
-pub async fn apply<S: InboundStore + SendStore>(
+///
+/// Every event that names both its account (`entry[].id`) and its phone number teaches the
+/// template registry which account the number belongs to ([`TemplateStore::remember_number`],
+/// which costs no write once known).
+pub async fn apply<S: InboundStore + SendStore + TemplateStore>(
     store: &S,
     event: &InboundEvent,
     cfg: &InboundConfig,
     now: i64,
 ) -> Result<Applied, StoreError> {
+    if let (Some(waba), Some(pnid)) = (&event.waba_id, &event.phone_number_id) {
+        store.remember_number(pnid, waba).await?;
+    }
     match event.kind {
         EventKind::Message => message(store, event, cfg, now).await,
         EventKind::Status => status(store, event, cfg, now).await,
@@ -294,7 +304,7 @@ async fn preference<S: InboundStore>(
     Ok(Applied::Consent)
 }
 
-async fn field<S: InboundStore>(
+async fn field<S: InboundStore + TemplateStore>(
     store: &S,
     ev: &InboundEvent,
     cfg: &InboundConfig,
@@ -323,7 +333,9 @@ async fn field<S: InboundStore>(
             lang.as_deref().unwrap_or("-")
         )
     };
-    let rec = match FieldUpdate::parse(&ev.field, ev.item.get()) {
+    let update = FieldUpdate::parse(&ev.field, ev.item.get());
+    registry(store, &waba, &update, at).await?;
+    let rec = match update {
         FieldUpdate::TemplateStatus(t) => record(
             template_key(&t.name, &t.language, "status"),
             vec![
@@ -402,6 +414,61 @@ async fn field<S: InboundStore>(
     };
     store.record_account(&rec).await?;
     Ok(Applied::Account)
+}
+
+/// Keeps the template registry current from a template webhook (the account record above
+/// keeps the webhook itself).
+async fn registry<S: TemplateStore>(
+    store: &S,
+    waba: &str,
+    update: &FieldUpdate,
+    at: i64,
+) -> Result<(), StoreError> {
+    let (name, language, id, change) = match update {
+        FieldUpdate::TemplateStatus(t) => {
+            let Some(status) = status_of_event(&t.event) else {
+                return Ok(());
+            };
+            let category = t.category.clone().map(TemplateCategory::from);
+            (
+                &t.name,
+                &t.language,
+                &t.template_id,
+                TemplateChange::Status { status, category },
+            )
+        }
+        FieldUpdate::TemplateCategory(t) => match &t.new_category {
+            // An impending change (`correct_category` given) takes effect 24 h later: the
+            // category in force is still `new_category`.
+            Some(c) => (
+                &t.name,
+                &t.language,
+                &t.template_id,
+                TemplateChange::Category(TemplateCategory::from(c.clone())),
+            ),
+            None => return Ok(()),
+        },
+        FieldUpdate::TemplateQuality(t) => match &t.new_quality_score {
+            Some(q) => (
+                &t.name,
+                &t.language,
+                &t.template_id,
+                TemplateChange::Quality(q.clone()),
+            ),
+            None => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    let (Some(name), Some(language)) = (name, language) else {
+        return Ok(());
+    };
+    let t = TemplateRef {
+        waba_id: waba,
+        name,
+        language,
+        id: id.as_deref(),
+    };
+    apply_change(store, t, change, at).await.map(|_| ())
 }
 
 async fn keep<S: InboundStore>(
@@ -625,6 +692,82 @@ mod tests {
                 .contains(&("tier".into(), "TIER_2K".into()))
         );
         assert_eq!(store.events().len(), 2, "each update is also kept whole");
+    }
+
+    #[tokio::test]
+    async fn template_webhooks_keep_the_registry_current() {
+        use crate::templates::{TemplateCategory, TemplateStatus, TemplateStore};
+        let store = InMemoryStore::default();
+        let status = |event: &str, at: i64| {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","time":{at},"changes":[{{"field":"message_template_status_update","value":{{"event":"{event}","message_template_id":123,"message_template_name":"order_update","message_template_language":"es","message_template_category":"UTILITY","reason":"NONE"}}}}]}}]}}"#
+            );
+            split(body.as_bytes()).unwrap()
+        };
+        let get = || async { store.template("WABA1", "order_update", "es").await.unwrap() };
+        // Not known, not approved: nothing to add.
+        apply_all(&store, &status("PENDING", T0)).await;
+        assert_eq!(get().await, None);
+        apply_all(&store, &status("APPROVED", T0 + 1)).await;
+        let t = get().await.unwrap();
+        assert_eq!(
+            (
+                t.status,
+                t.category,
+                t.id.as_deref(),
+                t.components.is_null()
+            ),
+            (
+                TemplateStatus::Approved,
+                TemplateCategory::Utility,
+                Some("123"),
+                true
+            )
+        );
+        apply_all(&store, &status("PAUSED", T0 + 3)).await;
+        // FLAGGED warns without changing the status; a late APPROVED is older news.
+        apply_all(&store, &status("FLAGGED", T0 + 4)).await;
+        apply_all(&store, &status("APPROVED", T0 + 2)).await;
+        assert_eq!(get().await.unwrap().status, TemplateStatus::Paused);
+        apply_all(&store, &status("REINSTATED", T0 + 5)).await;
+        assert_eq!(get().await.unwrap().status, TemplateStatus::Approved);
+
+        let at = |field: &str, value: &str| {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","time":{},"changes":[{{"field":"{field}","value":{value}}}]}}]}}"#,
+                T0 + 10
+            );
+            split(body.as_bytes()).unwrap()
+        };
+        let cat = at(
+            "template_category_update",
+            r#"{"message_template_id":123,"message_template_name":"order_update","message_template_language":"es","previous_category":"UTILITY","new_category":"MARKETING"}"#,
+        );
+        let quality = at(
+            "message_template_quality_update",
+            r#"{"previous_quality_score":"GREEN","new_quality_score":"RED","message_template_id":123,"message_template_name":"order_update","message_template_language":"es"}"#,
+        );
+        apply_all(&store, &cat).await;
+        apply_all(&store, &quality).await;
+        let t = get().await.unwrap();
+        assert_eq!(t.category, TemplateCategory::Marketing);
+        assert_eq!(t.quality.as_deref(), Some("RED"));
+        // The account records are kept as before.
+        assert!(
+            store
+                .account("WABA1", "template#order_update#es#status")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn every_event_teaches_the_number_its_account_once() {
+        use crate::templates::TemplateStore;
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.a", T0, "hola", "")).await;
+        apply_all(&store, &text("wamid.b", T0 + 1, "otra", "")).await;
+        assert_eq!(store.waba_of(PNID).await.unwrap().as_deref(), Some("WABA1"));
+        assert_eq!(store.number_writes(), 1);
     }
 
     #[tokio::test]

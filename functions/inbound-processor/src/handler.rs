@@ -10,6 +10,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::future::join_all;
 use wa_domain::inbound::{InboundConfig, apply};
 use wa_domain::ports::{InboundStore, SendStore};
+use wa_domain::templates::TemplateStore;
 
 /// A batch that cannot be reported item by item.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,7 @@ impl From<ProcessError> for lambda_runtime::Diagnostic {
 }
 
 /// Applies a batch; the answer lists the records to retry.
-pub async fn handle<S: InboundStore + SendStore>(
+pub async fn handle<S: InboundStore + SendStore + TemplateStore>(
     store: &S,
     cfg: &InboundConfig,
     event: SqsEvent,
@@ -68,7 +69,7 @@ pub async fn handle<S: InboundStore + SendStore>(
 }
 
 /// Applies one group's records in order; returns the ids of those to retry.
-async fn apply_group<S: InboundStore + SendStore>(
+async fn apply_group<S: InboundStore + SendStore + TemplateStore>(
     store: &S,
     cfg: &InboundConfig,
     records: &[&SqsMessage],

@@ -21,6 +21,7 @@ use wa_domain::auth::{AuthError, authorize, hash_key};
 use wa_domain::outbound::accept::{AcceptConfig, AcceptError, SendCall, accept};
 use wa_domain::outbound::cloud_api_error_body;
 use wa_domain::ports::{ApiKeyStore, ConversationReader, InboundStore, OutboundQueue, SendStore};
+use wa_domain::templates::TemplateStore;
 
 /// The largest body taken at all (the contract: bigger is 413 before anything else).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -121,7 +122,7 @@ pub async fn handle<S, Q>(
     random: [u8; 10],
 ) -> Response<Body>
 where
-    S: SendStore + ConversationReader + ApiKeyStore + InboundStore,
+    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore,
     Q: OutboundQueue,
 {
     let trace = request_id(&req);
@@ -194,7 +195,7 @@ async fn send<S, Q>(
     trace: &str,
 ) -> Result<Response<Body>, SendApiError>
 where
-    S: SendStore + ConversationReader + ApiKeyStore,
+    S: SendStore + ConversationReader + ApiKeyStore + TemplateStore,
     Q: OutboundQueue,
 {
     let (version, pnid) = route(req).ok_or(SendApiError::NotFound)?;

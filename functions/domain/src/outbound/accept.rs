@@ -15,6 +15,7 @@ use super::{MessagesRequest, SendError, SendRequest, cloud_api_error_body};
 use crate::ports::{
     ConversationReader, Created, OutboundQueue, QueueError, SendJob, SendStore, StoreError,
 };
+use crate::templates::{TemplateStore, Verdict, check_send};
 
 /// The request field (Ventana's, not Meta's) that names a template to send instead of a
 /// session message when the customer's window is closed. It is removed before the body is
@@ -120,6 +121,17 @@ fn split_fallback(body: &[u8]) -> Result<(Cow<'_, [u8]>, Option<Value>), SendErr
     }
 }
 
+/// A registry refusal of the fallback template says so.
+fn fallback_error(e: SendError) -> SendError {
+    match e {
+        SendError::Template(mut r) => {
+            r.details = format!("{FALLBACK_FIELD}: {}", r.details);
+            SendError::Template(r)
+        }
+        other => other,
+    }
+}
+
 /// The template send that replaces `req` when its window is closed: same recipient, the
 /// fallback as its `template`. Validated like any template send.
 fn fallback_request(req: &SendRequest, template: &Value) -> Result<SendRequest, SendError> {
@@ -145,6 +157,21 @@ fn fallback_request(req: &SendRequest, template: &Value) -> Result<SendRequest, 
     })
 }
 
+/// Checks a template against the number's template registry: whether a marketing opt-out
+/// applies to it (its category needs marketing consent, or it is not known), or why it is
+/// refused. A number whose account's templates were never synced passes unchecked.
+async fn registry_check<S: TemplateStore>(
+    store: &S,
+    phone_number_id: &str,
+    template: &Value,
+) -> Result<Result<bool, SendError>, StoreError> {
+    Ok(match check_send(store, phone_number_id, template).await? {
+        Verdict::Fits(def) => Ok(def.category.needs_marketing_consent()),
+        Verdict::Unchecked => Ok(true),
+        Verdict::Refused(r) => Err(SendError::Template(r)),
+    })
+}
+
 fn body_without_callback(req: &SendRequest) -> Value {
     let mut v: Value = req.graph_body("");
     if let Value::Object(o) = &mut v {
@@ -162,7 +189,12 @@ fn body_without_callback(req: &SendRequest) -> Value {
 ///   with another body is refused (422).
 /// - A session message to a customer whose window is closed is refused with 131047, unless
 ///   the body has a `fallback_template`, which is then what is sent; an opted-out customer is
-///   refused with 131050. Nothing is queued for a refusal.
+///   refused with 131050 (a marketing opt-out only for templates that need marketing consent).
+/// - A template send, and a `fallback_template`, are checked against the template registry
+///   ([`check_send`]): an unknown, unapproved or mismatched template is refused with Meta's
+///   code (132000, 132001, 132012, 132015, 132016).
+///
+/// Nothing is queued for a refusal.
 pub async fn accept<S, Q>(
     store: &S,
     queue: &Q,
@@ -170,7 +202,7 @@ pub async fn accept<S, Q>(
     call: SendCall<'_>,
 ) -> Result<Answer, AcceptError>
 where
-    S: SendStore + ConversationReader,
+    S: SendStore + ConversationReader + TemplateStore,
     Q: OutboundQueue,
 {
     let now_secs = call.now_ms.div_euclid(1000);
@@ -230,6 +262,22 @@ where
         }
         MessagesRequest::Send(req) => {
             let mut req = *req;
+            let mut marketing = true;
+            if let Some(t) = req.template_object() {
+                match registry_check(store, call.phone_number_id, t).await? {
+                    Ok(m) => marketing = m,
+                    Err(e) => return Ok(refused(&e, call.trace_id)),
+                }
+            }
+            let mut fallback_marketing = true;
+            if req.is_session_message()
+                && let Some(t) = &fallback
+            {
+                match registry_check(store, call.phone_number_id, t).await? {
+                    Ok(m) => fallback_marketing = m,
+                    Err(e) => return Ok(refused(&fallback_error(e), call.trace_id)),
+                }
+            }
             if let Some(who) = req.customer().cloned() {
                 let key = store
                     .lookup_customer(call.phone_number_id, &who.direct_key())
@@ -240,8 +288,9 @@ where
                     .map(|(w, _)| w);
                 let consents = store.consents(call.phone_number_id, &key).await?;
                 let kind = kind_of(&req);
-                let mut verdict = policy::check(
+                let mut verdict = policy::check_for(
                     kind,
+                    marketing,
                     window.as_ref(),
                     &consents,
                     now_secs,
@@ -254,8 +303,9 @@ where
                         Ok(r) => r,
                         Err(e) => return Ok(refused(&e, call.trace_id)),
                     };
-                    verdict = policy::check(
+                    verdict = policy::check_for(
                         SendKind::Template,
+                        fallback_marketing,
                         window.as_ref(),
                         &consents,
                         now_secs,

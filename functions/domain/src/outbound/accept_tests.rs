@@ -358,3 +358,123 @@ async fn a_bsuid_recipient_resolves_to_its_customer() {
     assert_eq!(a.http_status, 200, "{}", a.body);
     assert_eq!(queue.jobs()[1].group, format!("{PNID}:u:BR.42"));
 }
+
+/// The number's account with `order_update (es)` (UTILITY, one body parameter) and
+/// `promo (es)` (MARKETING, none) synced.
+async fn synced(store: &InMemoryStore) {
+    use crate::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
+    store.set_waba(PNID, "WABA1");
+    for (name, category, components) in [
+        (
+            "order_update",
+            TemplateCategory::Utility,
+            json!([{"type": "BODY", "text": "Pedido {{1}}"}]),
+        ),
+        (
+            "promo",
+            TemplateCategory::Marketing,
+            json!([{"type": "BODY", "text": "Ofertas"}]),
+        ),
+    ] {
+        store
+            .put_template(&TemplateDef {
+                waba_id: "WABA1".into(),
+                name: name.into(),
+                language: "es".into(),
+                id: None,
+                status: TemplateStatus::Approved,
+                category,
+                components,
+                quality: None,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    store.mark_synced("WABA1", 1).await.unwrap();
+}
+
+fn template_send(template: Value) -> String {
+    json!({"messaging_product": "whatsapp", "to": PHONE, "type": "template", "template": template})
+        .to_string()
+}
+
+#[tokio::test]
+async fn template_sends_are_checked_against_the_registry_before_anything_is_stored() {
+    let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
+    synced(&store).await;
+    let cases = [
+        (template_body(), 200, None),
+        (
+            json!({"name": "order_update", "language": {"code": "es"}}),
+            400,
+            Some((
+                132_000,
+                "template order_update (es) body expects 1 parameter, got 0",
+            )),
+        ),
+        (
+            json!({"name": "order_update", "language": {"code": "en"}}),
+            400,
+            Some((132_001, "template order_update (en) is not known")),
+        ),
+    ];
+    for (i, (t, status, error)) in cases.into_iter().enumerate() {
+        let body = template_send(t);
+        let a = run(
+            &store,
+            &queue,
+            call(body.as_bytes(), Some(&format!("k{i}")), i as u8),
+        )
+        .await;
+        assert_eq!(a.http_status, status, "{}", a.body);
+        if let Some((code, details)) = error {
+            assert_eq!(a.body["error"]["code"], code);
+            let got = a.body["error"]["error_data"]["details"].as_str().unwrap();
+            assert!(got.starts_with(details), "{got}");
+        }
+    }
+    // Only the one that fits was recorded and queued.
+    assert_eq!(queue.jobs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fallback_template_is_checked_too() {
+    let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
+    synced(&store).await;
+    wrote_at(&store, NOW - 60).await;
+    let body = json!({"messaging_product": "whatsapp", "to": PHONE, "type": "text",
+                      "text": {"body": "hi"},
+                      "fallback_template": {"name": "nope", "language": {"code": "es"}}})
+    .to_string();
+    let a = run(&store, &queue, call(body.as_bytes(), None, 1)).await;
+    assert_eq!(a.http_status, 400);
+    assert_eq!(a.body["error"]["code"], 132_001);
+    let details = a.body["error"]["error_data"]["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("fallback_template: template nope (es)"),
+        "{details}"
+    );
+    assert!(queue.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn a_marketing_opt_out_stops_marketing_and_unknown_templates_only() {
+    let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
+    opt_out(&store, "marketing", NOW - 3600).await;
+    // Not synced: the template's category is unknown, so it is treated as marketing.
+    let utility = template_send(template_body());
+    let a = run(&store, &queue, call(utility.as_bytes(), None, 1)).await;
+    assert_eq!(a.body["error"]["code"], 131_050);
+    synced(&store).await;
+    let a = run(&store, &queue, call(utility.as_bytes(), None, 2)).await;
+    assert_eq!(
+        a.http_status, 200,
+        "a utility template still goes: {}",
+        a.body
+    );
+    let promo = template_send(json!({"name": "promo", "language": {"code": "es"}}));
+    let a = run(&store, &queue, call(promo.as_bytes(), None, 3)).await;
+    assert_eq!(a.body["error"]["code"], 131_050);
+    assert_eq!(queue.jobs().len(), 1);
+}

@@ -55,15 +55,16 @@ impl Refusal {
 ///   again after it is in a conversation with the business: session replies inside the
 ///   window go out (templates still do not).
 /// - WhatsApp's "stop marketing messages" (scope `marketing`, from `user_preferences` or a
-///   131050) stops templates. Until the template registry tells marketing templates from
-///   utility ones, every template is held to it: not sending is the safe side.
+///   131050) stops templates that need marketing consent (`marketing`: the registry's
+///   category says so, or the template is not known — not sending is the safe side).
 /// - The newest record wins (an opt-in after an opt-out resumes sends).
 fn opted_out(
     kind: SendKind,
+    marketing: bool,
     window: Option<&Window>,
     consents: &[ConsentRecord],
 ) -> Option<String> {
-    let purpose = if kind == SendKind::Template {
+    let purpose = if kind == SendKind::Template && marketing {
         Purpose::Marketing
     } else {
         Purpose::Other
@@ -84,8 +85,24 @@ fn opted_out(
 
 /// Whether a send of `kind` may go to the customer at `now_secs`: consent first, then (for
 /// session messages) the window, closed `margin_secs` early. Read receipts always may.
+/// Every template is held to a marketing opt-out (see [`check_for`] when its category is
+/// known).
 pub fn check(
     kind: SendKind,
+    window: Option<&Window>,
+    consents: &[ConsentRecord],
+    now_secs: i64,
+    margin_secs: i64,
+) -> Result<(), Refusal> {
+    check_for(kind, true, window, consents, now_secs, margin_secs)
+}
+
+/// [`check`] for a send whose template needs marketing consent (`marketing`: its category is
+/// marketing or unknown, [`crate::templates::TemplateCategory::needs_marketing_consent`]) or
+/// not (utility and authentication templates go to a customer who stopped marketing only).
+pub fn check_for(
+    kind: SendKind,
+    marketing: bool,
     window: Option<&Window>,
     consents: &[ConsentRecord],
     now_secs: i64,
@@ -94,7 +111,7 @@ pub fn check(
     if kind == SendKind::ReadReceipt {
         return Ok(());
     }
-    if let Some(scope) = opted_out(kind, window, consents) {
+    if let Some(scope) = opted_out(kind, marketing, window, consents) {
         return Err(Refusal::OptedOut { scope });
     }
     if kind == SendKind::Session
@@ -198,6 +215,29 @@ mod tests {
         assert_eq!(
             check(SendKind::Template, Some(&w), &resumed, 1_100, 0),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_marketing_opt_out_lets_utility_templates_through_but_not_a_stop() {
+        let w = window(1_000);
+        let out = [consent("marketing", Consent::OptedOut, 500)];
+        assert_eq!(
+            check_for(SendKind::Template, false, Some(&w), &out, 1_100, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check_for(SendKind::Template, true, Some(&w), &out, 1_100, 0),
+            Err(Refusal::OptedOut {
+                scope: "marketing".into()
+            })
+        );
+        let stop = [consent("all", Consent::OptedOut, 500)];
+        assert_eq!(
+            check_for(SendKind::Template, false, Some(&w), &stop, 1_100, 0),
+            Err(Refusal::OptedOut {
+                scope: "all".into()
+            })
         );
     }
 

@@ -327,6 +327,15 @@ impl SendRequest {
             .map(|(n, l)| (n.as_str(), l.as_str()))
     }
 
+    /// The `template` object of a template send, as the client gave it.
+    pub fn template_object(&self) -> Option<&Value> {
+        if self.kind == MessageKind::Template {
+            self.body.get("template")
+        } else {
+            None
+        }
+    }
+
     /// The wamid this message replies to (`context.message_id`).
     pub fn context_message_id(&self) -> Option<&str> {
         self.context_message_id.as_deref()
