@@ -235,8 +235,7 @@ fn memory_stays_flat_over_a_long_list() {
     ));
     let mut n = 0;
     let mut most = 0;
-    loop {
-        let Some(r) = reader.next() else { break };
+    while let Some(r) = reader.next() {
         assert!(r.unwrap().row.problem.is_none());
         n += 1;
         most = most.max(reader.decoder.buffered());
