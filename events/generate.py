@@ -266,3 +266,55 @@ write("deliver-worker", "batch", {"Records": [
 poison = outbound_record(2, msg_id, g2)
 poison["body"] = '{"schema_version":7}'
 write("deliver-worker", "poison", {"Records": [outbound_record(1, msg_id, g1), poison]})
+
+
+# send-api: broadcasts. The tests create a broadcast and put its id in place of BC_ID.
+BC_ID = "bc_01KAP7X5Z8M3Q9R2T4V6W8Y0AB"
+bc_body = {"phone_number_id": PNID, "template": {"name": "order_update", "language": "en_US"},
+           "release": {"all_at_once": True},
+           "recipients": [{"to": f"1650555{i:04d}",
+                           "components": [{"type": "body", "parameters": [{"type": "text", "text": f"#{i}"}]}]}
+                          for i in range(3)] + [{"to": "16505550001"}, {"to": "not a phone"}]}
+
+
+def bc(case, method, path, route_key, *, body=None, headers=auth, pp=None, query=None):
+    raw = json.dumps(body).encode() if body is not None else None
+    write("send-api", case, apigw(method, path, route_key, headers=headers, body=raw, path_params=pp,
+                                  query=query))
+
+
+bc("broadcast-create", "POST", "/v1/broadcasts", "POST /v1/broadcasts", body=bc_body)
+bc("broadcast-create-no-key", "POST", "/v1/broadcasts", "POST /v1/broadcasts", body=bc_body,
+   headers={"content-type": "application/json"})
+bc("broadcast-create-other-number", "POST", "/v1/broadcasts", "POST /v1/broadcasts",
+   body={**bc_body, "phone_number_id": "999999999999999"})
+bc("broadcast-create-bad", "POST", "/v1/broadcasts", "POST /v1/broadcasts",
+   body={"phone_number_id": PNID, "recipients": []})
+bc_pp = {"id": BC_ID}
+bc("broadcast-get", "GET", f"/v1/broadcasts/{BC_ID}", "GET /v1/broadcasts/{id}", pp=bc_pp)
+bc("broadcast-get-no-key", "GET", f"/v1/broadcasts/{BC_ID}", "GET /v1/broadcasts/{id}", pp=bc_pp,
+   headers={})
+bc("broadcast-pause", "POST", f"/v1/broadcasts/{BC_ID}/pause", "POST /v1/broadcasts/{id}/pause", pp=bc_pp)
+bc("broadcast-resume", "POST", f"/v1/broadcasts/{BC_ID}/resume", "POST /v1/broadcasts/{id}/resume", pp=bc_pp)
+bc("broadcast-recipients", "GET", f"/v1/broadcasts/{BC_ID}/recipients", "GET /v1/broadcasts/{id}/recipients",
+   pp=bc_pp, query={"format": "json", "limit": "2"})
+bc("broadcast-recipients-csv", "GET", f"/v1/broadcasts/{BC_ID}/recipients", "GET /v1/broadcasts/{id}/recipients",
+   pp=bc_pp, query={"format": "csv"})
+
+
+# broadcast-planner: step messages of the broadcast step queue (standard).
+def step_record(i, body):
+    return {"messageId": f"5d2c6a1e-0000-4000-8000-00000000000{i}", "receiptHandle": f"AQEBstep{i}",
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795420801000",
+                           "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795420801001"},
+            "messageAttributes": {}, "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ventana-broadcast-steps",
+            "awsRegion": "us-east-1"}
+
+
+step_body = json.dumps({"v": 1, "broadcast_id": BC_ID, "chain": 1}, separators=(",", ":"))
+write("broadcast-planner", "step", {"Records": [step_record(1, step_body)]})
+write("broadcast-planner", "step-and-poison", {"Records": [step_record(1, step_body),
+                                                           step_record(2, '{"v":9}')]})

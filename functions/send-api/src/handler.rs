@@ -143,6 +143,31 @@ where
     }
 }
 
+/// Handles one request of send-api's routes, the broadcast routes ([`crate::broadcasts`])
+/// included: what the Lambda runs. Without `broadcasts` (no step queue configured) those
+/// routes answer 503.
+pub async fn handle_all<S, Q, B, T, P>(
+    deps: &Deps<S, Q>,
+    broadcasts: Option<&crate::broadcasts::BroadcastDeps<B, T, P>>,
+    req: Request,
+    now_ms: i64,
+    random: [u8; 10],
+) -> Response<Body>
+where
+    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore,
+    Q: OutboundQueue,
+    B: wa_domain::broadcast::BroadcastStore,
+    T: TemplateStore,
+    P: wa_domain::broadcast::StepQueue,
+{
+    if let Some(r) = crate::broadcasts::route(req.method().as_str(), req.raw_http_path()) {
+        let trace = request_id(&req);
+        return crate::broadcasts::handle(&deps.store, broadcasts, &req, r, now_ms, random, &trace)
+            .await;
+    }
+    handle(deps, req, now_ms, random).await
+}
+
 /// The id to give back as `fbtrace_id`: API Gateway's request id (what its access log
 /// shows), else the Lambda request id.
 fn request_id(req: &Request) -> String {

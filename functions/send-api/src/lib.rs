@@ -2,5 +2,6 @@
 //! crates can call exactly what the Lambda runs. The binary (`main.rs`) only wires it to
 //! DynamoDB, SQS and the Lambda runtime.
 
+pub mod broadcasts;
 pub mod consents;
 pub mod handler;
