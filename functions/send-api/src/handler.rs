@@ -125,6 +125,9 @@ where
     S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore,
     Q: OutboundQueue,
 {
+    if crate::openapi::is_route(&req) {
+        return crate::openapi::response();
+    }
     let trace = request_id(&req);
     if let Some((pnid, customer)) = crate::consents::route(req.raw_http_path()) {
         return crate::consents::handle(&deps.store, &req, &pnid, &customer, now_ms, &trace).await;

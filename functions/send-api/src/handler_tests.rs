@@ -217,3 +217,32 @@ fn versions_look_like_metas() {
         assert!(!is_version(bad), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn get_openapi_json_serves_the_checked_in_document_without_a_key() {
+    let d = deps().await;
+    let mut event: Value = serde_json::from_str(&fixture("no-key")).unwrap();
+    event["rawPath"] = Value::String("/openapi.json".into());
+    event["routeKey"] = Value::String("GET /openapi.json".into());
+    event["requestContext"]["http"]["path"] = event["rawPath"].clone();
+    event["requestContext"]["http"]["method"] = Value::String("GET".into());
+    event["pathParameters"] = Value::Null;
+    event["body"] = Value::Null;
+    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let res = handle(&d, req, NOW_MS, [1; 10]).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let Body::Text(text) = res.body() else {
+        panic!("unexpected body {:?}", res.body());
+    };
+    let on_disk = std::fs::read_to_string(format!(
+        "{}/../../docs/openapi.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert_eq!(text, &on_disk);
+    let doc: Value = serde_json::from_str(text).unwrap();
+    let version = doc["openapi"].as_str().unwrap();
+    assert!(version.starts_with("3.1."), "{version}");
+    assert!(d.queue.jobs().is_empty());
+}

@@ -5,3 +5,4 @@
 pub mod broadcasts;
 pub mod consents;
 pub mod handler;
+pub mod openapi;
