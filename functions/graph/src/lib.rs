@@ -10,6 +10,9 @@
 //! The base URL is injected (`GRAPH_API_BASE_URL`), so tests and the local stack point it at a
 //! stub on loopback. It must not depend on AWS or Lambda crates, and it never logs the token
 //! or a message body.
+//!
+//! It also reads an account's template listing (`GET {base_url}/{version}/{waba_id}/message_templates`)
+//! page by page for `wa_domain::templates::sync`, as its [`TemplateSource`].
 
 #![warn(missing_docs)]
 
@@ -19,6 +22,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, instrument, warn};
 use wa_domain::outbound::{GraphOutcome, TransportFailure};
+use wa_domain::templates::{SourceError, TemplatePage, TemplateSource, parse_listing};
 
 /// How long a send may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +289,121 @@ impl wa_domain::ports::GraphSender for GraphClient {
     }
 }
 
+/// Templates asked for per listing page (the Graph API's largest page).
+pub const TEMPLATE_PAGE_SIZE: usize = 100;
+
+impl GraphClient {
+    /// The URL of one page of `waba_id`'s template listing:
+    /// `{base_url}/{version}/{waba_id}/message_templates?limit=…[&after=…]`.
+    pub fn templates_url(&self, waba_id: &str, after: Option<&str>) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .push(&self.version)
+                .push(waba_id)
+                .push("message_templates");
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("limit", &TEMPLATE_PAGE_SIZE.to_string());
+            if let Some(after) = after {
+                query.append_pair("after", after);
+            }
+        }
+        url
+    }
+
+    /// Reads one page of `waba_id`'s templates (`GET …/message_templates`, bearer token),
+    /// after the cursor `after`:
+    ///
+    /// - a 2xx whose body is a listing → the page, read by `wa_domain::templates::parse_listing`;
+    /// - a 2xx that is not a listing → [`SourceError::Malformed`];
+    /// - no answer, a timeout, or a 5xx / 429 → [`SourceError::Unavailable`] (try later);
+    /// - any other status → [`SourceError::Refused`] with Meta's code and message.
+    ///
+    /// An account id that is not ASCII letters and digits is refused without a request.
+    #[instrument(skip_all, fields(waba_id = %waba_id))]
+    pub async fn template_page(
+        &self,
+        waba_id: &str,
+        after: Option<&str>,
+    ) -> Result<TemplatePage, SourceError> {
+        if waba_id.is_empty() || !waba_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(SourceError::Refused {
+                status: 0,
+                code: Some(100),
+                message: "account id must be ASCII letters and digits; not asked".into(),
+            });
+        }
+        let response = self
+            .http
+            .get(self.templates_url(waba_id, after))
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "template listing request failed");
+                SourceError::Unavailable(Box::new(e))
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            warn!(error = %e, status = status.as_u16(), "could not read the template listing");
+            SourceError::Unavailable(Box::new(e))
+        })?;
+        if status.is_success() {
+            let page = parse_listing(waba_id, &bytes).map_err(|e| {
+                warn!(
+                    status = status.as_u16(),
+                    "template listing is not a listing"
+                );
+                SourceError::Malformed(Box::new(e))
+            })?;
+            debug!(
+                templates = page.templates.len(),
+                more = page.after.is_some(),
+                "template listing page read"
+            );
+            return Ok(page);
+        }
+        let (code, message) = graph_error(&bytes);
+        warn!(
+            status = status.as_u16(),
+            code, "template listing refused by the Graph API"
+        );
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(SourceError::Unavailable(
+                format!("HTTP {} (code {code:?})", status.as_u16()).into(),
+            ));
+        }
+        Err(SourceError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}
+
+/// Meta's error code and message from an error body, when it is one.
+fn graph_error(body: &[u8]) -> (Option<i64>, String) {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let error = &value["error"];
+    (
+        error["code"].as_i64(),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+impl TemplateSource for GraphClient {
+    fn page(
+        &self,
+        waba_id: &str,
+        after: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<TemplatePage, SourceError>> + Send {
+        self.template_page(waba_id, after)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +431,19 @@ mod tests {
                 .messages_url("1234")
                 .as_str(),
             "http://127.0.0.1:9/graph/v25.0/1234/messages"
+        );
+    }
+
+    #[test]
+    fn templates_url_asks_for_full_pages_after_the_cursor() {
+        let c = client("http://127.0.0.1:9/graph/");
+        assert_eq!(
+            c.templates_url("102290129340398", None).as_str(),
+            "http://127.0.0.1:9/graph/v25.0/102290129340398/message_templates?limit=100"
+        );
+        assert_eq!(
+            c.templates_url("1", Some("QVFI+a=")).as_str(),
+            "http://127.0.0.1:9/graph/v25.0/1/message_templates?limit=100&after=QVFI%2Ba%3D"
         );
     }
 

@@ -68,7 +68,7 @@ impl Default for SandboxConfig {
             webhook_retry: WebhookRetry::default(),
             latency: Duration::ZERO,
             hold_for: Duration::from_secs(60),
-            templates: vec![Template::hello_world()],
+            templates: Template::samples(),
             max_recorded: 100_000,
         }
     }
@@ -175,6 +175,44 @@ impl Template {
                 {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"}
             ]),
         )
+    }
+
+    /// The default seed: [`Template::hello_world`], a `MARKETING` template with body
+    /// parameters and quick-reply buttons (`summer_sale`, `en_US`) and a `UTILITY` one with a
+    /// header and body parameters and a URL button (`order_update`, `en_US`).
+    pub fn samples() -> Vec<Template> {
+        vec![
+            Template::hello_world(),
+            Template::approved(
+                "summer_sale",
+                "en_US",
+                "MARKETING",
+                serde_json::json!([
+                    {"type": "BODY", "text": "Hi {{1}}, our summer sale is on: {{2}} off until Sunday.",
+                     "example": {"body_text": [["Maria", "20%"]]}},
+                    {"type": "FOOTER", "text": "Reply STOP to opt out"},
+                    {"type": "BUTTONS", "buttons": [
+                        {"type": "QUICK_REPLY", "text": "Show me"},
+                        {"type": "QUICK_REPLY", "text": "Stop promotions"}
+                    ]}
+                ]),
+            ),
+            Template::approved(
+                "order_update",
+                "en_US",
+                "UTILITY",
+                serde_json::json!([
+                    {"type": "HEADER", "format": "TEXT", "text": "Order {{1}}",
+                     "example": {"header_text": ["A-1042"]}},
+                    {"type": "BODY", "text": "Hi {{1}}, your order is {{2}}. It should arrive on {{3}}.",
+                     "example": {"body_text": [["Maria", "on its way", "Friday"]]}},
+                    {"type": "BUTTONS", "buttons": [
+                        {"type": "URL", "text": "Track", "url": "https://example.com/track/{{1}}",
+                         "example": ["https://example.com/track/A-1042"]}
+                    ]}
+                ]),
+            ),
+        ]
     }
 }
 

@@ -63,7 +63,7 @@
 //! (`name`, `language`, `status`, `category`, `components`, `id`) for the configured
 //! [`SandboxConfig::waba_id`] only. It pages like the Graph API, with `limit` (default 25, at
 //! most 100), `after`, `before`, `paging.cursors.{before,after}`, `paging.next` and
-//! `paging.previous`. A bad cursor is 400 with code 131059. It filters on `name`, `status`,
+//! `paging.previous`. The default seed is [`Template::samples`]. A bad cursor is 400 with code 131059. It filters on `name`, `status`,
 //! `category` and `language`, and `fields` keeps only the named fields (and `id`).
 //!
 //! ```text
