@@ -120,14 +120,36 @@ impl Api {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
-        let url = format!("{}{path}", self.base);
         let bytes = serde_json::to_vec(body).map_err(ApiError::BadAnswer)?;
+        self.post_bytes(path, bytes).await
+    }
+
+    /// `POST {base}{path}` with `body`, already JSON, the answer read as `T`.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{path}", self.base);
         let req = self
             .http
             .post(&url)
             .header("content-type", "application/json")
-            .body(bytes);
+            .body(body);
         self.send(req, url).await
+    }
+
+    /// `GET {base}{path_and_query}` for a non-JSON answer (`accept`): its body as text and
+    /// its headers. Errors as for [`Api::get`].
+    pub async fn get_text(
+        &self,
+        path_and_query: &str,
+        accept: &str,
+    ) -> Result<(String, reqwest::header::HeaderMap), ApiError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let req = self.http.get(&url).header("accept", accept);
+        let (headers, bytes) = self.exchange(req, url).await?;
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), headers))
     }
 
     async fn send<T: DeserializeOwned>(
@@ -135,9 +157,21 @@ impl Api {
         req: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, ApiError> {
+        let (_, bytes) = self
+            .exchange(req.header("accept", "application/json"), url)
+            .await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(ApiError::BadAnswer)
+    }
+
+    /// Sends with the key; a 2xx answer's headers and body, or the mapped error.
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), ApiError> {
         let resp = req
             .bearer_auth(self.key.expose_secret())
-            .header("accept", "application/json")
             .send()
             .await
             .map_err(|source| ApiError::Unreachable {
@@ -145,13 +179,13 @@ impl Api {
                 source,
             })?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp
             .bytes()
             .await
             .map_err(|source| ApiError::Unreachable { url, source })?;
         if (200..300).contains(&status) {
-            let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(bytes).map_err(ApiError::BadAnswer);
+            return Ok((headers, bytes.to_vec()));
         }
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         let message = body

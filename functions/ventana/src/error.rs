@@ -72,6 +72,66 @@ pub enum CliError {
     /// The inbound redrive stopped half-way (what it moved was printed).
     #[error("the inbound redrive stopped")]
     InboundRedrive(#[source] wa_sqs::RedriveError),
+    /// The recipient list could not be opened.
+    #[error("cannot open {}", path.display())]
+    CsvOpen {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The recipient list could not be read (bad header, I/O).
+    #[error("{}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: wa_domain::broadcast::csv::CsvError,
+    },
+    /// A request body could not be encoded.
+    #[error("cannot encode the request")]
+    Encode(#[source] serde_json::Error),
+    /// The list has no usable recipient.
+    #[error("the list has no usable recipient ({bad} bad rows)")]
+    NoRecipients {
+        /// Rows skipped as bad.
+        bad: usize,
+    },
+    /// More recipients than one request may carry.
+    #[error(
+        "more than {max} recipients: the API takes at most {max} inline; split the list (uploading a list to S3 is not built yet)"
+    )]
+    TooManyRecipients {
+        /// The limit.
+        max: usize,
+    },
+    /// The request body would exceed the API's inline limit.
+    #[error(
+        "the request would exceed the {limit}-byte (1 MiB) limit for inline recipients after {recipients} recipients; split the list (uploading a list to S3 is not built yet)"
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+        /// Recipients read when it was reached.
+        recipients: usize,
+    },
+    /// Not a broadcast id.
+    #[error("`{0}` is not a broadcast id")]
+    BadBroadcastId(String),
+    /// The export file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An export page's header differs from the first page's.
+    #[error("the ledger's CSV header changed between pages; export stopped")]
+    ExportHeaderChanged,
     /// Some dead-lettered messages could not be redriven (each was reported).
     #[error(
         "{failed} of {total} dead-lettered messages could not be redriven; they stay in the DLQ"
@@ -82,4 +142,15 @@ pub enum CliError {
         /// How many were looked at.
         total: usize,
     },
+}
+
+impl CliError {
+    /// The process exit code: 3 when the API refused the key (401/403), 1 otherwise (clap
+    /// uses 2 for usage errors).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Api(crate::api::ApiError::Unauthorised { .. }) => 3,
+            _ => 1,
+        }
+    }
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use ventana::api::Api;
+use ventana::broadcast::{self, View};
 use ventana::redrive::{self, Outcome, Queues};
 use ventana::{CliError, Env, Settings, keys};
 use wa_domain::ports::KeyScope;
 use wa_dynamodb::DynamoStore;
 
-/// Ventana's operator CLI: API keys and dead-letter redrive.
+/// Ventana's operator CLI: API keys, dead-letter redrive and broadcasts.
 ///
 /// Settings come from the environment: VENTANA_TABLE_NAME (default `ventana`),
 /// OUTBOUND_QUEUE_URL, OUTBOUND_DLQ_URL, INBOUND_QUEUE_URL, INBOUND_DLQ_URL and the usual
@@ -34,7 +36,85 @@ enum Command {
     /// Dead-letter queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Broadcasts through the HTTP API (VENTANA_URL, VENTANA_API_KEY).
+    Broadcast {
+        #[command(flatten)]
+        api: ApiFlags,
+        #[command(subcommand)]
+        command: BroadcastCommand,
+    },
 }
+
+#[derive(Debug, Args)]
+struct ApiFlags {
+    /// The API's base URL (default: VENTANA_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    api_url: Option<String>,
+    /// The API key (default: VENTANA_API_KEY, then VENTANA_DEV_API_KEY).
+    #[arg(long, global = true, value_name = "KEY")]
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BroadcastCommand {
+    /// Send a template to every recipient of a CSV list (columns `to` or `recipient`,
+    /// `body.1`, …). Rows that cannot be used are reported and not sent.
+    Create(BroadcastCreateArgs),
+    /// Show progress until the broadcast completes, then its report.
+    Watch {
+        /// The broadcast id.
+        id: String,
+    },
+    /// Pause a broadcast (nothing more is released until it is resumed).
+    Pause {
+        /// The broadcast id.
+        id: String,
+    },
+    /// Resume a paused broadcast.
+    Resume {
+        /// The broadcast id.
+        id: String,
+    },
+    /// Write every recipient's outcome to a CSV file.
+    Export {
+        /// The broadcast id.
+        id: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE.csv")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BroadcastCreateArgs {
+    /// The phone number id to send from.
+    #[arg(long, value_name = "PNID")]
+    number: String,
+    /// The template's name.
+    #[arg(long)]
+    template: String,
+    /// The template's language code (`es`, `en_US`).
+    #[arg(long, value_name = "CODE")]
+    language: String,
+    /// The recipient list.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// Release this percentage of the list at a time (default: the API's, 10).
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u32).range(1..=100), requires = "every")]
+    release_percent: Option<u32>,
+    /// Seconds between releases.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(i64).range(1..=86_400), requires = "release_percent")]
+    every: Option<i64>,
+    /// Send only to recipients with an opt-in record.
+    #[arg(long)]
+    require_opt_in: bool,
+    /// Print the id and return without watching.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// How often `watch` asks for progress.
+const POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Subcommand)]
 enum ApiKeyCommand {
@@ -105,7 +185,7 @@ async fn main() -> ExitCode {
                 source = s.source();
             }
             eprintln!("{text}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }
@@ -115,9 +195,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Some(path) => Env::with_file(path)?,
         None => Env::from_process(),
     };
+    if let Command::Broadcast { api, command } = cli.command {
+        let api = Api::from_settings(&env, api.api_url.as_deref(), api.api_key.as_deref())?;
+        return run_broadcast(&api, command).await;
+    }
     let settings = Settings::from_env(&env);
     let aws = env.sdk_config().await;
     match cli.command {
+        Command::Broadcast { .. } => Ok(()), // handled above, without AWS settings
         Command::ApiKey(ApiKeyCommand::Create(args)) => {
             let scope = keys::scope(&args.number, args.any_number)?;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
@@ -225,4 +310,102 @@ fn print_inbound(report: &wa_sqs::RedriveReport) {
         report.moved.len(),
         report.not_deleted.len()
     );
+}
+
+async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliError> {
+    match command {
+        BroadcastCommand::Create(a) => {
+            let file = std::fs::File::open(&a.csv).map_err(|source| CliError::CsvOpen {
+                path: a.csv.clone(),
+                source,
+            })?;
+            let opts = broadcast::CreateOptions {
+                phone_number_id: a.number,
+                template: a.template,
+                language: a.language,
+                release: a.release_percent.zip(a.every),
+                require_opt_in: a.require_opt_in,
+            };
+            let prepared = broadcast::prepare(file, &a.csv, &opts)?;
+            for b in &prepared.bad {
+                eprintln!("{}:{}: {} (not sent)", a.csv.display(), b.line, b.problem);
+            }
+            if prepared.bad_count > prepared.bad.len() {
+                eprintln!("… and {} more", prepared.bad_count - prepared.bad.len());
+            }
+            eprintln!(
+                "{} recipients to send, {} bad rows skipped",
+                prepared.recipients, prepared.bad_count
+            );
+            let id = broadcast::create(api, &prepared).await?;
+            println!("{id}");
+            if a.no_wait {
+                return Ok(());
+            }
+            watch(api, &id).await
+        }
+        BroadcastCommand::Watch { id } => watch(api, &id).await,
+        BroadcastCommand::Pause { id } => {
+            let v = broadcast::set_paused(api, &id, true).await?;
+            println!("broadcast {}: {}", v.id, v.progress_line());
+            Ok(())
+        }
+        BroadcastCommand::Resume { id } => {
+            let v = broadcast::set_paused(api, &id, false).await?;
+            println!("broadcast {}: {}", v.id, v.progress_line());
+            Ok(())
+        }
+        BroadcastCommand::Export { id, out } => {
+            let rows = broadcast::export(api, &id, &out).await?;
+            eprintln!("{rows} recipients written to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Shows progress (a bar on a terminal, one line per change otherwise) until the broadcast
+/// completes or Ctrl-C, then the report.
+async fn watch(api: &Api, id: &str) -> Result<(), CliError> {
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut last = String::new();
+    let show = |v: &View| match &bar {
+        Some(bar) => {
+            bar.set_length(v.total());
+            bar.set_position(v.settled());
+            bar.set_message(v.progress_line());
+        }
+        None => {
+            let line = v.progress_line();
+            if line != last {
+                println!("{line}");
+                last = line;
+            }
+        }
+    };
+    let finished = tokio::select! {
+        r = broadcast::watch(api, id, POLL, show) => Some(r?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match finished {
+        Some(v) => print!("{}", broadcast::report(&v)),
+        None => {
+            let v = broadcast::view(api, id).await?;
+            print!("{}", broadcast::report(&v));
+            eprintln!(
+                "stopped watching; the broadcast goes on (`ventana broadcast watch {id}` to follow it)"
+            );
+        }
+    }
+    Ok(())
 }
