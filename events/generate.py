@@ -235,6 +235,19 @@ consent("consent-put-no-key", "PUT", body=web_opt_in, headers={"content-type": "
 consent("consent-put-other-number", "PUT", body=web_opt_in, pnid="999999999999999")
 consent("consent-put-bad-scope", "PUT", body={**web_opt_in, "scope": "everything"})
 
+# send-api: the template registry (GET lists an account's templates, POST /sync reads them from Meta).
+WABA = "102290129340398"
+write("send-api", "templates-list", apigw("GET", "/v1/templates", "GET /v1/templates", query={"waba_id": WABA},
+                                          headers=auth))
+write("send-api", "templates-list-no-key", apigw("GET", "/v1/templates", "GET /v1/templates",
+                                                 query={"waba_id": WABA}))
+write("send-api", "templates-sync", apigw("POST", "/v1/templates/sync", "POST /v1/templates/sync", headers=auth,
+                                          body=json.dumps({"waba_id": WABA}).encode()))
+write("send-api", "templates-sync-other-waba", apigw("POST", "/v1/templates/sync", "POST /v1/templates/sync",
+                                                     headers=auth, body=b'{"waba_id":"999999999999999"}'))
+write("send-api", "templates-sync-bad", apigw("POST", "/v1/templates/sync", "POST /v1/templates/sync",
+                                              headers=auth, body=b'{"waba":1}'))
+
 # read-api: a send's state.
 msg_route = "GET /v1/messages/{id}"
 msg_id = "vnt.01KAP7X5Z8M3Q9R2T4V6W8Y0AB"

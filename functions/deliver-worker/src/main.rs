@@ -1,7 +1,5 @@
 //! `deliver-worker`: the outbound queue's consumer. Wiring only; see `handler.rs`.
 
-use std::time::Duration;
-
 use deliver_worker::{clock, config, handler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use wa_domain::outbound::deliver::Deliverer;
@@ -22,10 +20,7 @@ async fn main() -> Result<(), Error> {
         wa_edge::required("VENTANA_TABLE_NAME")?,
     );
     let request_ms: u64 = wa_edge::number("GRAPH_API_TIMEOUT_MS", 6_000)?;
-    let timeouts = Timeouts {
-        connect: Duration::from_millis((request_ms / 2).min(2_000)),
-        request: Duration::from_millis(request_ms),
-    };
+    let timeouts = Timeouts::for_request_ms(request_ms);
     let token = wa_edge::secret(&aws, "WHATSAPP_ACCESS_TOKEN", "WHATSAPP_ACCESS_TOKEN_ARN").await?;
     let graph = GraphClient::new(
         &wa_edge::optional("GRAPH_API_BASE_URL", "https://graph.facebook.com"),

@@ -46,6 +46,17 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// The timeouts for a `GRAPH_API_TIMEOUT_MS` of `request_ms`: that long in all, and half
+    /// of it (at most 2 s) to connect.
+    pub fn for_request_ms(request_ms: u64) -> Self {
+        Timeouts {
+            connect: Duration::from_millis((request_ms / 2).min(2_000)),
+            request: Duration::from_millis(request_ms),
+        }
+    }
+}
+
 /// Why a [`GraphClient`] could not be built. Raised at start-up, never per request.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {

@@ -173,7 +173,7 @@ where
 
 /// The id to give back as `fbtrace_id`: API Gateway's request id (what its access log
 /// shows), else the Lambda request id.
-fn request_id(req: &Request) -> String {
+pub fn request_id(req: &Request) -> String {
     match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone().unwrap_or_default(),
         _ => req

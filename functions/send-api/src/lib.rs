@@ -6,3 +6,4 @@ pub mod broadcasts;
 pub mod consents;
 pub mod handler;
 pub mod openapi;
+pub mod templates;
