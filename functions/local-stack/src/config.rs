@@ -94,12 +94,21 @@ const PASSTHROUGH: &[&str] = &[
     "DELIVER_MAX_ATTEMPTS",
     "UNCONFIRMED_GRACE_SECS",
     "SEND_WINDOW_MARGIN_SECS",
+    "BROADCAST_DEFAULT_TIER",
+    "BROADCAST_SETTLE_AFTER_SECS",
+    "BROADCAST_RECHECK_SECS",
 ];
 
 /// The local stack's own defaults for function variables, where they differ from AWS's:
 /// an unconfirmed send (a Graph API timeout) is reconciled after 20 s instead of 120 s, so
-/// a timeout demo against the sandbox resolves while you watch. Set the variable to override.
-const LOCAL_DEFAULTS: &[(&str, &str)] = &[("UNCONFIRMED_GRACE_SECS", "20")];
+/// a timeout demo against the sandbox resolves while you watch; a broadcast's accepted sends
+/// are settled after 10 s instead of an hour, looked at every 2 s, so that it completes while
+/// you watch. Set the variable to override.
+const LOCAL_DEFAULTS: &[(&str, &str)] = &[
+    ("UNCONFIRMED_GRACE_SECS", "20"),
+    ("BROADCAST_SETTLE_AFTER_SECS", "10"),
+    ("BROADCAST_RECHECK_SECS", "2"),
+];
 
 impl Config {
     /// Reads the process environment.
@@ -232,7 +241,11 @@ mod tests {
         assert_eq!(c.rust_log, "info");
         assert_eq!(
             c.passthrough,
-            [("UNCONFIRMED_GRACE_SECS".to_owned(), "20".to_owned())]
+            [
+                ("UNCONFIRMED_GRACE_SECS".to_owned(), "20".to_owned()),
+                ("BROADCAST_SETTLE_AFTER_SECS".to_owned(), "10".to_owned()),
+                ("BROADCAST_RECHECK_SECS".to_owned(), "2".to_owned()),
+            ]
         );
         assert_eq!(c.sandbox_port, Some(0));
         assert!(c.env_file.ends_with("target/local-stack.env"));
@@ -269,6 +282,8 @@ mod tests {
             [
                 ("HISTORY_RETENTION_DAYS".to_owned(), "30".to_owned()),
                 ("UNCONFIRMED_GRACE_SECS".to_owned(), "5".to_owned()),
+                ("BROADCAST_SETTLE_AFTER_SECS".to_owned(), "10".to_owned()),
+                ("BROADCAST_RECHECK_SECS".to_owned(), "2".to_owned()),
             ]
         );
         assert_eq!(c.sandbox_port, Some(4001));

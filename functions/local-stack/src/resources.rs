@@ -5,7 +5,7 @@ use wa_domain::auth::hash_key;
 use wa_domain::ports::{ApiKeyStore, KeyScope, StoreError};
 use wa_dynamodb::DynamoStore;
 
-use crate::routes::QUEUES;
+use crate::routes::{QUEUES, STEP_QUEUE_NAME};
 
 /// The table's name.
 pub const TABLE_NAME: &str = "ventana";
@@ -84,13 +84,14 @@ pub async fn create(clients: &Clients, api_key: &str) -> Result<Vec<Queue>, Reso
         .map_err(ResourceError::Table)?;
     let mut queues = Vec::new();
     for spec in QUEUES {
-        let (url, dlq_url) =
-            wa_sqs::create_fifo_queues(&clients.sqs, QUEUE_PREFIX, &spec.kind.spec())
-                .await
-                .map_err(|source| ResourceError::Queue {
-                    consumer: spec.consumer,
-                    source,
-                })?;
+        let created = match spec.kind.spec() {
+            Some(fifo) => wa_sqs::create_fifo_queues(&clients.sqs, QUEUE_PREFIX, &fifo).await,
+            None => wa_sqs::create_step_queues(&clients.sqs, QUEUE_PREFIX, STEP_QUEUE_NAME).await,
+        };
+        let (url, dlq_url) = created.map_err(|source| ResourceError::Queue {
+            consumer: spec.consumer,
+            source,
+        })?;
         queues.push(Queue {
             url_env: spec.url_env,
             dlq_env: spec.dlq_env,

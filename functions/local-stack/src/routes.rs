@@ -5,6 +5,9 @@
 
 use wa_sqs::FifoQueueSpec;
 
+/// The broadcast step queue's name (standard, with `-dlq`), after the stack's prefix.
+pub const STEP_QUEUE_NAME: &str = "broadcast-steps";
+
 /// HTTP API routes → function, as in AWS (`infra/template.yaml`).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET /webhook", "webhook-verify"),
@@ -18,9 +21,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT /v1/consents/{phone_number_id}/{customer}", "send-api"),
     ("GET /v1/consents/{phone_number_id}/{customer}", "send-api"),
     ("GET /openapi.json", "send-api"),
-    // Broadcasts, when their issue lands:
-    // ("POST /v1/broadcasts", "send-api"),
-    // ("GET /v1/broadcasts/{id}", "send-api"),
+    ("POST /v1/broadcasts", "send-api"),
+    ("GET /v1/broadcasts/{id}", "send-api"),
+    ("POST /v1/broadcasts/{id}/pause", "send-api"),
+    ("POST /v1/broadcasts/{id}/resume", "send-api"),
+    ("GET /v1/broadcasts/{id}/recipients", "send-api"),
 ];
 
 /// A queue the local stack creates, and the function its event source mapping feeds.
@@ -43,14 +48,19 @@ pub enum QueueKind {
     Inbound,
     /// The outbound FIFO queue and its DLQ ([`FifoQueueSpec::outbound`]).
     Outbound,
+    /// The broadcast planner's standard step queue and its DLQ
+    /// ([`wa_sqs::create_step_queues`]: per-message delays, which FIFO queues lack).
+    Steps,
 }
 
 impl QueueKind {
-    /// How wa-sqs creates it (the same names, receive counts and timeouts as in AWS).
-    pub fn spec(self) -> FifoQueueSpec {
+    /// How wa-sqs creates a FIFO queue (the same names, receive counts and timeouts as in
+    /// AWS); `None` for the standard step queue.
+    pub fn spec(self) -> Option<FifoQueueSpec> {
         match self {
-            QueueKind::Inbound => FifoQueueSpec::inbound(),
-            QueueKind::Outbound => FifoQueueSpec::outbound(),
+            QueueKind::Inbound => Some(FifoQueueSpec::inbound()),
+            QueueKind::Outbound => Some(FifoQueueSpec::outbound()),
+            QueueKind::Steps => None,
         }
     }
 }
@@ -68,6 +78,12 @@ pub const QUEUES: &[QueueSpec] = &[
         url_env: "OUTBOUND_QUEUE_URL",
         dlq_env: "OUTBOUND_DLQ_URL",
         consumer: "deliver-worker",
+    },
+    QueueSpec {
+        kind: QueueKind::Steps,
+        url_env: "BROADCAST_QUEUE_URL",
+        dlq_env: "BROADCAST_DLQ_URL",
+        consumer: "broadcast-planner",
     },
 ];
 
@@ -183,20 +199,26 @@ mod tests {
                 "send-api",
                 "inbound-processor",
                 "deliver-worker",
+                "broadcast-planner",
             ]
         );
     }
 
     #[test]
     fn each_queue_has_its_own_names_and_consumer() {
-        let names: Vec<String> = QUEUES.iter().map(|q| q.kind.spec().name).collect();
+        let names: Vec<String> = QUEUES
+            .iter()
+            .filter_map(|q| q.kind.spec())
+            .map(|s| s.name)
+            .collect();
         assert_eq!(names, ["inbound", "outbound"]);
+        assert_eq!(QUEUES[2].kind, QueueKind::Steps);
         for q in QUEUES {
             let stem = q.url_env.trim_end_matches("_QUEUE_URL");
             assert_eq!(q.dlq_env, format!("{stem}_DLQ_URL"));
         }
         assert_eq!(
-            QueueKind::Outbound.spec().max_receive_count,
+            QueueKind::Outbound.spec().unwrap().max_receive_count,
             wa_sqs::OUTBOUND_MAX_RECEIVE_COUNT
         );
     }

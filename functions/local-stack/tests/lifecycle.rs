@@ -24,13 +24,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const FUNCTIONS: [&str; 6] = [
+const FUNCTIONS: [&str; 7] = [
     "webhook-verify",
     "webhook-receive",
     "read-api",
     "send-api",
     "inbound-processor",
     "deliver-worker",
+    "broadcast-planner",
 ];
 const PNID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
@@ -244,7 +245,7 @@ fn sigterm_stops_moto_and_every_function_and_exits_zero() {
         pids.extend(pids_in(line, ": pids "));
     }
     let addr = ready_addr(&lines);
-    assert_eq!(pids.len(), 1 + 6 * 2, "moto and 2 processes of 6 functions");
+    assert_eq!(pids.len(), 1 + 7 * 2, "moto and 2 processes of 7 functions");
     assert!(pids.iter().all(|p| alive(*p)));
 
     // The env file names everything a tool needs, and no secret.
@@ -257,6 +258,8 @@ fn sigterm_stops_moto_and_every_function_and_exits_zero() {
         "INBOUND_DLQ_URL",
         "OUTBOUND_QUEUE_URL",
         "OUTBOUND_DLQ_URL",
+        "BROADCAST_QUEUE_URL",
+        "BROADCAST_DLQ_URL",
         "VENTANA_URL",
         "SANDBOX_URL",
     ] {
