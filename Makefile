@@ -16,7 +16,7 @@ ARCH ?= x86_64
 # Native cargo (not cargo-lambda's default zig) links the x86_64 binaries: no zig/Docker needed.
 export CARGO_LAMBDA_COMPILER ?= cargo
 
-.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-ingest bench-outbound chaos footprint build-lambda sam-build deploy clean audit
+.PHONY: help dev test test-unit test-adapters lint lint-infra bootstrap bench bench-ingest bench-outbound chaos footprint build-lambda sam-build deploy clean audit schemathesis
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ sam-build: bootstrap ## sam build (rust-cargolambda) into infra/.aws-sam; ARCH=x
 
 deploy: bootstrap ## sam deploy --guided the last sam-build (needs AWS credentials)
 	@scripts/deploy.sh
+
+schemathesis: bootstrap ## property-based API tests of docs/openapi.json against the local stack (long mode; scripts/schemathesis.sh)
+	@scripts/schemathesis.sh
 
 clean: ## remove build output (target/, infra/.aws-sam); keeps .venv
 	cargo clean

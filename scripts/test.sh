@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${VENTANA_VENV:-$ROOT/.venv}"
-ALL_STEPS=(bootstrap fmt deny clippy purity tests chaos-quick bench-guard sam-validate cfn-lint)
+ALL_STEPS=(bootstrap fmt deny clippy purity tests schemathesis chaos-quick bench-guard sam-validate cfn-lint)
 
 # Colours only on a terminal; CI logs (no TTY) stay free of escape codes.
 if [[ -t 1 ]]; then
@@ -88,6 +88,9 @@ run_cfn-lint() {
   "$VENV/bin/python" scripts/check_template.py infra/template.yaml
   "$VENV/bin/python" scripts/check_template.py --self-test infra/template.yaml
 }
+run_schemathesis() {
+  scripts/schemathesis.sh --quick
+}
 describe() {
   case "$1" in
     bootstrap) echo "scripts/bootstrap.sh" ;;
@@ -96,6 +99,7 @@ describe() {
     clippy) echo "cargo clippy --workspace --all-targets --locked -- -D warnings" ;;
     purity) echo "cargo tree -p wa-domain -e normal | grep -E 'aws-|lambda_|hyper|http v|reqwest|tokio' must find nothing" ;;
     tests) echo "cargo build --workspace --bins, then scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored" ;;
+    schemathesis) echo "scripts/schemathesis.sh --quick (docs/openapi.json against the local stack: no 5xx, answers match the schema)" ;;
     chaos-quick) echo "cargo test -p wa-tests --test chaos (quick: own moto, webhooks x3, SIGSTOP, SIGKILL, Graph faults)" ;;
     bench-guard) echo "scripts/bench.sh --quick --no-write --min-ratio $BENCH_GUARD_MIN_RATIO (ingest ratios to the floor)" ;;
     sam-validate) echo "sam validate --region us-east-1 -t infra/template.yaml" ;;
