@@ -26,6 +26,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST /v1/broadcasts/{id}/pause", "send-api"),
     ("POST /v1/broadcasts/{id}/resume", "send-api"),
     ("GET /v1/broadcasts/{id}/recipients", "send-api"),
+    ("GET /v1/templates", "send-api"),
+    ("POST /v1/templates/sync", "send-api"),
 ];
 
 /// A queue the local stack creates, and the function its event source mapping feeds.

@@ -11,8 +11,8 @@
 //!
 //! Authorisation: an `AnyNumber` key may use any account; a key scoped to numbers only an
 //! account one of its numbers belongs to ([`TemplateStore::waba_of`]), else 403. Answers: 401
-//! without a known key, 400 for a bad query or body, 405 for another method, 502 when the
-//! Graph API refused the listing, 503 when the store or the Graph API is unavailable (or no
+//! without a known key, 400 for a bad query or body, 405 for another method, 404 when the
+//! Graph API knows no such account (code 100), 502 when it refused or garbled the listing, 503 when the store or the Graph API is unavailable (or no
 //! Graph client is configured); errors in the Cloud API error shape, mapped in
 //! [`into_response`].
 
@@ -101,6 +101,16 @@ fn into_response(err: &TemplatesError, trace: &str) -> Response<Body> {
             100,
             "(#100) Invalid parameter",
             *why,
+        ),
+        TemplatesError::Sync(SyncError::Source(SourceError::Refused {
+            status: 400 | 404,
+            code: Some(100),
+            ..
+        })) => (
+            StatusCode::NOT_FOUND,
+            100,
+            "Unknown WhatsApp Business Account",
+            "The Graph API knows no such account for this access token; nothing was changed.",
         ),
         TemplatesError::Sync(SyncError::Source(SourceError::Refused { .. }))
         | TemplatesError::Sync(SyncError::Source(SourceError::Malformed(_)))

@@ -49,7 +49,7 @@ impl TemplateSource for FakeGraph {
             return Err(SourceError::Refused {
                 status: 400,
                 code: Some(100),
-                message: "no such account".into(),
+                message: "internal-graph-text".into(),
             });
         }
         let page = match after {
@@ -167,8 +167,8 @@ async fn bad_bodies_and_graph_refusals_are_answered_without_marking_anything() {
     assert_eq!((status, body["error"]["code"].clone()), (400, json!(100)));
 
     let (status, body) = call(&store, &FakeGraph::new(true), "templates-sync").await;
-    assert_eq!(status, 502, "{body}");
-    assert!(!body.to_string().contains("no such account"), "{body}");
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.to_string().contains("internal-graph-text"), "{body}");
     assert_eq!(store.synced_at(WABA).await.unwrap(), None);
 
     let req = fixture("templates-sync");
