@@ -253,6 +253,15 @@ where
             if !scope.allows(&parsed.phone_number_id) {
                 return Err(AuthError::Forbidden.into());
             }
+            // No S3 recipient source is wired into the planner yet: accepting a CSV list would
+            // queue a job that can only fail. Refuse it up front instead.
+            if parsed.recipients_csv.is_some() {
+                return Err(BroadcastApiError::Bad(
+                    "recipients_csv (a CSV list in S3) is not available yet: send up to 10,000 \
+                     recipients inline"
+                        .into(),
+                ));
+            }
             let total = parsed.recipients.len();
             let id = create::create(
                 &deps.store,

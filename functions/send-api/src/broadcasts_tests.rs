@@ -156,6 +156,22 @@ async fn a_bad_body_is_a_400_naming_the_problem() {
 }
 
 #[tokio::test]
+async fn a_csv_list_is_refused_until_an_s3_source_exists_and_nothing_is_written() {
+    let w = world().await;
+    let mut event: serde_json::Value = serde_json::from_str(&fixture("broadcast-create")).unwrap();
+    let mut body: serde_json::Value =
+        serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+    body.as_object_mut().unwrap().remove("recipients");
+    body["recipients_csv"] = serde_json::json!({"bucket": "lists", "key": "march.csv"});
+    event["body"] = body.to_string().into();
+    let (status, v) = call_json(&w, &event.to_string()).await;
+    assert_eq!(status, 400, "{v}");
+    let details = v["error"]["error_data"]["details"].as_str().unwrap();
+    assert!(details.contains("recipients_csv"), "{v}");
+    assert!(w.bc.steps.take_steps().is_empty(), "no planner step queued");
+}
+
+#[tokio::test]
 async fn pause_and_resume_change_the_state_and_the_chain() {
     let w = world().await;
     let id = created(&w).await;
