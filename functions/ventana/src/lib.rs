@@ -21,6 +21,7 @@ pub mod env;
 pub mod error;
 pub mod keys;
 pub mod redrive;
+pub mod templates;
 
 pub use env::{Env, Settings};
 pub use error::CliError;

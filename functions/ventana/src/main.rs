@@ -8,11 +8,11 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ventana::api::Api;
 use ventana::broadcast::{self, View};
 use ventana::redrive::{self, Outcome, Queues};
-use ventana::{CliError, Env, Settings, keys};
+use ventana::{CliError, Env, Settings, keys, templates};
 use wa_domain::ports::KeyScope;
 use wa_dynamodb::DynamoStore;
 
-/// Ventana's operator CLI: API keys, dead-letter redrive and broadcasts.
+/// Ventana's operator CLI: API keys, dead-letter redrive, broadcasts and templates.
 ///
 /// Settings come from the environment: VENTANA_TABLE_NAME (default `ventana`),
 /// OUTBOUND_QUEUE_URL, OUTBOUND_DLQ_URL, INBOUND_QUEUE_URL, INBOUND_DLQ_URL and the usual
@@ -42,6 +42,29 @@ enum Command {
         api: ApiFlags,
         #[command(subcommand)]
         command: BroadcastCommand,
+    },
+    /// The template registry through the HTTP API (VENTANA_URL, VENTANA_API_KEY).
+    Templates {
+        #[command(flatten)]
+        api: ApiFlags,
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TemplatesCommand {
+    /// Read the account's templates from the Graph API into the registry now.
+    Sync {
+        /// The WhatsApp Business Account id.
+        #[arg(long, value_name = "ID")]
+        waba: String,
+    },
+    /// Print the registry's templates of the account.
+    List {
+        /// The WhatsApp Business Account id.
+        #[arg(long, value_name = "ID")]
+        waba: String,
     },
 }
 
@@ -199,10 +222,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         let api = Api::from_settings(&env, api.api_url.as_deref(), api.api_key.as_deref())?;
         return run_broadcast(&api, command).await;
     }
+    if let Command::Templates { api, command } = cli.command {
+        let api = Api::from_settings(&env, api.api_url.as_deref(), api.api_key.as_deref())?;
+        return run_templates(&api, command).await;
+    }
     let settings = Settings::from_env(&env);
     let aws = env.sdk_config().await;
     match cli.command {
-        Command::Broadcast { .. } => Ok(()), // handled above, without AWS settings
+        // Handled above, without AWS settings.
+        Command::Broadcast { .. } | Command::Templates { .. } => Ok(()),
         Command::ApiKey(ApiKeyCommand::Create(args)) => {
             let scope = keys::scope(&args.number, args.any_number)?;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
@@ -310,6 +338,39 @@ fn print_inbound(report: &wa_sqs::RedriveReport) {
         report.moved.len(),
         report.not_deleted.len()
     );
+}
+
+async fn run_templates(api: &Api, command: TemplatesCommand) -> Result<(), CliError> {
+    match command {
+        TemplatesCommand::Sync { waba } => {
+            let r = templates::sync(api, &waba).await?;
+            println!(
+                "account {waba}: {} templates listed in {} pages, {} no longer listed (marked DELETED), {} entries skipped",
+                r.listed, r.pages, r.deleted, r.skipped
+            );
+        }
+        TemplatesCommand::List { waba } => {
+            let l = templates::list(api, &waba).await?;
+            for t in &l.templates {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.name,
+                    t.language,
+                    t.status,
+                    t.category,
+                    t.quality.as_deref().unwrap_or("-")
+                );
+            }
+            match l.synced_at {
+                Some(at) => eprintln!("{} templates; last synced {at}", l.templates.len()),
+                None => eprintln!(
+                    "{} templates; never synced in full, so template sends are not checked yet (run `ventana templates sync --waba {waba}`)",
+                    l.templates.len()
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliError> {
