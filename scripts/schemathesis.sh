@@ -22,16 +22,6 @@ else
   LIMITS=(--max-examples 300)
 fi
 
-# Documented operations the local stack does not route yet (an unrouted path gets API
-# Gateway's own `{"message":"Not Found"}`): skipped until functions/local-stack/src/routes.rs
-# names them.
-SKIP=()
-if ! grep -q '"POST /v1/broadcasts"' functions/local-stack/src/routes.rs \
-   || grep -q '^ *// *("POST /v1/broadcasts"' functions/local-stack/src/routes.rs; then
-  echo "schemathesis.sh: /v1/broadcasts not in ROUTES yet: skipped" >&2
-  SKIP=(--exclude-path-regex '^/v1/broadcasts')
-fi
-
 "$ROOT/scripts/bootstrap.sh" >&2
 cargo build --workspace --bins >&2
 
@@ -65,7 +55,7 @@ set +e
   --checks not_a_server_error,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --request-timeout 10 \
-  "${LIMITS[@]}" ${SKIP[@]+"${SKIP[@]}"} "$@"
+  "${LIMITS[@]}" "$@"
 rc=$?
 set -e
 stop
