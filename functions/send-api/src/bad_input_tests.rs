@@ -6,42 +6,8 @@
 use super::*;
 use lambda_http::http;
 use serde_json::json;
-use wa_domain::auth::hash_key;
-use wa_domain::customer::{CustomerKey, CustomerRef};
-use wa_domain::ports::{InboundStore, KeyScope};
-use wa_domain::testing::{InMemoryStore, RecordingOutbound};
-use wa_domain::window::WindowUpdate;
 
-const PNID: &str = "106540352242922";
-const NOW_MS: i64 = 1_795_428_000_000;
-
-async fn deps() -> Deps<InMemoryStore, RecordingOutbound> {
-    let store = InMemoryStore::default();
-    store
-        .put_key(
-            &hash_key("test-api-key"),
-            &KeyScope::Numbers(vec![PNID.into()]),
-            "t",
-        )
-        .await
-        .unwrap();
-    let who = CustomerRef::new(None, Some("16505551234")).unwrap();
-    store
-        .advance_window(
-            PNID,
-            &CustomerKey::Phone("16505551234".into()),
-            &who,
-            &WindowUpdate::for_message(NOW_MS / 1000 - 3600, false),
-            None,
-        )
-        .await
-        .unwrap();
-    Deps {
-        store,
-        queue: RecordingOutbound::default(),
-        config: AcceptConfig::default(),
-    }
-}
+use crate::test_support::{NOW_MS, PNID, deps};
 
 /// A fixture's body, as JSON.
 fn fixture_body(case: &str) -> Value {

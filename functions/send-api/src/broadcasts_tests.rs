@@ -12,18 +12,9 @@ use wa_domain::outbound::accept::AcceptConfig;
 use wa_domain::ports::KeyScope;
 use wa_domain::testing::{InMemoryStore, ManualClock, RecordingOutbound};
 
-const PNID: &str = "106540352242922";
-const NOW_MS: i64 = 1_795_428_000_000;
+use crate::test_support::{NOW_MS, fixture, keyed_store};
 /// The id the fixtures carry.
 const FIXTURE_ID: &str = "bc_01KAP7X5Z8M3Q9R2T4V6W8Y0AB";
-
-fn fixture(case: &str) -> String {
-    let path = format!(
-        "{}/../../events/send-api/{case}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 struct World {
     deps: Deps<InMemoryStore, RecordingOutbound>,
@@ -32,15 +23,7 @@ struct World {
 
 /// `test-api-key` for PNID, `other-key` for another number.
 async fn world() -> World {
-    let store = InMemoryStore::default();
-    store
-        .put_key(
-            &hash_key("test-api-key"),
-            &KeyScope::Numbers(vec![PNID.into()]),
-            "t",
-        )
-        .await
-        .unwrap();
+    let store = keyed_store().await;
     store
         .put_key(
             &hash_key("other-key"),

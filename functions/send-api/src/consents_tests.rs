@@ -15,17 +15,8 @@ use crate::handler::{Deps, handle};
 use lambda_http::Body;
 use serde_json::Value;
 
-const PNID: &str = "106540352242922";
-const NOW_MS: i64 = 1_795_428_000_000;
+use crate::test_support::{NOW_MS, PNID, fixture};
 const BSUID: &str = "US.13491208655302741918";
-
-fn fixture(case: &str) -> String {
-    let path = format!(
-        "{}/../../events/send-api/{case}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// A key for PNID only; the customer wrote with both a BSUID and a phone (so the phone is an
 /// alias of the BSUID).

@@ -2,52 +2,10 @@
 //! `python3 events/generate.py` writes them).
 
 use super::*;
-use wa_domain::auth::hash_key;
-use wa_domain::customer::{CustomerKey, CustomerRef};
 use wa_domain::outbound::{SendId, SendKind};
-use wa_domain::ports::{InboundStore, KeyScope};
 use wa_domain::testing::{InMemoryStore, RecordingOutbound};
-use wa_domain::window::WindowUpdate;
 
-const PNID: &str = "106540352242922";
-const NOW_MS: i64 = 1_795_428_000_000;
-
-fn fixture(case: &str) -> String {
-    let path = format!(
-        "{}/../../events/send-api/{case}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A key for PNID only, and a customer (16505551234) who wrote an hour ago.
-async fn deps() -> Deps<InMemoryStore, RecordingOutbound> {
-    let store = InMemoryStore::default();
-    store
-        .put_key(
-            &hash_key("test-api-key"),
-            &KeyScope::Numbers(vec![PNID.into()]),
-            "t",
-        )
-        .await
-        .unwrap();
-    let who = CustomerRef::new(None, Some("16505551234")).unwrap();
-    store
-        .advance_window(
-            PNID,
-            &CustomerKey::Phone("16505551234".into()),
-            &who,
-            &WindowUpdate::for_message(NOW_MS / 1000 - 3600, false),
-            None,
-        )
-        .await
-        .unwrap();
-    Deps {
-        store,
-        queue: RecordingOutbound::default(),
-        config: AcceptConfig::default(),
-    }
-}
+use crate::test_support::{NOW_MS, PNID, deps, fixture};
 
 async fn post(deps: &Deps<InMemoryStore, RecordingOutbound>, event: &str) -> (u16, Value) {
     post_at(deps, event, NOW_MS, 1).await

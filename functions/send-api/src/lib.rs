@@ -7,3 +7,6 @@ pub mod consents;
 pub mod handler;
 pub mod openapi;
 pub mod templates;
+
+#[cfg(test)]
+mod test_support;
