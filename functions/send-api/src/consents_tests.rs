@@ -1,12 +1,9 @@
 //! Consent API tests on the `events/send-api/consent-*.json` fixtures, through the send-api
 //! handler (so the dispatch is tested too).
 
-use wa_domain::auth::hash_key;
 use wa_domain::customer::{CustomerKey, CustomerRef};
-use wa_domain::outbound::accept::AcceptConfig;
 use wa_domain::ports::{
-    ApiKeyStore, Consent, ConsentRecord, ConsentSource, ConversationReader, InboundStore, KeyScope,
-    SendStore,
+    Consent, ConsentRecord, ConsentSource, ConversationReader, InboundStore, SendStore,
 };
 use wa_domain::testing::{InMemoryStore, RecordingOutbound};
 use wa_domain::window::WindowUpdate;
@@ -15,21 +12,13 @@ use crate::handler::{Deps, handle};
 use lambda_http::Body;
 use serde_json::Value;
 
-use crate::test_support::{NOW_MS, PNID, fixture};
+use crate::test_support::{NOW_MS, PNID, deps_over, fixture, keyed_store};
 const BSUID: &str = "US.13491208655302741918";
 
 /// A key for PNID only; the customer wrote with both a BSUID and a phone (so the phone is an
 /// alias of the BSUID).
 async fn deps() -> Deps<InMemoryStore, RecordingOutbound> {
-    let store = InMemoryStore::default();
-    store
-        .put_key(
-            &hash_key("test-api-key"),
-            &KeyScope::Numbers(vec![PNID.into()]),
-            "t",
-        )
-        .await
-        .unwrap();
+    let store = keyed_store().await;
     let who = CustomerRef::new(Some(BSUID), Some("16505551234")).unwrap();
     let key = store.resolve_customer(PNID, &who).await.unwrap();
     store
@@ -42,11 +31,7 @@ async fn deps() -> Deps<InMemoryStore, RecordingOutbound> {
         )
         .await
         .unwrap();
-    Deps {
-        store,
-        queue: RecordingOutbound::default(),
-        config: AcceptConfig::default(),
-    }
+    deps_over(store)
 }
 
 async fn call(d: &Deps<InMemoryStore, RecordingOutbound>, case: &str, now_ms: i64) -> (u16, Value) {

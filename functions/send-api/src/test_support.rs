@@ -52,6 +52,11 @@ pub async fn deps() -> Deps<InMemoryStore, RecordingOutbound> {
         )
         .await
         .unwrap();
+    deps_over(store)
+}
+
+/// Send-api's dependencies over `store`, with a recording queue and the default config.
+pub fn deps_over(store: InMemoryStore) -> Deps<InMemoryStore, RecordingOutbound> {
     Deps {
         store,
         queue: RecordingOutbound::default(),
