@@ -20,6 +20,11 @@ Rules (ids as printed):
   iam-action       No action containing '*', no NotAction.
   iam-managed      Managed policies only from MANAGED_POLICY_EXCEPTIONS.
   iam-role         Every function's role is a role of this template (so the rules above see it).
+  iam-least        Every function is in LEAST_PRIVILEGE, and each Allow statement of its role
+                   (inline policies and AWS::IAM::Policy resources attached to it) grants only
+                   (action, resource) pairs listed there for it: no other table, queue, index,
+                   secret, bucket or key prefix. Resources are named by logical id (buckets as
+                   <bucket>, whatever their id), Fn::If counts both branches.
   table-sse        Every DynamoDB table has SSE and point-in-time recovery enabled.
   queue-sse        Every SQS queue is encrypted (SqsManagedSseEnabled or a KMS key).
   queue-dlq        Every queue that is not a DLQ has a RedrivePolicy; a FIFO queue's DLQ is
@@ -56,6 +61,66 @@ MANAGED_POLICY_EXCEPTIONS = {
     # function so Lambda can write its logs. The only '*' a Ventana function holds.
     "AWSLambdaBasicExecutionRole": "service-role/AWSLambdaBasicExecutionRole",
 }
+
+# What each function may do, and on what: function logical id -> action -> resources.
+# Resources by logical id ("VentanaTable", "VentanaTable/index/gsi1", a secret or its
+# parameter); any S3 bucket of the template is "<bucket>". Every grant must be listed here;
+# an entry not granted (yet) is fine.
+_TABLE = "VentanaTable"
+_ACCESS_TOKEN = {"WhatsAppAccessTokenSecret", "AccessTokenArn"}
+# Recipient CSV uploads (issue 4): object keys under uploads/ only, never the whole bucket.
+_UPLOADS = "<bucket>/uploads/*"
+LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
+    "WebhookVerifyFunction": {
+        "secretsmanager:GetSecretValue": {"VerifyTokenSecret", "VerifyTokenArn"},
+    },
+    "WebhookReceiveFunction": {
+        "secretsmanager:GetSecretValue": {"AppSecret", "AppSecretArn"},
+        "sqs:SendMessage": {"InboundQueue"},
+        # quarantined bodies only (a dynamodb:LeadingKeys condition on QUARANTINE#)
+        "dynamodb:PutItem": {_TABLE},
+        "dynamodb:BatchWriteItem": {_TABLE},
+    },
+    "InboundProcessorFunction": {
+        **{a: {"InboundQueue"} for a in (
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")},
+        **{a: {_TABLE} for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")},
+    },
+    "ReadApiFunction": {
+        "dynamodb:GetItem": {_TABLE, f"{_TABLE}/index/gsi1"},
+        "dynamodb:Query": {_TABLE, f"{_TABLE}/index/gsi1"},
+    },
+    "SendApiFunction": {
+        # sends, idempotency keys, consents, templates, broadcasts and their ledgers
+        **{a: {_TABLE} for a in (
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem",
+            "dynamodb:Query", "dynamodb:BatchWriteItem")},
+        "sqs:SendMessage": {"OutboundQueue", "BroadcastQueue"},
+        "secretsmanager:GetSecretValue": _ACCESS_TOKEN,  # template sync
+        "s3:PutObject": {_UPLOADS},  # presigned upload URLs
+    },
+    "DeliverWorkerFunction": {
+        **{a: {"OutboundQueue"} for a in (
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility")},
+        "sqs:SendMessage": {"OutboundDeadLetterQueue"},
+        **{a: {_TABLE} for a in (
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")},
+        "secretsmanager:GetSecretValue": _ACCESS_TOKEN,
+    },
+    "BroadcastPlannerFunction": {
+        **{a: {"BroadcastQueue"} for a in (
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")},
+        "sqs:SendMessage": {"BroadcastQueue", "OutboundQueue"},
+        **{a: {_TABLE} for a in (
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+            "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")},
+        "s3:GetObject": {_UPLOADS},  # recipient CSV lists
+    },
+}
+# Resources with a '*' that iam-resource lets through: a key prefix of a bucket of this
+# template, for object reads and writes (LEAST_PRIVILEGE still decides who gets which).
+PREFIX_RESOURCES = {_UPLOADS: {"s3:GetObject", "s3:PutObject"}}
 
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|KEY|PASSWORD)S?$")
 
@@ -143,6 +208,44 @@ def ref_target(v):
     return None
 
 
+def resource_names(v, res: dict) -> set[str]:
+    """What a Resource value names, by logical id (see LEAST_PRIVILEGE); '?' if unreadable."""
+
+    def name(target: str) -> str:
+        return "<bucket>" if res.get(target, {}).get("Type") == "AWS::S3::Bucket" else target
+
+    def sub(template: str, variables: dict) -> set[str]:
+        # Each ${var} of the template by what it names (every branch of an Fn::If).
+        texts = {template}
+        for ref in set(re.findall(r"\$\{([^}]+)\}", template)):
+            if ref in variables:
+                values = resource_names(variables[ref], res)
+            else:
+                values = {"" if ref.startswith("AWS::") else name(ref.split(".")[0])}
+            texts = {t.replace("${" + ref + "}", v) for t in texts for v in values}
+        # arn:<partition>:s3:::<bucket>/key: keep what names the resource
+        return {re.sub(r"^arn:[^:]*:s3:::", "", t) for t in texts}
+
+    if isinstance(v, list):
+        return set().union(*(resource_names(x, res) for x in v)) if v else set()
+    if isinstance(v, str):
+        return {v}
+    if isinstance(v, dict):
+        if "Ref" in v or "Fn::GetAtt" in v:
+            return {name(ref_target(v))}
+        if "Fn::If" in v:
+            return set().union(*(resource_names(x, res) for x in v["Fn::If"][1:]))
+        if "Fn::Sub" in v:
+            arg = v["Fn::Sub"]
+            return sub(arg, {}) if isinstance(arg, str) else sub(arg[0], arg[1] if len(arg) > 1 else {})
+        if "Fn::Join" in v:
+            sep, parts = v["Fn::Join"]
+            names = [resource_names(p, res) for p in parts]
+            if all(len(n) == 1 for n in names):
+                return {re.sub(r"^arn:[^:]*:s3:::", "", sep.join(n.pop() for n in names))}
+    return {"?"}
+
+
 def resolve_number(v, params: dict):
     """A literal number, or a Ref to a parameter's default; None otherwise."""
     target = ref_target(v) if isinstance(v, dict) and "Ref" in v else None
@@ -218,8 +321,39 @@ def check(cfn: dict) -> list[tuple[str, str, str]]:
                     bad("iam-resource", at, "no Resource")
                     continue
                 starred = [s for s in literals(st["Resource"]) if "*" in s]
+                prefixed = [n for n in resource_names(st["Resource"], res) if "*" in n]
+                if starred and prefixed and all(
+                        n in PREFIX_RESOURCES and set(actions) <= PREFIX_RESOURCES[n]
+                        for n in prefixed):
+                    starred = []
                 if starred and not (actions and set(actions) <= STAR_RESOURCE_ACTIONS):
                     bad("iam-resource", at, f"Resource is not specific: {starred}")
+
+    # iam-least
+    for fid, f in functions.items():
+        allowed = LEAST_PRIVILEGE.get(fid)
+        if allowed is None:
+            bad("iam-least", fid, "not in LEAST_PRIVILEGE: list what it may do, on what")
+            continue
+        role = ref_target(f.get("Properties", {}).get("Role"))
+        if res.get(role, {}).get("Type") != "AWS::IAM::Role":
+            continue  # iam-role reports it
+        docs = [(f"{role}/{p.get('PolicyName')}", p.get("PolicyDocument", {}))
+                for p in res[role].get("Properties", {}).get("Policies", []) or []]
+        docs += [(pid, p.get("Properties", {}).get("PolicyDocument", {}))
+                 for pid, p in res.items()
+                 if p.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+                 and role in {ref_target(x) for x in as_list(p.get("Properties", {}).get("Roles", []))}]
+        for where, doc in docs:
+            for i, st in enumerate(as_list(doc.get("Statement", []))):
+                if st.get("Effect") != "Allow":
+                    continue
+                at = f"{fid}: {where}[{st.get('Sid', i)}]"
+                names = resource_names(st.get("Resource", []), res)
+                for action in literals(st.get("Action", [])):
+                    extra = sorted(names - allowed.get(action, set()))
+                    if extra:
+                        bad("iam-least", at, f"{action} on {extra}: not in LEAST_PRIVILEGE")
 
     # table-sse
     for rid, r in res.items():
@@ -351,8 +485,54 @@ def _first_sqs_consumer(sam):
     raise LookupError("no SQS consumer")
 
 
+def _grant(sam, fid, statement):
+    """Adds an Allow statement to a function: to its explicit role, or its SAM Policies."""
+    st = {"Effect": "Allow", **statement}
+    role = ref_target(_fn(sam, fid).get("Role"))
+    if role:
+        _role_statements(sam, role).append(st)
+    else:
+        _fn(sam, fid).setdefault("Policies", []).append({"Statement": [st]})
+
+
+def _uploads_bucket(sam, prefix="uploads/*", who=("SendApiFunction", "BroadcastPlannerFunction")):
+    """A recipients bucket as issue 4 plans it: send-api puts and the planner gets objects
+    under uploads/ (Sub of the bucket's Arn, and the arn:…:s3:::${Bucket} form)."""
+    sam["Resources"]["SelfTestUploadsBucket"] = {"Type": "AWS::S3::Bucket", "Properties": {}}
+    put, get = who
+    _grant(sam, put, {"Action": "s3:PutObject",
+                      "Resource": {"Fn::Sub": "${SelfTestUploadsBucket.Arn}/" + prefix}})
+    _grant(sam, get, {"Action": ["s3:GetObject"], "Resource": {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${SelfTestUploadsBucket}/" + prefix}})
+
+
+def _unlisted_function(sam):
+    sam["Resources"]["SelfTestExtraFunction"] = copy.deepcopy(sam["Resources"]["ReadApiFunction"])
+    sam["Resources"]["SelfTestExtraFunction"]["Properties"].pop("Events", None)
+
+
 MUTATIONS = [
-    # (expected rule, how many findings at least, description, mutation)
+    # (expected rule, how many findings at least, description, mutation); rule None: the
+    # change must be accepted (no finding at all).
+    (None, 0, "S3 uploads as planned: send-api PutObject, planner GetObject on uploads/*",
+     _uploads_bucket),
+    ("iam-least", 1, "S3 PutObject on the whole bucket",
+     lambda s: _uploads_bucket(s, prefix="*")),
+    ("iam-least", 1, "S3 GetObject on uploads/* for read-api instead of the planner",
+     lambda s: _uploads_bucket(s, who=("SendApiFunction", "ReadApiFunction"))),
+    ("iam-least", 1, "send-api allowed to send to the inbound queue",
+     lambda s: _grant(s, "SendApiFunction", {"Action": "sqs:SendMessage",
+                                             "Resource": {"Fn::GetAtt": ["InboundQueue", "Arn"]}})),
+    ("iam-least", 1, "read-api allowed to delete items",
+     lambda s: _grant(s, "ReadApiFunction", {"Action": "dynamodb:DeleteItem",
+                                             "Resource": {"Fn::GetAtt": ["VentanaTable", "Arn"]}})),
+    ("iam-least", 1, "broadcast-planner allowed to read the access token",
+     lambda s: _grant(s, "BroadcastPlannerFunction", {
+         "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "AccessTokenArn"}})),
+    ("iam-least", 1, "deliver-worker querying gsi1 (every conversation's history)",
+     lambda s: _grant(s, "DeliverWorkerFunction", {
+         "Action": "dynamodb:Query", "Resource": {"Fn::Sub": "${VentanaTable.Arn}/index/gsi1"}})),
+    ("iam-least", 1, "a function missing from LEAST_PRIVILEGE", _unlisted_function),
     ("iam-resource", len, "Resource '*' added to every function", _star_on_every_function),
     ("iam-resource", 1, "a Fn::Sub resource ending in /*",
      lambda s: _fn(s, _sam_functions(s, False)[0]).setdefault("Policies", []).append(
@@ -404,6 +584,13 @@ def self_test(path: Path) -> int:
             found = check(expand(broken))
         except Exception as e:  # the translator rejecting it is not "caught by the rule"
             failures.append(f"{desc}: expanding failed: {e}")
+            continue
+        if rule is None:
+            status = "ok  " if not found else "FAIL"
+            print(f"self-test {status} {desc}: accepted" if not found else
+                  f"self-test {status} {desc}: {found}")
+            if found:
+                failures.append(f"{desc}: expected no finding, got {found}")
             continue
         hits = [f for f in found if f[0] == rule]
         need = n_functions if at_least is len else at_least
