@@ -17,10 +17,12 @@
 //! | `BROADCAST_DEFAULT_TIER` | the messaging-limit tier assumed until a webhook tells (`TIER_250`) |
 //! | `BROADCAST_SETTLE_AFTER_SECS` | when an accepted send is settled as sent/delivered (3600) |
 //! | `BROADCAST_RECHECK_SECS` | how soon unsettled sends are looked at again (60) |
+//! | `VENTANA_RECIPIENTS_BUCKET` | the bucket of uploaded recipient CSV lists (`recipients_csv`) |
 //!
-//! Recipient CSV lists (`recipients_csv`) are not read yet: no S3 adapter is wired, so the
-//! planner runs with [`wa_domain::broadcast::NoSource`] and such a broadcast's import fails
-//! (its step is retried, then dead-lettered).
+//! Recipient CSV lists (`recipients_csv`) are read from S3 a page at a time
+//! ([`source::ListSource`], [`wa_s3::S3RecipientSource`]); without a bucket the planner runs
+//! with [`wa_domain::broadcast::NoSource`] (send-api then refuses such broadcasts).
 
 pub mod config;
 pub mod handler;
+pub mod source;

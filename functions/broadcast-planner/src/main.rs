@@ -1,9 +1,9 @@
 //! `broadcast-planner`: the broadcast step queue's consumer. Wiring only; see `handler.rs`
 //! and the crate docs for the environment.
 
+use broadcast_planner::source::ListSource;
 use broadcast_planner::{config, handler};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use wa_domain::broadcast::NoSource;
 use wa_domain::broadcast::planner::Deps;
 
 /// Wall-clock time for the planner.
@@ -35,11 +35,16 @@ async fn main() -> Result<(), Error> {
         &wa_sqs::SqsOutboundQueue::new(sqs.clone(), wa_edge::required("OUTBOUND_QUEUE_URL")?);
     let steps = &wa_sqs::SqsStepQueue::new(sqs, wa_edge::required("BROADCAST_QUEUE_URL")?);
     let cfg = &config::planner_config()?;
+    let bucket = wa_edge::optional("VENTANA_RECIPIENTS_BUCKET", "");
+    if bucket.is_empty() {
+        tracing::warn!("VENTANA_RECIPIENTS_BUCKET is not set: recipient CSV lists are not read");
+    }
+    let source = &ListSource::from_config(&aws, &bucket);
     let deps = &Deps {
         store,
         limits: store,
         templates: store,
-        source: &NoSource,
+        source,
         outbound,
         clock: &SystemClock,
     };

@@ -3,7 +3,10 @@
 //! - `POST /v1/broadcasts` (architecture §4 body; optional `release`
 //!   `{"percent","every_secs"}` or `{"all_at_once":true}`, `require_opt_in`, and
 //!   `recipients_csv` `{"bucket","key"}` instead of inline `recipients`) → 202 `{"id"}`; the
-//!   job's first planner step is queued on the step queue ([`create::create`]).
+//!   job's first planner step is queued on the step queue ([`create::create`]);
+//!   `recipients_csv` only for an upload of that number ([`crate::uploads::check_list`]).
+//! - `POST /v1/broadcasts/uploads` `{"phone_number_id"}` → 201 with a presigned `PUT` URL
+//!   for a recipient list ([`crate::uploads`]).
 //! - `GET /v1/broadcasts/{id}` → the job's view ([`Broadcast::view`]): `id`, `state`,
 //!   `counts` and more.
 //! - `POST /v1/broadcasts/{id}/pause`, `/resume` → 200 with the view as saved.
@@ -41,6 +44,9 @@ pub struct BroadcastDeps<B, T, P> {
     pub steps: P,
     /// How long a broadcast and its ledger are kept (s).
     pub retention_secs: i64,
+    /// The recipients bucket (`VENTANA_RECIPIENTS_BUCKET`) and its upload signer; `None`:
+    /// `recipients_csv` and the upload route are refused with 400.
+    pub uploads: Option<crate::uploads::Uploads>,
 }
 
 /// A broadcast route.
@@ -48,6 +54,9 @@ pub struct BroadcastDeps<B, T, P> {
 pub enum Route {
     /// `POST /v1/broadcasts`.
     Create,
+    /// `POST /v1/broadcasts/uploads`: an upload URL for a recipient list
+    /// ([`crate::uploads`]).
+    Upload,
     /// `GET /v1/broadcasts/{id}`.
     Get(String),
     /// `POST /v1/broadcasts/{id}/pause`.
@@ -66,6 +75,7 @@ pub fn route(method: &str, path: &str) -> Option<Route> {
     let r = match (method, segments.as_slice()) {
         (_, ["v1", "broadcasts", ..]) => match (method, &segments[2..]) {
             ("POST", []) => Route::Create,
+            ("POST", ["uploads"]) => Route::Upload,
             ("GET", [id]) => Route::Get((*id).to_owned()),
             ("POST", [id, "pause"]) => Route::Pause((*id).to_owned()),
             ("POST", [id, "resume"]) => Route::Resume((*id).to_owned()),
@@ -253,14 +263,8 @@ where
             if !scope.allows(&parsed.phone_number_id) {
                 return Err(AuthError::Forbidden.into());
             }
-            // No S3 recipient source is wired into the planner yet: accepting a CSV list would
-            // queue a job that can only fail. Refuse it up front instead.
-            if parsed.recipients_csv.is_some() {
-                return Err(BroadcastApiError::Bad(
-                    "recipients_csv (a CSV list in S3) is not available yet: send up to 10,000 \
-                     recipients inline"
-                        .into(),
-                ));
+            if let Some(list) = &parsed.recipients_csv {
+                crate::uploads::check_list(deps.uploads.as_ref(), &parsed.phone_number_id, list)?;
             }
             let total = parsed.recipients.len();
             let id = create::create(
@@ -275,6 +279,24 @@ where
             .await?;
             tracing::info!(broadcast_id = %id, recipients = total, "broadcast created");
             Ok(json(StatusCode::ACCEPTED, &json!({"id": id.as_str()})))
+        }
+        Route::Upload => {
+            let body: &[u8] = req.body().as_ref();
+            if body.len() > 4096 {
+                return Err(BroadcastApiError::TooLarge(body.len()));
+            }
+            let pnid = crate::uploads::parse(body)?;
+            if !scope.allows(&pnid) {
+                return Err(AuthError::Forbidden.into());
+            }
+            let uploads = deps.uploads.as_ref().ok_or_else(|| {
+                BroadcastApiError::Bad(
+                    "uploads are not available: no recipients bucket is configured".into(),
+                )
+            })?;
+            let answer = crate::uploads::create(uploads, &pnid, now_ms, random).await?;
+            tracing::info!(phone_number_id = %pnid, "recipient list upload URL made");
+            Ok(json(StatusCode::CREATED, &answer))
         }
         Route::Get(id) => {
             let b = visible(deps.store.get_broadcast(&parse_id(&id)?).await?)?;

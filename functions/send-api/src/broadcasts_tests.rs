@@ -44,6 +44,7 @@ async fn world() -> World {
             templates: InMemoryStore::default(),
             steps: mem,
             retention_secs: 86_400,
+            uploads: None,
         },
     }
 }

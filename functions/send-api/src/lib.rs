@@ -7,6 +7,7 @@ pub mod consents;
 pub mod handler;
 pub mod openapi;
 pub mod templates;
+pub mod uploads;
 
 #[cfg(test)]
 mod test_support;

@@ -1,13 +1,15 @@
 //! `send-api`: `POST /{version}/{phone_number_id}/messages` and the `/v1/broadcasts` routes.
 //! Wiring only; see `handler.rs` and `broadcasts.rs`. Env: `VENTANA_TABLE_NAME`,
 //! `OUTBOUND_QUEUE_URL`, `BROADCAST_QUEUE_URL` (the planner's step queue; unset, the broadcast
-//! routes answer 503),
+//! routes answer 503), `VENTANA_RECIPIENTS_BUCKET` (recipient lists: upload URLs and
+//! `recipients_csv`; unset, both are refused with 400),
 //! `SEND_WINDOW_MARGIN_SECS`, `HISTORY_RETENTION_DAYS`; for `POST /v1/templates/sync` (see
 //! `templates.rs`), as the deliver-worker: `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`,
 //! `GRAPH_API_TIMEOUT_MS`, `WHATSAPP_ACCESS_TOKEN` (AWS: `WHATSAPP_ACCESS_TOKEN_ARN`).
 
 use lambda_http::{Error, RequestExt, run, service_fn};
 use send_api::broadcasts::BroadcastDeps;
+use send_api::uploads::Uploads;
 use send_api::{handler, templates};
 use wa_domain::outbound::accept::AcceptConfig;
 
@@ -25,11 +27,17 @@ async fn main() -> Result<(), Error> {
     if step_queue_url.is_empty() {
         tracing::warn!("BROADCAST_QUEUE_URL is not set: the broadcast routes answer 503");
     }
+    let bucket = wa_edge::optional("VENTANA_RECIPIENTS_BUCKET", "");
+    let uploads = (!bucket.is_empty()).then(|| Uploads {
+        bucket,
+        signer: Box::new(wa_s3::S3Presigner::new(wa_s3::client(&aws))),
+    });
     let broadcasts = (!step_queue_url.is_empty()).then(|| BroadcastDeps {
         store: store.clone(),
         templates: store.clone(),
         steps: wa_sqs::SqsStepQueue::new(sqs.clone(), step_queue_url),
         retention_secs,
+        uploads,
     });
     let broadcasts = broadcasts.as_ref();
     // Only the template sync uses the Graph API: without a token, sends still work and the
