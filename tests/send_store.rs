@@ -495,3 +495,79 @@ async fn a_failed_status_fails_an_accepted_send_with_its_code() {
     assert_eq!(got.wamid.as_deref(), Some("wamid.OUT2"));
     assert_eq!(got.version, 2);
 }
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_later_status_of_an_accepted_send_costs_no_read_and_keeps_the_version_order() {
+    let (store, client, table) = fresh_table().await;
+    let mut r = send(3);
+    r.state = SendState::Accepted {
+        at_ms: T0 * 1000,
+        by_webhook: false,
+    };
+    r.wamid = Some("wamid.OUT3".into());
+    r.attempts = 1;
+    store.create_send(&r, T0).await.unwrap();
+    let id = r.id.as_str().to_owned();
+    apply_webhook(
+        &store,
+        &status_webhook("wamid.OUT3", "sent", T0 + 2, &id, ""),
+        T0 + 3,
+    )
+    .await;
+    // Read by someone (a worker, an operator's redrive) before the next status comes.
+    let mut stale = store.get_send(&r.id).await.unwrap().unwrap();
+
+    let before = store.metrics().snapshot();
+    let delivered = status_webhook("wamid.OUT3", "delivered", T0 + 5, &id, "");
+    apply_webhook(&store, &delivered, T0 + 6).await;
+    // The message item's status and the send's: two writes, and the send is not read.
+    assert_eq!(
+        cost(&store, before, "a delivered status of an accepted send"),
+        rw(0, 2)
+    );
+    let got = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(got.statuses.at(DeliveryStatus::Sent), Some(T0 + 2));
+    assert_eq!(got.statuses.current(), Some(DeliveryStatus::Delivered));
+    assert_eq!(got.statuses.at(DeliveryStatus::Delivered), Some(T0 + 5));
+    assert_eq!(got.state, r.state);
+    assert_eq!(got.version, stale.version + 1);
+    let item = raw(&client, &table, &format!("SEND#{id}"), "SEND")
+        .await
+        .unwrap();
+    assert_eq!(n_attr(&item, "st_delivered"), T0 + 5);
+
+    // A save over the read from before the status is refused, so it cannot drop it.
+    stale.attempts = 9;
+    assert!(!store.save_send(&mut stale).await.unwrap());
+    // A save over a fresh read folds the status into the document.
+    let mut fresh = got.clone();
+    fresh.attempts = 2;
+    assert!(store.save_send(&mut fresh).await.unwrap());
+    let saved = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(saved.statuses, got.statuses);
+
+    // A replay changes nothing; an earlier time of a known status still wins (read path).
+    apply_webhook(&store, &delivered, T0 + 7).await;
+    assert_eq!(store.get_send(&r.id).await.unwrap(), Some(saved.clone()));
+    apply_webhook(
+        &store,
+        &status_webhook("wamid.OUT3", "delivered", T0 + 4, &id, ""),
+        T0 + 8,
+    )
+    .await;
+    let earlier = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(earlier.statuses.at(DeliveryStatus::Delivered), Some(T0 + 4));
+
+    // Another wamid under this send's id is not the cheap path's: read, applied as before
+    // (the send keeps its own wamid).
+    apply_webhook(
+        &store,
+        &status_webhook("wamid.OTHER", "read", T0 + 9, &id, ""),
+        T0 + 10,
+    )
+    .await;
+    let last = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(last.wamid.as_deref(), Some("wamid.OUT3"));
+    assert_eq!(last.statuses.current(), Some(DeliveryStatus::Read));
+}

@@ -242,6 +242,10 @@ async fn link_send<S: InboundStore + SendStore>(
     cfg: &InboundConfig,
     now: i64,
 ) -> Result<(), StoreError> {
+    // The common case (a later status of a send the worker accepted) is one write, no read.
+    if status != DeliveryStatus::Failed && store.add_status(id, wamid, status, at).await? {
+        return Ok(());
+    }
     for _ in 0..LINK_ATTEMPTS {
         // A callback id that is not (or no longer) a send of this deployment: nothing to link.
         let Some(mut send) = store.get_send(id).await? else {

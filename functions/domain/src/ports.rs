@@ -421,6 +421,25 @@ pub trait SendStore: Send + Sync {
         r: &mut SendRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Adds a status report to a send already accepted under `wamid`, in one write and
+    /// without reading it (what a `sent`, `delivered` or `read` webhook does to a send the
+    /// worker accepted, so the cheap path of the common case). `Ok(true)`: recorded, the
+    /// earliest time of each status winning, and the send's version moved on so a save over
+    /// an older read is refused. `Ok(false)`: nothing written (not accepted, another wamid,
+    /// or that status already known at that time or earlier); the caller reads the send and
+    /// applies [`SendRecord::apply_status`] instead. Never asked for `failed`, which changes
+    /// the send's state. The default writes nothing and answers `Ok(false)`.
+    fn add_status(
+        &self,
+        id: &SendId,
+        wamid: &str,
+        status: DeliveryStatus,
+        at_secs: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (id, wamid, status, at_secs);
+        std::future::ready(Ok(false))
+    }
+
     /// The consent records of a customer of a number, every scope.
     fn consents(
         &self,

@@ -8,11 +8,13 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use wa_domain::customer::CustomerKey;
-use wa_domain::outbound::{Idempotency, SendId, SendRecord};
+use wa_domain::outbound::{Idempotency, SendId, SendRecord, SendState};
 use wa_domain::ports::{ConsentRecord, Created, SendStore, StoreError};
+use wa_domain::status::DeliveryStatus;
 
 use crate::DynamoStore;
-use crate::attr::{Item, conditional, n, opt_s, req_n, req_s, s, unavailable};
+use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailable};
+use crate::inbound::status_attr;
 use crate::keys::*;
 use crate::reader::consent_from;
 
@@ -24,6 +26,7 @@ mod att {
     pub(super) const PNID: &str = "pnid";
     pub(super) const SEND_ID: &str = "send_id";
     pub(super) const EXPIRES_AT: &str = "expires_at";
+    pub(super) const WAMID: &str = "wamid";
 }
 
 /// DynamoDB's item size limit (names and values, UTF-8).
@@ -68,6 +71,14 @@ pub(crate) fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError
         (GSI1PK.to_owned(), s(sends_gsi_pk(&r.phone_number_id))),
         (GSI1SK.to_owned(), s(sends_gsi_sk(r.created_at_ms, id))),
     ]);
+    // The wamid and the statuses outside the doc too, for `add_status`'s condition (so a
+    // replayed status is refused there, and writes nothing).
+    if let Some(w) = &r.wamid {
+        item.insert(att::WAMID.to_owned(), s(w));
+    }
+    for (status, at) in r.statuses.entries() {
+        item.insert(status_attr(status), n(at));
+    }
     let size = item_size(&item);
     if size > ITEM_LIMIT {
         // Refused here, with a reason, rather than by DynamoDB as an opaque validation error.
@@ -92,6 +103,12 @@ pub(crate) fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
     })?;
     r.version = u64::try_from(req_n(item, att::VERSION)?)
         .map_err(|_| StoreError::Corrupt(format!("send {} has a negative version", r.id)))?;
+    // Statuses `add_status` wrote beside the doc since the last save.
+    for status in DeliveryStatus::ALL {
+        if let Some(at) = opt_n(item, &status_attr(status))? {
+            r.statuses.record(status, at);
+        }
+    }
     Ok(r)
 }
 
@@ -319,6 +336,48 @@ impl SendStore for DynamoStore {
             r.version = next;
         }
         Ok(saved)
+    }
+
+    async fn add_status(
+        &self,
+        id: &SendId,
+        wamid: &str,
+        status: DeliveryStatus,
+        at_secs: i64,
+    ) -> Result<bool, StoreError> {
+        if status == DeliveryStatus::Failed {
+            return Ok(false);
+        }
+        self.metrics.write();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(send_pk(id.as_str()), SEND_SK)))
+            // The version moves on: a save over a read from before this write is refused,
+            // re-reads, and so keeps the status.
+            .update_expression("SET #st = :at, #v = #v + :one")
+            .condition_expression(
+                "#state = :accepted AND #wamid = :wamid AND (attribute_not_exists(#st) OR #st > :at)",
+            )
+            .expression_attribute_names("#st", status_attr(status))
+            .expression_attribute_names("#v", att::VERSION)
+            .expression_attribute_names("#state", att::STATE)
+            .expression_attribute_names("#wamid", att::WAMID)
+            .expression_attribute_values(":at", n(at_secs))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":accepted",
+                s(SendState::Accepted {
+                    at_ms: 0,
+                    by_webhook: false,
+                }
+                .name()),
+            )
+            .expression_attribute_values(":wamid", s(wamid))
+            .send()
+            .await;
+        conditional(out)
     }
 
     async fn consents(
