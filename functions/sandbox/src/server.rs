@@ -405,8 +405,10 @@ async fn send_message(
                 },
                 body,
             );
-            shared.wait_latency().await;
+            // Scheduled before the latency: the message went out even if the client stops
+            // waiting (and the connection, with this future, is dropped) meanwhile.
             webhook::schedule(&shared, job(None));
+            shared.wait_latency().await;
             graph_response(StatusCode::OK, &success(), &trace, &version)
         }
         Some(FailureMode::AsyncFailure { code }) => {
@@ -418,8 +420,8 @@ async fn send_message(
                 },
                 body,
             );
-            shared.wait_latency().await;
             webhook::schedule(&shared, job(Some(code)));
+            shared.wait_latency().await;
             graph_response(StatusCode::OK, &success(), &trace, &version)
         }
         Some(FailureMode::TimeoutAfterReceive) => {

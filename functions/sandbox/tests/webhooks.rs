@@ -366,3 +366,41 @@ async fn webhooks_can_be_pointed_elsewhere_or_disabled_at_run_time() {
     assert_eq!(receiver.received().len(), 3);
     sandbox.shutdown().await;
 }
+
+/// A send the client stopped waiting for (its timeout, or a worker killed mid-call) while the
+/// sandbox held the answer for its latency still went out: its statuses follow, as Meta's
+/// would. (They did not: the answer's future was dropped with the connection before the
+/// webhooks were scheduled, so a deliver-worker's unconfirmed send never saw a status and
+/// was sent again; the chaos suite's unexplained double send.)
+#[tokio::test]
+async fn a_send_whose_client_gave_up_during_the_latency_still_gets_its_statuses() {
+    let receiver = Receiver::start(0).await;
+    let sandbox = start(SandboxConfig {
+        webhook_url: Some(receiver.url.clone()),
+        latency: Duration::from_millis(400),
+        ..config()
+    })
+    .await;
+    let gave_up = client()
+        .post(sandbox.messages_url(VERSION, PN))
+        .bearer_auth(TOKEN)
+        .json(&text_to("+16505551234"))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    let recorded = sandbox.sends();
+    assert_eq!(recorded.len(), 1);
+    let wamid = recorded[0].wamid().unwrap().to_owned();
+
+    let got = receiver.wait_for(3, Duration::from_secs(5)).await;
+    let statuses: Vec<String> = got
+        .iter()
+        .map(|w| {
+            assert_eq!(w.status()["id"], wamid.as_str());
+            w.status()["status"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(statuses, ["sent", "delivered", "read"]);
+    sandbox.shutdown().await;
+}
