@@ -1,4 +1,5 @@
-//! The AWS resources of the local stack, created in moto: the table, the queues, the dev key.
+//! The AWS resources of the local stack, created in moto: the table, the queues, the
+//! recipients bucket, the dev key.
 
 use aws_config::{BehaviorVersion, Region};
 use wa_domain::auth::hash_key;
@@ -12,6 +13,9 @@ pub const TABLE_NAME: &str = "ventana";
 /// Prefix of the queues' names (`ventana-inbound.fifo`, `ventana-inbound-dlq.fifo`,
 /// `ventana-outbound.fifo`, `ventana-outbound-dlq.fifo`).
 pub const QUEUE_PREFIX: &str = "ventana-";
+/// The recipient lists' bucket (`VENTANA_RECIPIENTS_BUCKET` of send-api and the planner):
+/// upload URLs point at moto, path-style.
+pub const RECIPIENTS_BUCKET: &str = "ventana-recipients";
 /// The region everything pretends to be in.
 pub const REGION: &str = "us-east-1";
 
@@ -30,6 +34,9 @@ pub enum ResourceError {
         #[source]
         source: wa_sqs::SetupError,
     },
+    /// The recipients bucket could not be created.
+    #[error("cannot create the S3 bucket {RECIPIENTS_BUCKET}")]
+    Bucket(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The dev API key could not be stored.
     #[error("cannot store the dev API key")]
     ApiKey(#[source] StoreError),
@@ -58,6 +65,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// S3 (path-style).
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -72,6 +81,7 @@ impl Clients {
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
+            s3: wa_s3::client(&config),
         }
     }
 }
@@ -82,6 +92,7 @@ pub async fn create(clients: &Clients, api_key: &str) -> Result<Vec<Queue>, Reso
     wa_dynamodb::create_table(&clients.dynamodb, TABLE_NAME)
         .await
         .map_err(ResourceError::Table)?;
+    create_bucket(&clients.s3).await?;
     let mut queues = Vec::new();
     for spec in QUEUES {
         let created = match spec.kind.spec() {
@@ -109,4 +120,15 @@ pub async fn create(clients: &Clients, api_key: &str) -> Result<Vec<Queue>, Reso
         .await
         .map_err(ResourceError::ApiKey)?;
     Ok(queues)
+}
+
+/// Creates [`RECIPIENTS_BUCKET`] (an existing one is reused).
+async fn create_bucket(s3: &aws_sdk_s3::Client) -> Result<(), ResourceError> {
+    match s3.create_bucket().bucket(RECIPIENTS_BUCKET).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => match s3.head_bucket().bucket(RECIPIENTS_BUCKET).send().await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ResourceError::Bucket(Box::new(e))),
+        },
+    }
 }

@@ -22,6 +22,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET /v1/consents/{phone_number_id}/{customer}", "send-api"),
     ("GET /openapi.json", "send-api"),
     ("POST /v1/broadcasts", "send-api"),
+    ("POST /v1/broadcasts/uploads", "send-api"),
     ("GET /v1/broadcasts/{id}", "send-api"),
     ("POST /v1/broadcasts/{id}/pause", "send-api"),
     ("POST /v1/broadcasts/{id}/resume", "send-api"),

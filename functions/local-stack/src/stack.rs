@@ -416,6 +416,7 @@ fn function_env(
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("VENTANA_TABLE_NAME", resources::TABLE_NAME),
+        ("VENTANA_RECIPIENTS_BUCKET", resources::RECIPIENTS_BUCKET),
         ("WHATSAPP_APP_SECRET", &config.app_secret),
         ("WHATSAPP_VERIFY_TOKEN", &config.verify_token),
         ("WHATSAPP_ACCESS_TOKEN", &config.access_token),

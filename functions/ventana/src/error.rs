@@ -101,7 +101,7 @@ pub enum CliError {
     },
     /// More recipients than one request may carry.
     #[error(
-        "more than {max} recipients: the API takes at most {max} inline; split the list (uploading a list to S3 is not built yet)"
+        "more than {max} recipients: the API takes at most {max} inline; split the list or upload it (`--upload`)"
     )]
     TooManyRecipients {
         /// The limit.
@@ -109,13 +109,24 @@ pub enum CliError {
     },
     /// The request body would exceed the API's inline limit.
     #[error(
-        "the request would exceed the {limit}-byte (1 MiB) limit for inline recipients after {recipients} recipients; split the list (uploading a list to S3 is not built yet)"
+        "the request would exceed the {limit}-byte (1 MiB) limit for inline recipients after {recipients} recipients; split the list or upload it (`--upload`)"
     )]
     TooLarge {
         /// The limit in bytes.
         limit: usize,
         /// Recipients read when it was reached.
         recipients: usize,
+    },
+    /// The list could not be uploaded (no answer from the storage).
+    #[error("uploading the list failed")]
+    UploadFailed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The storage refused the upload.
+    #[error("the upload was refused ({status}): {detail}")]
+    UploadRefused {
+        /// The HTTP status (0: not attempted).
+        status: u16,
+        /// The start of the answer.
+        detail: String,
     },
     /// Not a broadcast id.
     #[error("`{0}` is not a broadcast id")]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod keys;
 pub mod redrive;
 pub mod templates;
+pub mod upload;
 
 pub use env::{Env, Settings};
 pub use error::CliError;

@@ -134,6 +134,10 @@ struct BroadcastCreateArgs {
     /// Print the id and return without watching.
     #[arg(long)]
     no_wait: bool,
+    /// Upload the list to the recipients bucket instead of sending it inline (done anyway
+    /// when it is over the inline limit: 1 MiB of JSON or 10,000 recipients).
+    #[arg(long)]
+    upload: bool,
 }
 
 /// How often `watch` asks for progress.
@@ -387,7 +391,26 @@ async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliEr
                 release: a.release_percent.zip(a.every),
                 require_opt_in: a.require_opt_in,
             };
-            let prepared = broadcast::prepare(file, &a.csv, &opts)?;
+            let inline = if a.upload {
+                None
+            } else {
+                match broadcast::prepare(file, &a.csv, &opts) {
+                    Ok(p) => Some(p),
+                    Err(CliError::TooLarge { .. } | CliError::TooManyRecipients { .. }) => {
+                        eprintln!("the list is over the inline limit: uploading it");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let Some(prepared) = inline else {
+                let id = upload_and_create(api, &a.csv, &opts).await?;
+                println!("{id}");
+                if a.no_wait {
+                    return Ok(());
+                }
+                return watch(api, &id).await;
+            };
             for b in &prepared.bad {
                 eprintln!("{}:{}: {} (not sent)", a.csv.display(), b.line, b.problem);
             }
@@ -422,6 +445,66 @@ async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliEr
             Ok(())
         }
     }
+}
+
+/// The upload path of `broadcast create`: checks the list, uploads it with a byte progress
+/// bar (plain lines off a terminal), creates the broadcast over it; its id.
+async fn upload_and_create(
+    api: &Api,
+    csv: &std::path::Path,
+    opts: &broadcast::CreateOptions,
+) -> Result<String, CliError> {
+    let file = std::fs::File::open(csv).map_err(|source| CliError::CsvOpen {
+        path: csv.to_owned(),
+        source,
+    })?;
+    let scan = ventana::upload::scan(std::io::BufReader::new(file), csv)?;
+    for b in &scan.bad {
+        eprintln!(
+            "{}:{}: {} (skipped as invalid)",
+            csv.display(),
+            b.line,
+            b.problem
+        );
+    }
+    if scan.bad_count > scan.bad.len() as u64 {
+        eprintln!("… and {} more", scan.bad_count - scan.bad.len() as u64);
+    }
+    let upload = ventana::upload::request_upload(api, &opts.phone_number_id).await?;
+    let len = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(len);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let shown = bar.clone();
+    let mut next_line = 0u64;
+    let started = std::time::Instant::now();
+    ventana::upload::put_file(&upload, csv, move |sent| match &shown {
+        Some(bar) => bar.set_position(sent),
+        None => {
+            // One line per tenth of the file.
+            if sent >= next_line || sent == len {
+                eprintln!("uploaded {sent}/{len} bytes");
+                next_line = sent + len.div_ceil(10).max(1);
+            }
+        }
+    })
+    .await?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    eprintln!(
+        "uploaded {len} bytes in {:.1} s; {} recipients, {} bad rows (skipped as invalid)",
+        started.elapsed().as_secs_f64(),
+        scan.recipients,
+        scan.bad_count
+    );
+    ventana::upload::create_from_list(api, opts, &upload).await
 }
 
 /// Shows progress (a bar on a terminal, one line per change otherwise) until the broadcast
