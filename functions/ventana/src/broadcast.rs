@@ -5,8 +5,8 @@
 //!   wrong field count, empty parameter, no recipient) are **skipped client-side**: they are
 //!   not sent, and are reported with their line numbers and a count. Duplicates are sent; the
 //!   planner records them as `skipped_duplicate`. A body over [`MAX_BODY_BYTES`] or with more
-//!   than [`INLINE_MAX`] recipients is refused before anything is sent (uploading a list to
-//!   S3 is not built yet).
+//!   than [`INLINE_MAX`] recipients is refused before anything is sent; `ventana broadcast
+//!   create` then uploads the list instead ([`crate::upload`]).
 //! - [`view`] / [`watch`] read `GET /v1/broadcasts/{id}` (once / until `completed`);
 //!   [`report`] is the final text.
 //! - [`pause`] / [`resume`] post to `/v1/broadcasts/{id}/pause|resume`.
@@ -26,8 +26,8 @@ use wa_domain::broadcast::csv::Rows;
 use crate::api::Api;
 use crate::error::CliError;
 
-/// The largest request body sent (bytes): send-api's body limit (1 MiB). A longer list needs the
-/// S3 upload, which is not built yet.
+/// The largest request body sent (bytes): send-api's body limit (1 MiB). A longer list is
+/// uploaded ([`crate::upload`]).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How many bad rows are kept for printing (all are counted).

@@ -460,12 +460,8 @@ async fn upload_and_create(
     })?;
     let scan = ventana::upload::scan(std::io::BufReader::new(file), csv)?;
     for b in &scan.bad {
-        eprintln!(
-            "{}:{}: {} (skipped as invalid)",
-            csv.display(),
-            b.line,
-            b.problem
-        );
+        // The problem names its line already.
+        eprintln!("{}: {} (skipped as invalid)", csv.display(), b.problem);
     }
     if scan.bad_count > scan.bad.len() as u64 {
         eprintln!("… and {} more", scan.bad_count - scan.bad.len() as u64);
