@@ -17,6 +17,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt, stream};
+
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
@@ -52,6 +54,9 @@ const GET_BATCH: usize = 100;
 const PUT_BATCH: usize = 25;
 /// Sends created per transaction.
 const SEND_BATCH: usize = 25;
+/// Batch requests of one call in flight at once (a page's chunks go out together rather
+/// than one after the other).
+const IN_FLIGHT: usize = 8;
 
 fn bcast_pk(id: &BroadcastId) -> String {
     format!("BCAST#{id}")
@@ -160,61 +165,119 @@ fn pk_of(item: &Item) -> Option<String> {
 }
 
 impl DynamoStore {
-    /// BatchGetItem of any number of keys (in batches of 100, unprocessed keys retried);
-    /// items in no particular order.
+    /// BatchGetItem of any number of keys (in batches of 100, up to [`IN_FLIGHT`] at once,
+    /// unprocessed keys retried); items in no particular order.
     pub(crate) async fn batch_get(
         &self,
         keys: Vec<Item>,
         consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(GET_BATCH) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(consistent)
-                    .build()
-                    .map_err(unavailable)?,
-            );
-            for attempt in 0..6u32 {
-                let Some(ask) = pending.take() else { break };
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-                }
-                self.metrics.read();
-                let r = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ask)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                if let Some(mut got) = r.responses {
-                    out.extend(got.remove(&self.table).unwrap_or_default());
-                }
-                pending = r
-                    .unprocessed_keys
-                    .and_then(|mut m| m.remove(&self.table))
-                    .filter(|k| !k.keys.is_empty());
+        let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[Item]>::to_vec).collect();
+        let got: Vec<Vec<Item>> = stream::iter(chunks)
+            .map(|chunk| self.batch_get_chunk(chunk, consistent))
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    /// One BatchGetItem of at most 100 keys, unprocessed keys retried.
+    async fn batch_get_chunk(
+        &self,
+        chunk: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk))
+                .consistent_read(consistent)
+                .build()
+                .map_err(unavailable)?,
+        );
+        for attempt in 0..6u32 {
+            let Some(ask) = pending.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
             }
-            if pending.is_some() {
-                return Err(corrupt("batch read still unprocessed after retries"));
+            self.metrics.read();
+            let r = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ask)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(mut got) = r.responses {
+                out.extend(got.remove(&self.table).unwrap_or_default());
             }
+            pending = r
+                .unprocessed_keys
+                .and_then(|mut m| m.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        if pending.is_some() {
+            return Err(corrupt("batch read still unprocessed after retries"));
         }
         Ok(out)
     }
 
-    /// BatchWriteItem of any number of puts, in batches of 25.
+    /// BatchWriteItem of any number of puts, in batches of 25, up to [`IN_FLIGHT`] at once.
     async fn batch_put_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let mut batches = Vec::with_capacity(items.len().div_ceil(PUT_BATCH));
         let mut reqs = Vec::with_capacity(PUT_BATCH);
         for item in items {
             reqs.push(put(item)?);
             if reqs.len() == PUT_BATCH {
-                self.batch_put(std::mem::take(&mut reqs)).await?;
+                batches.push(std::mem::take(&mut reqs));
             }
         }
         if !reqs.is_empty() {
-            self.batch_put(reqs).await?;
+            batches.push(reqs);
+        }
+        stream::iter(batches)
+            .map(|b| self.batch_put(b))
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Creates at most 25 sends in one transaction, each unless it exists; when the
+    /// transaction is refused (some exist already: a page re-done after a crash), one
+    /// conditional put each, an existing send kept as it is.
+    async fn create_send_chunk(&self, chunk: &[SendRecord]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            items.push(send_item(r, 1)?);
+        }
+        let mut tx = Vec::with_capacity(items.len());
+        for item in &items {
+            tx.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(item.clone()))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build()
+                            .map_err(unavailable)?,
+                    )
+                    .build(),
+            );
+        }
+        self.metrics.write();
+        let r = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(tx))
+            .send()
+            .await;
+        if r.is_ok() {
+            return Ok(());
+        }
+        for item in items {
+            self.put_new(item).await?;
         }
         Ok(())
     }
@@ -378,42 +441,14 @@ impl BroadcastStore for DynamoStore {
     }
 
     async fn create_sends(&self, sends: &[SendRecord]) -> Result<(), StoreError> {
-        for chunk in sends.chunks(SEND_BATCH) {
-            let mut items = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                items.push(send_item(r, 1)?);
-            }
-            let mut tx = Vec::with_capacity(items.len());
-            for item in &items {
-                tx.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.table)
-                                .set_item(Some(item.clone()))
-                                .condition_expression("attribute_not_exists(pk)")
-                                .build()
-                                .map_err(unavailable)?,
-                        )
-                        .build(),
-                );
-            }
-            self.metrics.write();
-            let r = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(tx))
-                .send()
-                .await;
-            if r.is_ok() {
-                continue;
-            }
-            // Some exist already (a page re-done after a crash) or the transaction was
-            // refused: one conditional put each; an existing send is kept as it is.
-            for item in items {
-                self.put_new(item).await?;
-            }
-        }
+        let chunks: Vec<_> = sends
+            .chunks(SEND_BATCH)
+            .map(|chunk| self.create_send_chunk(chunk))
+            .collect();
+        stream::iter(chunks)
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use wa_domain::broadcast::{BroadcastId, OutboundBatch, StepQueue};
@@ -93,64 +94,82 @@ impl StepQueue for SqsStepQueue {
     }
 }
 
+/// `SendMessageBatch` requests of one call in flight at once. A page's jobs are for distinct
+/// customers (one order group each), so the batches' order between them does not matter.
+const BATCHES_IN_FLIGHT: usize = 8;
+
 impl OutboundBatch for SqsOutboundQueue {
-    /// `SendMessageBatch` of up to 10 jobs, each deduplicated by its send id; entries SQS
-    /// refuses are sent again (the same deduplication id makes that safe).
+    /// `SendMessageBatch` of up to 10 jobs each (up to [`BATCHES_IN_FLIGHT`] at once), each
+    /// job deduplicated by its send id; entries SQS refuses are sent again (the same
+    /// deduplication id makes that safe).
     async fn enqueue_batch(&self, jobs: &[SendJob]) -> Result<(), QueueError> {
+        let batches: Vec<_> = jobs
+            .chunks(MAX_BATCH_ENTRIES)
+            .map(|chunk| self.enqueue_chunk(chunk))
+            .collect();
+        futures::stream::iter(batches)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+impl SqsOutboundQueue {
+    /// One `SendMessageBatch` of at most 10 jobs, refused entries sent again.
+    async fn enqueue_chunk(&self, chunk: &[SendJob]) -> Result<(), QueueError> {
         let un = |e: Box<dyn std::error::Error + Send + Sync>| QueueError::Unavailable(e);
-        for chunk in jobs.chunks(MAX_BATCH_ENTRIES) {
-            let mut pending: Vec<&SendJob> = chunk.iter().collect();
-            for attempt in 0..5u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                }
-                let entries = pending
-                    .iter()
-                    .enumerate()
-                    .map(|(i, job)| {
-                        let body = encode_job(job).map_err(|e| un(Box::new(e)))?;
-                        SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(body)
-                            .message_group_id(sqs_id(&job.group))
-                            .message_deduplication_id(sqs_id(job.send_id.as_str()))
-                            .build()
-                            .map_err(|e| un(Box::new(e)))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.metrics().requests.fetch_add(1, Ordering::Relaxed);
-                let out = self
-                    .client_ref()
-                    .send_message_batch()
-                    .queue_url(self.queue_url())
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| un(Box::new(e)))?;
-                self.metrics()
-                    .messages
-                    .fetch_add(out.successful.len() as u64, Ordering::Relaxed);
-                let failed: Vec<usize> = out
-                    .failed
-                    .iter()
-                    .filter_map(|f| f.id.parse().ok())
-                    .collect();
-                self.metrics()
-                    .failed_entries
-                    .fetch_add(failed.len() as u64, Ordering::Relaxed);
-                pending = failed
-                    .into_iter()
-                    .filter_map(|i| pending.get(i).copied())
-                    .collect();
+        let mut pending: Vec<&SendJob> = chunk.iter().collect();
+        for attempt in 0..5u32 {
+            if pending.is_empty() {
+                break;
             }
-            if !pending.is_empty() {
-                return Err(QueueError::Unavailable(
-                    format!("{} send jobs not queued after retries", pending.len()).into(),
-                ));
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
             }
+            let entries = pending
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let body = encode_job(job).map_err(|e| un(Box::new(e)))?;
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .message_group_id(sqs_id(&job.group))
+                        .message_deduplication_id(sqs_id(job.send_id.as_str()))
+                        .build()
+                        .map_err(|e| un(Box::new(e)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.metrics().requests.fetch_add(1, Ordering::Relaxed);
+            let out = self
+                .client_ref()
+                .send_message_batch()
+                .queue_url(self.queue_url())
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| un(Box::new(e)))?;
+            self.metrics()
+                .messages
+                .fetch_add(out.successful.len() as u64, Ordering::Relaxed);
+            let failed: Vec<usize> = out
+                .failed
+                .iter()
+                .filter_map(|f| f.id.parse().ok())
+                .collect();
+            self.metrics()
+                .failed_entries
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            pending = failed
+                .into_iter()
+                .filter_map(|i| pending.get(i).copied())
+                .collect();
+        }
+        if !pending.is_empty() {
+            return Err(QueueError::Unavailable(
+                format!("{} send jobs not queued after retries", pending.len()).into(),
+            ));
         }
         Ok(())
     }
