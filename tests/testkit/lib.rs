@@ -1,6 +1,7 @@
 //! Ventana's test kit.
 
 pub mod aws;
+pub mod counting_proxy;
 pub mod fake_sqs;
 pub mod gateway;
 pub mod shared_store;

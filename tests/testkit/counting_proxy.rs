@@ -1,0 +1,209 @@
+//! A counting proxy in front of moto: every AWS request made through it is forwarded to the
+//! upstream and counted by operation (`dynamodb:PutItem`, `sqs:SendMessageBatch`, …) with its
+//! request and response bytes, the items it carries and the time the upstream took to
+//! answer. Point an SDK at [`CountingProxy::endpoint`] (`config_for`) to count its requests
+//! on the wire (the SDK's retries included). Used by `tests/e2e_cost.rs` and
+//! `tests/broadcast_scale.rs`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Requests, bytes, items and upstream time of one operation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpCount {
+    /// Requests.
+    pub requests: u64,
+    /// Request body bytes.
+    pub req_bytes: u64,
+    /// Response body bytes.
+    pub resp_bytes: u64,
+    /// Items carried: written (TransactWriteItems, BatchWriteItem), asked for
+    /// (BatchGetItem), entries (SendMessageBatch, DeleteMessageBatch), or 1.
+    pub items: u64,
+    /// ReceiveMessage calls that returned at least one message.
+    pub non_empty: u64,
+    /// Time from forwarding the request to having the upstream's whole answer (µs).
+    pub upstream_us: u64,
+}
+
+impl OpCount {
+    /// `self - before`, field by field.
+    pub fn minus(&self, before: &OpCount) -> OpCount {
+        OpCount {
+            requests: self.requests - before.requests,
+            req_bytes: self.req_bytes - before.req_bytes,
+            resp_bytes: self.resp_bytes - before.resp_bytes,
+            items: self.items - before.items,
+            non_empty: self.non_empty - before.non_empty,
+            upstream_us: self.upstream_us - before.upstream_us,
+        }
+    }
+}
+
+type Counts = Arc<Mutex<BTreeMap<String, OpCount>>>;
+
+/// The proxy: listening on a loopback port until the runtime ends.
+pub struct CountingProxy {
+    /// `http://127.0.0.1:{port}`.
+    pub endpoint: String,
+    counts: Counts,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    counts: Counts,
+}
+
+/// The operation a request asks for: `X-Amz-Target` (JSON protocols), else `Action=` (query).
+fn operation(headers: &HeaderMap, body: &[u8]) -> String {
+    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t
+            .replace("DynamoDB_20120810.", "dynamodb:")
+            .replace("AmazonSQS.", "sqs:");
+    }
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map_or_else(|| "unknown".into(), |a| format!("sqs:{a}"))
+}
+
+fn items_in(op: &str, body: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return 1;
+    };
+    let per_table = |key: &str, inner: Option<&str>| {
+        v[key].as_object().map_or(1, |m| {
+            m.values()
+                .filter_map(|t| match inner {
+                    Some(k) => t[k].as_array(),
+                    None => t.as_array(),
+                })
+                .map(|a| a.len() as u64)
+                .sum()
+        })
+    };
+    match op {
+        "dynamodb:TransactWriteItems" | "dynamodb:TransactGetItems" => {
+            v["TransactItems"].as_array().map_or(1, |a| a.len() as u64)
+        }
+        "dynamodb:BatchWriteItem" => per_table("RequestItems", None),
+        "dynamodb:BatchGetItem" => per_table("RequestItems", Some("Keys")),
+        "sqs:SendMessageBatch" | "sqs:DeleteMessageBatch" => {
+            v["Entries"].as_array().map_or(1, |a| a.len() as u64)
+        }
+        _ => 1,
+    }
+}
+
+async fn forward(
+    State(s): State<ProxyState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let op = operation(&headers, &body);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = s.http.request(method, format!("{}{path}", s.upstream));
+    for (k, v) in &headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let started = Instant::now();
+    let Ok(res) = req.body(body.clone()).send().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = res.status();
+    let res_headers = res.headers().clone();
+    let bytes = res.bytes().await.unwrap_or_default();
+    let took = started.elapsed();
+    {
+        let mut counts = s.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = counts.entry(op.clone()).or_default();
+        c.requests += 1;
+        c.req_bytes += body.len() as u64;
+        c.resp_bytes += bytes.len() as u64;
+        c.items += items_in(&op, &body);
+        c.upstream_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if op == "sqs:ReceiveMessage" && bytes.windows(10).any(|w| w == b"\"Messages\"") {
+            c.non_empty += 1;
+        }
+    }
+    let mut out = Response::builder().status(status.as_u16());
+    for (k, v) in &res_headers {
+        if k != "content-length" && k != "transfer-encoding" {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+    }
+    out.body(axum::body::Body::from(bytes))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+impl CountingProxy {
+    /// Starts a proxy to `upstream` (moto's endpoint) on a free loopback port, served by a
+    /// task of the current runtime. Panics when no port can be bound (tests only).
+    pub async fn start(upstream: &str) -> CountingProxy {
+        let counts = Counts::default();
+        let http = match reqwest::Client::builder().no_proxy().build() {
+            Ok(h) => h,
+            Err(e) => panic!("cannot build the proxy's HTTP client: {e}"),
+        };
+        let state = ProxyState {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http,
+            counts: counts.clone(),
+        };
+        let listener = match tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind a loopback port for the proxy: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("the proxy's port has no address: {e}"),
+        };
+        let app = Router::new().fallback(forward).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        CountingProxy {
+            endpoint: format!("http://{addr}"),
+            counts,
+        }
+    }
+
+    /// The counts so far, by operation.
+    pub fn snapshot(&self) -> BTreeMap<String, OpCount> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `now - before` by operation, as JSON (`{op: {requests, req_bytes, resp_bytes, items,
+/// non_empty, upstream_ms}}`), leaving out operations with no request in between.
+pub fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>) -> Value {
+    let mut out = serde_json::Map::new();
+    for (op, c) in now {
+        let d = c.minus(&before.get(op).copied().unwrap_or_default());
+        if d.requests > 0 {
+            out.insert(
+                op.clone(),
+                json!({"requests": d.requests, "req_bytes": d.req_bytes, "resp_bytes": d.resp_bytes,
+                       "items": d.items, "non_empty": d.non_empty,
+                       "upstream_ms": d.upstream_us as f64 / 1e3}),
+            );
+        }
+    }
+    Value::Object(out)
+}
