@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use wa_domain::broadcast::limit::{BUCKET_SECS, WINDOW_SECS, counted_buckets, grant};
 use wa_domain::broadcast::{
     Audience, Broadcast, BroadcastId, BroadcastStore, LedgerEntry, LimitStore,
@@ -52,8 +50,8 @@ const LEDGER_SPLIT: u64 = 10_000;
 const GET_BATCH: usize = 100;
 /// BatchWriteItem's limit.
 const PUT_BATCH: usize = 25;
-/// Sends created per transaction.
-const SEND_BATCH: usize = 25;
+/// Conditional send puts in flight at once.
+const PUTS_IN_FLIGHT: usize = 16;
 /// Batch requests of one call in flight at once (a page's chunks go out together rather
 /// than one after the other).
 const IN_FLIGHT: usize = 8;
@@ -243,45 +241,6 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Creates at most 25 sends in one transaction, each unless it exists; when the
-    /// transaction is refused (some exist already: a page re-done after a crash), one
-    /// conditional put each, an existing send kept as it is.
-    async fn create_send_chunk(&self, chunk: &[SendRecord]) -> Result<(), StoreError> {
-        let mut items = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            items.push(send_item(r, 1)?);
-        }
-        let mut tx = Vec::with_capacity(items.len());
-        for item in &items {
-            tx.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(item.clone()))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()
-                            .map_err(unavailable)?,
-                    )
-                    .build(),
-            );
-        }
-        self.metrics.write();
-        let r = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(tx))
-            .send()
-            .await;
-        if r.is_ok() {
-            return Ok(());
-        }
-        for item in items {
-            self.put_new(item).await?;
-        }
-        Ok(())
-    }
-
     /// The broadcasts of a number, newest first (one page of at most `limit`).
     pub async fn broadcasts_of(
         &self,
@@ -441,13 +400,18 @@ impl BroadcastStore for DynamoStore {
     }
 
     async fn create_sends(&self, sends: &[SendRecord]) -> Result<(), StoreError> {
-        let chunks: Vec<_> = sends
-            .chunks(SEND_BATCH)
-            .map(|chunk| self.create_send_chunk(chunk))
-            .collect();
-        stream::iter(chunks)
-            .buffer_unordered(IN_FLIGHT)
-            .try_collect::<Vec<()>>()
+        // One conditional put per send (an existing send is kept as it is), up to
+        // [`PUTS_IN_FLIGHT`] at once. Not a transaction: nothing needs the sends of a page
+        // to appear together, and a transaction's items cost twice the write units (and
+        // moto copies the whole table for each one).
+        let items = sends
+            .iter()
+            .map(|r| send_item(r, 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let puts: Vec<_> = items.into_iter().map(|item| self.put_new(item)).collect();
+        stream::iter(puts)
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect::<Vec<bool>>()
             .await?;
         Ok(())
     }
