@@ -7,6 +7,8 @@
 #   scripts/broadcast_scale.sh                100,000 recipients (release build of the test)
 #   scripts/broadcast_scale.sh --n 10000      another size
 #   scripts/broadcast_scale.sh --no-write     print the section, leave docs/benchmarks.md alone
+#   scripts/broadcast_scale.sh --from-log F   render the section from the output F of an earlier run
+#                                             of the test (no build, no run)
 #
 # Runs against a private moto (scripts/with-moto.sh). Every figure in the section comes from
 # the run; none is typed by hand.
@@ -15,11 +17,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 n=100000
 write=1
+from_log=""
 args=("$@")
 while (($#)); do
   case "$1" in
     --n) n=$2; shift ;;
     --no-write) write=0 ;;
+    --from-log) from_log=$2; shift ;;
     *) echo "broadcast_scale.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -28,10 +32,16 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 test_cmd=(scripts/with-moto.sh cargo test --release --locked -p wa-tests --test broadcast_scale -- --include-ignored --nocapture)
-echo "+ cargo test --release --locked -p wa-tests --test broadcast_scale --no-run" >&2
-cargo test --release --locked -p wa-tests --test broadcast_scale --no-run
-echo "+ VENTANA_BROADCAST_SCALE=$n ${test_cmd[*]}" >&2
-VENTANA_BROADCAST_SCALE=$n "${test_cmd[@]}" 2>&1 | tee "$tmp/log"
+if [[ -n $from_log ]]; then
+  cp "$from_log" "$tmp/log"
+  n=$(grep -o '^BROADCAST_SCALE_JSON .*' "$tmp/log" | grep -o '"recipients":[0-9]*' | head -1 | cut -d: -f2)
+  n=${n:-?}
+else
+  echo "+ cargo test --release --locked -p wa-tests --test broadcast_scale --no-run" >&2
+  cargo test --release --locked -p wa-tests --test broadcast_scale --no-run
+  echo "+ VENTANA_BROADCAST_SCALE=$n ${test_cmd[*]}" >&2
+  VENTANA_BROADCAST_SCALE=$n "${test_cmd[@]}" 2>&1 | tee "$tmp/log"
+fi
 
 BS_LOG=$tmp/log BS_WRITE=$write \
 BS_CMD="scripts/broadcast_scale.sh${args[*]:+ ${args[*]}}" BS_TEST_CMD="VENTANA_BROADCAST_SCALE=$n ${test_cmd[*]}" \
