@@ -91,10 +91,12 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "dynamodb:Query": {_TABLE, f"{_TABLE}/index/gsi1"},
     },
     "SendApiFunction": {
-        # sends, idempotency keys, consents, templates, broadcasts and their ledgers
+        # sends, idempotency keys, consents, templates, broadcasts and their ledgers,
         **{a: {_TABLE} for a in (
             "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem",
-            "dynamodb:Query", "dynamodb:BatchWriteItem")},
+            "dynamodb:Query", "dynamodb:BatchWriteItem",
+            # the messaging limit charged by template sends outside the window
+            "dynamodb:BatchGetItem", "dynamodb:UpdateItem")},
         "sqs:SendMessage": {"OutboundQueue", "BroadcastQueue"},
         "secretsmanager:GetSecretValue": _ACCESS_TOKEN,  # template sync
         "s3:PutObject": {_UPLOADS},  # presigned upload URLs

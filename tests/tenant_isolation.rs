@@ -126,7 +126,8 @@ where
         + ConversationReader
         + ApiKeyStore
         + InboundStore
-        + wa_domain::templates::TemplateStore,
+        + wa_domain::templates::TemplateStore
+        + wa_domain::broadcast::LimitStore,
     Q: OutboundQueue,
 {
     let req = lambda_http::request::from_str(&ev.to_string()).expect("API Gateway v2 event");

@@ -237,3 +237,41 @@ impl<T: wa_domain::templates::TemplateStore> wa_domain::templates::TemplateStore
         self.0.synced_at(waba_id)
     }
 }
+
+impl<T: wa_domain::broadcast::LimitStore> wa_domain::broadcast::LimitStore for SharedStore<T> {
+    fn tier(
+        &self,
+        portfolio: &str,
+    ) -> impl Future<Output = Result<Option<wa_domain::model::MessagingLimit>, StoreError>> + Send
+    {
+        self.0.tier(portfolio)
+    }
+
+    fn charged_since(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        since: i64,
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>, StoreError>> + Send {
+        self.0.charged_since(portfolio, customers, since)
+    }
+
+    fn reserve(
+        &self,
+        portfolio: &str,
+        want: u64,
+        limit: u64,
+        now: i64,
+    ) -> impl Future<Output = Result<(u64, Option<i64>), StoreError>> + Send {
+        self.0.reserve(portfolio, want, limit, now)
+    }
+
+    fn record_charges(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.record_charges(portfolio, customers, at)
+    }
+}

@@ -14,7 +14,7 @@
 //! | `BROADCAST_QUEUE_URL` | the step queue (standard) this function consumes and re-feeds |
 //! | `OUTBOUND_QUEUE_URL` | the outbound FIFO queue the sends are queued on |
 //! | `HISTORY_RETENTION_DAYS` | how long sends are kept (default 90, as send-api) |
-//! | `BROADCAST_DEFAULT_TIER` | the messaging-limit tier assumed until a webhook tells (`TIER_250`) |
+//! | `MESSAGING_LIMIT_DEFAULT_TIER` | the messaging-limit tier assumed until a webhook tells (`TIER_250`); send-api assumes the same |
 //! | `BROADCAST_SETTLE_AFTER_SECS` | when an accepted send is settled as sent/delivered (3600) |
 //! | `BROADCAST_RECHECK_SECS` | how soon unsettled sends are looked at again (60) |
 //! | `VENTANA_RECIPIENTS_BUCKET` | the bucket of uploaded recipient CSV lists (`recipients_csv`) |

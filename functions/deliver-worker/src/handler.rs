@@ -83,7 +83,7 @@ pub trait Engine: Send + Sync {
 
 impl<S, L, P, G, C> Engine for Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader,
+    S: SendStore + InboundStore + ConversationReader + wa_domain::templates::TemplateStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,

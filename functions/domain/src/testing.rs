@@ -2,7 +2,7 @@
 //! the real adapters (conditional writes, forward-only windows, monotonic statuses), so tests
 //! against them assert behaviour, not calls.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +30,8 @@ struct State {
     numbers: HashMap<String, String>,
     synced: HashMap<String, i64>,
     number_writes: usize,
+    charges: HashMap<(String, String), i64>,
+    buckets: HashMap<(String, i64), u64>,
 }
 
 /// A store in memory implementing every store port.
@@ -640,5 +642,82 @@ impl InMemoryStore {
     /// How many times [`TemplateStore::remember_number`] changed what the store knew.
     pub fn number_writes(&self) -> usize {
         self.state.lock().map(|s| s.number_writes).unwrap_or(0)
+    }
+}
+
+/// The messaging limit kept like the DynamoDB adapter keeps it (one charge per portfolio and
+/// customer, one counter per portfolio and hour): shared by API sends (send-api) and the
+/// broadcast fakes in [`crate::broadcast::memory`], as both share the real table.
+impl crate::broadcast::LimitStore for InMemoryStore {
+    async fn tier(
+        &self,
+        portfolio: &str,
+    ) -> Result<Option<crate::model::MessagingLimit>, StoreError> {
+        let s = self.lock()?;
+        Ok(s.accounts
+            .get(&(portfolio.to_owned(), "messaging_limit".to_owned()))
+            .and_then(|a| {
+                a.attributes
+                    .iter()
+                    .find(|(k, _)| k == "tier")
+                    .and_then(|(_, v)| crate::model::MessagingLimit::parse(v))
+            }))
+    }
+
+    async fn charged_since(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        since: i64,
+    ) -> Result<HashSet<String>, StoreError> {
+        let s = self.lock()?;
+        Ok(customers
+            .iter()
+            .filter(|c| {
+                s.charges
+                    .get(&(portfolio.to_owned(), (*c).clone()))
+                    .is_some_and(|at| *at > since)
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn reserve(
+        &self,
+        portfolio: &str,
+        want: u64,
+        limit: u64,
+        now: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        use crate::broadcast::limit::{counted_buckets, grant};
+        let mut s = self.lock()?;
+        let buckets = counted_buckets(now);
+        let counts: Vec<(i64, u64)> = buckets
+            .iter()
+            .map(|b| {
+                let used = s.buckets.get(&(portfolio.to_owned(), *b)).copied();
+                (*b, used.unwrap_or(0))
+            })
+            .collect();
+        let (granted, retry) = grant(&counts, want, limit);
+        if let Some(current) = buckets.last() {
+            *s.buckets
+                .entry((portfolio.to_owned(), *current))
+                .or_default() += granted;
+        }
+        Ok((granted, retry))
+    }
+
+    async fn record_charges(
+        &self,
+        portfolio: &str,
+        customers: &[String],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for c in customers {
+            s.charges.insert((portfolio.to_owned(), c.clone()), at);
+        }
+        Ok(())
     }
 }

@@ -37,6 +37,23 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
     }
 }
 
+/// An optional variable read with `parse`, with a default; `expected` says what it may be
+/// when it is not that.
+pub fn parsed<T>(
+    name: &'static str,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse(v.trim()).ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("expected {expected}"),
+        }),
+        _ => Ok(default),
+    }
+}
+
 /// An optional variable, with a default.
 pub fn optional(name: &'static str, default: &str) -> String {
     std::env::var(name)

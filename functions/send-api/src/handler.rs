@@ -13,11 +13,15 @@
 //!
 //! Every refusal is mapped to its answer in [`into_response`], the one place.
 
-use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use lambda_http::http::{
+    HeaderValue, StatusCode,
+    header::{CONTENT_TYPE, RETRY_AFTER},
+};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use wa_domain::auth::{AuthError, authorize, hash_key};
+use wa_domain::broadcast::LimitStore;
 use wa_domain::outbound::accept::{AcceptConfig, AcceptError, SendCall, accept};
 use wa_domain::outbound::cloud_api_error_body;
 use wa_domain::ports::{ApiKeyStore, ConversationReader, InboundStore, OutboundQueue, SendStore};
@@ -122,7 +126,7 @@ pub async fn handle<S, Q>(
     random: [u8; 10],
 ) -> Response<Body>
 where
-    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore,
+    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore + LimitStore,
     Q: OutboundQueue,
 {
     if crate::openapi::is_route(&req) {
@@ -157,7 +161,7 @@ pub async fn handle_all<S, Q, B, T, P>(
     random: [u8; 10],
 ) -> Response<Body>
 where
-    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore,
+    S: SendStore + ConversationReader + ApiKeyStore + InboundStore + TemplateStore + LimitStore,
     Q: OutboundQueue,
     B: wa_domain::broadcast::BroadcastStore,
     T: TemplateStore,
@@ -223,7 +227,7 @@ async fn send<S, Q>(
     trace: &str,
 ) -> Result<Response<Body>, SendApiError>
 where
-    S: SendStore + ConversationReader + ApiKeyStore + TemplateStore,
+    S: SendStore + ConversationReader + ApiKeyStore + TemplateStore + LimitStore,
     Q: OutboundQueue,
 {
     let (version, pnid) = route(req).ok_or(SendApiError::NotFound)?;
@@ -294,6 +298,10 @@ where
     if answer.replayed {
         res.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(secs) = answer.retry_after_secs {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok(res)
 }

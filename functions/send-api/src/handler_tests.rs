@@ -204,3 +204,50 @@ async fn get_openapi_json_serves_the_checked_in_document_without_a_key() {
     assert!(version.starts_with("3.1."), "{version}");
     assert!(d.queue.jobs().is_empty());
 }
+
+#[tokio::test]
+async fn a_template_over_the_messaging_limit_is_429_with_retry_after_and_nothing_queued() {
+    use wa_domain::broadcast::LimitStore;
+    use wa_domain::model::MessagingLimit;
+    use wa_domain::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
+    let mut d = deps().await;
+    d.config.default_tier = MessagingLimit::Tier50;
+    d.store.set_waba(PNID, "WABA1");
+    d.store
+        .put_template(&TemplateDef {
+            waba_id: "WABA1".into(),
+            name: "order_update".into(),
+            language: "en_US".into(),
+            id: None,
+            status: TemplateStatus::Approved,
+            category: TemplateCategory::Utility,
+            components: serde_json::json!([{"type": "BODY", "text": "Order {{1}} shipped"}]),
+            quality: None,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    // Two days on, the customer's window is closed and 50 others took the tier's 50 an hour ago.
+    let later_ms = NOW_MS + 2 * 86_400_000;
+    let (granted, _) = d
+        .store
+        .reserve("WABA1", 50, 50, later_ms / 1000 - 3600)
+        .await
+        .unwrap();
+    assert_eq!(granted, 50);
+    let req = lambda_http::request::from_str(&fixture("template")).unwrap();
+    let res = handle(&d, req, later_ms, [9; 10]).await;
+    assert_eq!(res.status().as_u16(), 429);
+    let wait: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((22 * 3600..=24 * 3600).contains(&wait), "{wait}");
+    let body: Value = match res.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    assert_eq!(body["error"]["code"], 80_007);
+    assert!(d.queue.jobs().is_empty());
+}

@@ -11,6 +11,7 @@ use lambda_http::{Error, RequestExt, run, service_fn};
 use send_api::broadcasts::BroadcastDeps;
 use send_api::uploads::Uploads;
 use send_api::{handler, templates};
+use wa_domain::model::MessagingLimit;
 use wa_domain::outbound::accept::AcceptConfig;
 
 #[tokio::main]
@@ -64,6 +65,12 @@ async fn main() -> Result<(), Error> {
         config: AcceptConfig {
             window_margin_secs: wa_edge::number("SEND_WINDOW_MARGIN_SECS", 60)?,
             retention_secs,
+            default_tier: wa_edge::parsed(
+                "MESSAGING_LIMIT_DEFAULT_TIER",
+                MessagingLimit::Tier250,
+                MessagingLimit::parse,
+                MessagingLimit::NAMES,
+            )?,
         },
     };
     run(service_fn(move |req: lambda_http::Request| async move {

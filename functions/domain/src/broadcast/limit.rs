@@ -81,10 +81,19 @@ pub fn grant(counts: &[(i64, u64)], want: u64, limit: u64) -> (u64, Option<i64>)
     (granted, retry)
 }
 
+/// The messaging limit is used up: what [`charge_one`] answers when a send does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitFull {
+    /// The limit in force (unique customers per rolling 24 hours).
+    pub limit: u64,
+    /// When the oldest counted hour leaves the window (unix s), if any was counted.
+    pub retry_at: Option<i64>,
+}
+
 /// Charges one business-initiated send (an API template send) to `customer` (storage key)
 /// against `portfolio`'s limit at `now`: free when the customer's window is open or they
-/// were charged in the last 24 hours. Returns whether the send fits (`false`: the limit is
-/// reached; nothing was charged).
+/// were charged in the last 24 hours. `Err(LimitFull)`: the limit is reached and nothing
+/// was charged.
 pub async fn charge_one<L: super::LimitStore>(
     limits: &L,
     portfolio: &str,
@@ -92,13 +101,13 @@ pub async fn charge_one<L: super::LimitStore>(
     window_open: bool,
     default_tier: MessagingLimit,
     now: i64,
-) -> Result<bool, crate::ports::StoreError> {
+) -> Result<Result<(), LimitFull>, crate::ports::StoreError> {
     if window_open {
-        return Ok(true);
+        return Ok(Ok(()));
     }
     let tier = limits.tier(portfolio).await?.unwrap_or(default_tier);
     let Some(limit) = tier_count(tier) else {
-        return Ok(true);
+        return Ok(Ok(()));
     };
     let who = [customer.to_owned()];
     if !limits
@@ -106,14 +115,14 @@ pub async fn charge_one<L: super::LimitStore>(
         .await?
         .is_empty()
     {
-        return Ok(true);
+        return Ok(Ok(()));
     }
-    let (granted, _) = limits.reserve(portfolio, 1, limit, now).await?;
+    let (granted, retry_at) = limits.reserve(portfolio, 1, limit, now).await?;
     if granted == 0 {
-        return Ok(false);
+        return Ok(Err(LimitFull { limit, retry_at }));
     }
     limits.record_charges(portfolio, &who, now).await?;
-    Ok(true)
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

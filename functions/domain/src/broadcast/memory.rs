@@ -11,7 +11,6 @@ use crate::outbound::{SendId, SendRecord};
 use crate::ports::{ConversationReader, QueueError, Recorded, SendJob, SendStore, StoreError};
 use crate::testing::InMemoryStore;
 
-use super::limit::{counted_buckets, grant};
 use super::{
     Audience, Broadcast, BroadcastId, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
     RecipientList, RecipientPage, RecipientRow, RecipientSource, StepQueue,
@@ -22,8 +21,6 @@ struct State {
     broadcasts: HashMap<BroadcastId, Broadcast>,
     ledger: BTreeMap<(BroadcastId, u64), LedgerEntry>,
     claims: HashMap<(BroadcastId, String), u64>,
-    charges: HashMap<(String, String), i64>,
-    buckets: HashMap<(String, i64), u64>,
     quality_red: HashSet<String>,
     jobs: Vec<SendJob>,
     job_ids: HashSet<SendId>,
@@ -225,15 +222,7 @@ impl BroadcastStore for MemoryBroadcasts {
 
 impl LimitStore for MemoryBroadcasts {
     async fn tier(&self, portfolio: &str) -> Result<Option<MessagingLimit>, StoreError> {
-        Ok(self
-            .store
-            .account(portfolio, "messaging_limit")
-            .and_then(|a| {
-                a.attributes
-                    .iter()
-                    .find(|(k, _)| k == "tier")
-                    .and_then(|(_, v)| MessagingLimit::parse(v))
-            }))
+        self.store.tier(portfolio).await
     }
 
     async fn charged_since(
@@ -242,16 +231,7 @@ impl LimitStore for MemoryBroadcasts {
         customers: &[String],
         since: i64,
     ) -> Result<HashSet<String>, StoreError> {
-        let s = self.lock()?;
-        Ok(customers
-            .iter()
-            .filter(|c| {
-                s.charges
-                    .get(&(portfolio.to_owned(), (*c).clone()))
-                    .is_some_and(|at| *at > since)
-            })
-            .cloned()
-            .collect())
+        self.store.charged_since(portfolio, customers, since).await
     }
 
     async fn reserve(
@@ -261,27 +241,7 @@ impl LimitStore for MemoryBroadcasts {
         limit: u64,
         now: i64,
     ) -> Result<(u64, Option<i64>), StoreError> {
-        let mut s = self.lock()?;
-        let buckets = counted_buckets(now);
-        let counts: Vec<(i64, u64)> = buckets
-            .iter()
-            .map(|b| {
-                (
-                    *b,
-                    s.buckets
-                        .get(&(portfolio.to_owned(), *b))
-                        .copied()
-                        .unwrap_or(0),
-                )
-            })
-            .collect();
-        let (granted, retry) = grant(&counts, want, limit);
-        if let Some(current) = buckets.last() {
-            *s.buckets
-                .entry((portfolio.to_owned(), *current))
-                .or_default() += granted;
-        }
-        Ok((granted, retry))
+        self.store.reserve(portfolio, want, limit, now).await
     }
 
     async fn record_charges(
@@ -290,11 +250,7 @@ impl LimitStore for MemoryBroadcasts {
         customers: &[String],
         at: i64,
     ) -> Result<(), StoreError> {
-        let mut s = self.lock()?;
-        for c in customers {
-            s.charges.insert((portfolio.to_owned(), c.clone()), at);
-        }
-        Ok(())
+        self.store.record_charges(portfolio, customers, at).await
     }
 }
 

@@ -426,6 +426,10 @@ pub enum MessagingLimit {
 }
 
 impl MessagingLimit {
+    /// The tier names [`MessagingLimit::parse`] reads, for messages about a bad one.
+    pub const NAMES: &'static str =
+        "one of TIER_50, TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED";
+
     /// Reads a tier name (`TIER_2K`); `TIER_NOT_SET` and anything unknown give `None`.
     pub fn parse(tier: &str) -> Option<MessagingLimit> {
         Some(match tier.trim() {

@@ -12,6 +12,9 @@ use super::send::{
     StoredAnswer, idempotency_hash,
 };
 use super::{MessagesRequest, SendError, SendRequest, cloud_api_error_body};
+use crate::broadcast::LimitStore;
+use crate::broadcast::limit::charge_one;
+use crate::model::MessagingLimit;
 use crate::ports::{
     ConversationReader, Created, OutboundQueue, QueueError, SendJob, SendStore, StoreError,
 };
@@ -30,6 +33,9 @@ pub struct AcceptConfig {
     pub window_margin_secs: i64,
     /// How long send records are kept (seconds).
     pub retention_secs: i64,
+    /// The messaging-limit tier assumed for a portfolio no webhook has told the tier of
+    /// (Meta's default for a new portfolio is 250), as the broadcast planner assumes it.
+    pub default_tier: MessagingLimit,
 }
 
 impl Default for AcceptConfig {
@@ -37,6 +43,7 @@ impl Default for AcceptConfig {
         Self {
             window_margin_secs: 60,
             retention_secs: 90 * 86_400,
+            default_tier: MessagingLimit::Tier250,
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct Answer {
     pub send_id: Option<SendId>,
     /// Whether it is the stored answer of an earlier request with the same `Idempotency-Key`.
     pub replayed: bool,
+    /// For a 429: seconds until trying again can succeed (the `Retry-After` header).
+    pub retry_after_secs: Option<i64>,
 }
 
 /// Why send-api could not decide: nothing is known to be queued, the client should retry.
@@ -90,6 +99,7 @@ fn refused(err: &SendError, trace: &str) -> Answer {
         body: err.to_cloud_api_error(trace),
         send_id: None,
         replayed: false,
+        retry_after_secs: None,
     }
 }
 
@@ -202,7 +212,7 @@ pub async fn accept<S, Q>(
     call: SendCall<'_>,
 ) -> Result<Answer, AcceptError>
 where
-    S: SendStore + ConversationReader + TemplateStore,
+    S: SendStore + ConversationReader + TemplateStore + LimitStore,
     Q: OutboundQueue,
 {
     let now_secs = call.now_ms.div_euclid(1000);
@@ -312,6 +322,13 @@ where
                         config.window_margin_secs,
                     );
                 }
+                if verdict.is_ok() && kind_of(&req) == SendKind::Template {
+                    let open = window
+                        .as_ref()
+                        .is_some_and(|w| w.allows_session_message(now_secs, 0));
+                    verdict =
+                        charge(store, config, call.phone_number_id, &key, open, now_secs).await?;
+                }
                 record.who = Some(who);
                 record.customer = Some(key);
                 if let Err(refusal) = verdict {
@@ -368,7 +385,34 @@ where
         body: answer,
         send_id: Some(id),
         replayed: false,
+        retry_after_secs: None,
     })
+}
+
+/// Charges a template send against the messaging limit of the number's portfolio (its
+/// WhatsApp Business Account, as the broadcast planner charges it): free inside the
+/// customer-service window or for a customer charged in the last 24 hours. A number whose
+/// account is not known yet (no webhook, no sync) is not charged.
+async fn charge<S: TemplateStore + LimitStore>(
+    store: &S,
+    config: &AcceptConfig,
+    phone_number_id: &str,
+    customer: &crate::customer::CustomerKey,
+    window_open: bool,
+    now_secs: i64,
+) -> Result<Result<(), Refusal>, StoreError> {
+    if window_open {
+        return Ok(Ok(()));
+    }
+    let Some(waba) = store.waba_of(phone_number_id).await? else {
+        return Ok(Ok(()));
+    };
+    let who = customer.as_storage();
+    let charged = charge_one(store, &waba, &who, false, config.default_tier, now_secs).await?;
+    Ok(charged.map_err(|full| Refusal::LimitReached {
+        limit: full.limit,
+        retry_at: full.retry_at,
+    }))
 }
 
 fn kind_of(req: &SendRequest) -> SendKind {
@@ -389,11 +433,13 @@ async fn refuse<S: SendStore>(
     now_secs: i64,
 ) -> Result<Answer, AcceptError> {
     let body = cloud_api_error_body(refusal.code(), refusal.message(), &refusal.details(), trace);
-    if record.idempotency.is_some() {
+    let status = refusal.http_status();
+    let retry_after = refusal.retry_at().map(|t| (t - now_secs).max(1));
+    if record.idempotency.is_some() && !refusal.is_transient() {
         record.state = SendState::Failed;
         record.error = Some(SendFailure::new(refusal.code(), refusal.message()));
         record.answer = Some(StoredAnswer {
-            http_status: 400,
+            http_status: status,
             body: body.to_string(),
         });
         if let Created::Exists(existing) = store.create_send(&record, now_secs).await?
@@ -403,10 +449,11 @@ async fn refuse<S: SendStore>(
         }
     }
     Ok(Answer {
-        http_status: 400,
+        http_status: status,
         body,
         send_id: None,
         replayed: false,
+        retry_after_secs: retry_after,
     })
 }
 
@@ -416,6 +463,7 @@ fn stored_answer(r: &SendRecord, a: &StoredAnswer) -> Answer {
         body: serde_json::from_str(&a.body).unwrap_or(Value::Null),
         send_id: (a.http_status == 200).then(|| r.id.clone()),
         replayed: true,
+        retry_after_secs: None,
     }
 }
 
@@ -441,6 +489,7 @@ async fn replay<Q: OutboundQueue>(
             ),
             send_id: None,
             replayed: true,
+            retry_after_secs: None,
         });
     }
     let Some(answer) = &existing.answer else {

@@ -478,3 +478,89 @@ async fn a_marketing_opt_out_stops_marketing_and_unknown_templates_only() {
     assert_eq!(a.body["error"]["code"], 131_050);
     assert_eq!(queue.jobs().len(), 1);
 }
+
+fn template_to(phone: &str) -> String {
+    json!({"messaging_product": "whatsapp", "to": phone, "type": "template", "template": template_body()})
+        .to_string()
+}
+
+#[tokio::test]
+async fn template_sends_outside_the_window_are_charged_against_the_messaging_limit() {
+    let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
+    synced(&store).await;
+    let config = AcceptConfig {
+        default_tier: MessagingLimit::Tier50,
+        ..AcceptConfig::default()
+    };
+    let send = |to: String, key: Option<String>, at_ms: i64, random: u8| {
+        let (store, queue, config) = (&store, &queue, &config);
+        async move {
+            let mut c = call(to.as_bytes(), key.as_deref(), random);
+            c.now_ms = at_ms;
+            accept(store, queue, config, c).await.unwrap()
+        }
+    };
+    // 50 unique customers fit the tier of 50; a second template to one of them is free.
+    for i in 0..50u8 {
+        let a = send(template_to(&format!("55119000000{i:02}")), None, NOW_MS, i).await;
+        assert_eq!(a.http_status, 200, "{i}: {}", a.body);
+    }
+    let again = send(template_to("5511900000007"), None, NOW_MS, 60).await;
+    assert_eq!(
+        again.http_status, 200,
+        "charged once per 24 h: {}",
+        again.body
+    );
+    // The 51st customer is refused like Meta's rate limit, and nothing is queued for them.
+    let key = Some("retry-me".to_owned());
+    let over = send(template_to(PHONE), key.clone(), NOW_MS, 61).await;
+    assert_eq!(over.http_status, 429, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], 80_007);
+    let details = over.body["error"]["error_data"]["details"]
+        .as_str()
+        .unwrap();
+    assert!(details.contains("messaging limit (50 unique"), "{details}");
+    // Room comes back when the current hour leaves the rolling 24 hours (Retry-After).
+    let wait = over.retry_after_secs.expect("a retry time");
+    assert!(wait > 23 * 3600 && wait <= 25 * 3600, "{wait}");
+    assert!(details.contains("Room comes back at"), "{details}");
+    assert_eq!(queue.jobs().len(), 51);
+    // A customer whose window is open is not business-initiated: free, even at the limit.
+    let open = "5511911112222";
+    let who = CustomerRef::new(None, Some(open)).unwrap();
+    store
+        .advance_window(
+            PNID,
+            &CustomerKey::Phone(open.into()),
+            &who,
+            &WindowUpdate::for_message(NOW - 60, false),
+            None,
+        )
+        .await
+        .unwrap();
+    let a = send(template_to(open), None, NOW_MS, 62).await;
+    assert_eq!(a.http_status, 200, "{}", a.body);
+    // A day later the first hour's charges have left the window: the same request (same
+    // Idempotency-Key: the 429 was not kept as its answer) goes.
+    let later = NOW_MS + 25 * 3600 * 1000;
+    let a = send(template_to(PHONE), key, later, 63).await;
+    assert_eq!(a.http_status, 200, "{}", a.body);
+    assert!(!a.replayed);
+    assert_eq!(queue.jobs().len(), 53);
+}
+
+#[tokio::test]
+async fn a_number_whose_account_is_unknown_is_not_charged() {
+    let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
+    let config = AcceptConfig {
+        default_tier: MessagingLimit::Tier50,
+        ..AcceptConfig::default()
+    };
+    for i in 0..60u8 {
+        let body = template_to(&format!("55119000000{i:02}"));
+        let a = accept(&store, &queue, &config, call(body.as_bytes(), None, i))
+            .await
+            .unwrap();
+        assert_eq!(a.http_status, 200, "{}", a.body);
+    }
+}

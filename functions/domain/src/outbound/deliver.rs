@@ -29,6 +29,7 @@ use crate::ports::{
     Clock, Consent, ConsentRecord, ConsentSource, ConversationReader, Direction, GraphSender,
     InboundStore, MessageRecord, SendJob, SendStore, StoreError,
 };
+use crate::templates::{TemplateStore, Verdict, check_send};
 
 /// How the worker delivers.
 #[derive(Debug, Clone)]
@@ -207,7 +208,7 @@ const SAVE_ATTEMPTS: usize = 5;
 
 impl<S, L, P, G, C> Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader,
+    S: SendStore + InboundStore + ConversationReader + TemplateStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,
@@ -401,6 +402,13 @@ where
             r.message_type = "template".into();
             verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
         }
+        if r.kind == SendKind::Template
+            && matches!(&verdict, Err(policy::Refusal::OptedOut { scope }) if scope == crate::consent::SCOPE_MARKETING)
+            && !self.needs_marketing_consent(r).await?
+        {
+            // A marketing opt-out does not stop a utility or authentication template.
+            verdict = policy::check_for(r.kind, false, window.as_ref(), &consents, now, margin);
+        }
         let Err(refusal) = verdict else {
             return Ok(None);
         };
@@ -415,6 +423,21 @@ where
             // Someone changed it (a status webhook?): decide again from what they saved.
             Ok(Some(defer(0)))
         }
+    }
+
+    /// Whether the template of `r` needs marketing consent: its category in the registry
+    /// (kept current by `template_category_update` webhooks) says so, or it is not known
+    /// there (not sending is the safe side). Asked only when a marketing opt-out is in force.
+    async fn needs_marketing_consent(&self, r: &SendRecord) -> Result<bool, StoreError> {
+        let Some(template) = r.body.get("template") else {
+            return Ok(true);
+        };
+        Ok(
+            match check_send(&self.store, &r.phone_number_id, template).await? {
+                Verdict::Fits(def) => def.category.needs_marketing_consent(),
+                Verdict::Unchecked | Verdict::Refused(_) => true,
+            },
+        )
     }
 
     /// Records what came of a Graph API call.

@@ -454,6 +454,52 @@ async fn an_opt_out_after_queuing_stops_the_send_at_dequeue() {
 }
 
 #[tokio::test]
+async fn a_marketing_opt_out_stops_marketing_templates_at_dequeue_but_not_utility_ones() {
+    use crate::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
+    let e = engine();
+    let (a, b) = ("5511999990001", "5511999990002");
+    let first = queued(&e, a, SendKind::Template, 1).await;
+    let second = queued(&e, b, SendKind::Template, 2).await;
+    for phone in [a, b] {
+        e.store()
+            .record_consent(&ConsentRecord {
+                phone_number_id: PNID.into(),
+                customer: customer(phone).0,
+                scope: "marketing".into(),
+                consent: Consent::OptedOut,
+                source: ConsentSource::UserPreferences,
+                at: T0 / 1000,
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+    // While `hello` is not known, it is held to the marketing opt-out.
+    assert_eq!(deliver(&e, &first).await, JobOutcome::Done);
+    assert_eq!(send(&e, &first).error.unwrap().code, 131_050);
+    // Once the registry says it is a utility template, it goes.
+    e.store().set_waba(PNID, "WABA1");
+    e.store()
+        .put_template(&TemplateDef {
+            waba_id: "WABA1".into(),
+            name: "hello".into(),
+            language: "en".into(),
+            id: None,
+            status: TemplateStatus::Approved,
+            category: TemplateCategory::Utility,
+            components: json!([{"type": "BODY", "text": "Hello"}]),
+            quality: None,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    e.store().mark_synced("WABA1", 1).await.unwrap();
+    assert_eq!(deliver(&e, &second).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 1, "the utility template went out");
+    assert_eq!(e.graph().posted()[0].1["to"], b);
+}
+
+#[tokio::test]
 async fn an_unknown_send_goes_to_the_dlq_with_its_reason() {
     let e = engine();
     let job = SendJob {

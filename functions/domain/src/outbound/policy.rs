@@ -17,6 +17,15 @@ pub enum Refusal {
         /// own control or a 131050).
         scope: String,
     },
+    /// A business-initiated send (a template outside the customer-service window) to a
+    /// customer not reached in the last 24 hours, while the portfolio's messaging limit is
+    /// used up ([`crate::broadcast::limit`]). Meta would fail it; it is refused before.
+    LimitReached {
+        /// The limit in force (unique customers per rolling 24 hours).
+        limit: u64,
+        /// When capacity comes back (unix s), if known.
+        retry_at: Option<i64>,
+    },
 }
 
 impl Refusal {
@@ -25,6 +34,31 @@ impl Refusal {
         match self {
             Refusal::WindowClosed => 131_047,
             Refusal::OptedOut { .. } => 131_050,
+            Refusal::LimitReached { .. } => 80_007,
+        }
+    }
+
+    /// The HTTP status send-api answers with: 400 (the send cannot go as asked), 429 for the
+    /// messaging limit (the same send may go once the rolling window makes room).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Refusal::LimitReached { .. } => 429,
+            _ => 400,
+        }
+    }
+
+    /// Whether sending the same request later can succeed (then a refusal is not kept as the
+    /// answer of its `Idempotency-Key`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Refusal::LimitReached { .. })
+    }
+
+    /// When sending the same request can succeed (unix s), if the refusal is transient and
+    /// the time is known.
+    pub fn retry_at(&self) -> Option<i64> {
+        match self {
+            Refusal::LimitReached { retry_at, .. } => *retry_at,
+            _ => None,
         }
     }
 
@@ -35,6 +69,7 @@ impl Refusal {
             Refusal::OptedOut { .. } => {
                 "(#131050) Unable to deliver the message. This recipient has chosen to stop receiving messages from your business"
             }
+            Refusal::LimitReached { .. } => "(#80007) Rate limit issues",
         }
     }
 
@@ -45,6 +80,14 @@ impl Refusal {
             Refusal::OptedOut { scope } => format!(
                 "The customer opted out ({scope}); nothing was queued."
             ),
+            Refusal::LimitReached { limit, retry_at } => {
+                let when = retry_at
+                    .map(|t| format!(" Room comes back at {}.", crate::clock::rfc3339(t)))
+                    .unwrap_or_default();
+                format!(
+                    "The business portfolio's messaging limit ({limit} unique customers outside their customer-service window per rolling 24 hours) is reached; nothing was queued.{when}"
+                )
+            }
         }
     }
 }
