@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: scripts/with-moto.sh CMD [ARGS...]
 #
-# Runs CMD with a private moto server (DynamoDB + SQS emulator) on a free loopback port and the
+# Runs CMD with a private moto server (DynamoDB + SQS emulator, started by scripts/moto-server)
+# on a free loopback port and the
 # standard AWS SDK variables pointing at it:
 #   AWS_ENDPOINT_URL=http://127.0.0.1:<port>  AWS_REGION=us-east-1  dummy static credentials
 #   AWS_EC2_METADATA_DISABLED=true (the SDK must never try the instance-metadata address)
@@ -56,7 +57,7 @@ moto_ready() {
 started=""
 for attempt in 1 2 3; do
   MOTO_PORT="$(free_port)"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
+  "$ROOT/scripts/moto-server" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 150); do   # up to ~30 s; moto is usually ready in ~0.5 s
     if moto_ready; then

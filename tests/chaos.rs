@@ -28,9 +28,10 @@
 //! lost, sends to customers who wrote STOP were refused up front, and the DLQ holds exactly
 //! the permanent failures, each with its `ventana_reason`.
 //!
-//! moto runs through `tests/chaos_moto.py`, which makes one of moto's costs lazy: without it
-//! every SQS send and receive rescans the whole queue several times (a SendMessageBatch of 10
-//! took 6 s at 2,050 messages waiting, 71 ms with it), and the long run measured moto.
+//! moto runs through `scripts/moto-server` (`scripts/moto_server.py`), which removes moto's
+//! per-message queue scans: without it every SQS send and receive rescans the whole queue
+//! several times (a SendMessageBatch of 10 took 6 s at 2,050 messages waiting, 71 ms with
+//! it), and the long run measured moto.
 //!
 //! Run it (it needs the debug binaries and the project's .venv with moto):
 //!
@@ -189,8 +190,9 @@ impl Moto {
             "{} has no moto: run scripts/bootstrap.sh (or set VENTANA_VENV)",
             venv.display()
         );
-        // moto_server with its per-message queue-attribute scans made lazy (see the script).
-        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos_moto.py");
+        // moto_server without its per-message queue scans (see the script).
+        let launcher =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_server.py");
         for _ in 0..3 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
