@@ -229,6 +229,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         settled: 0,
         counts: Counts::default(),
         chain: 1,
+        page_claim: None,
         created_at_ms: now_ms,
         completed_at: None,
         expires_at: now_ms / 1000 + 86_400,

@@ -237,3 +237,61 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
             .is_empty()
     );
 }
+
+fn broadcast_send(id: &BroadcastId, index: u64, text: &str) -> wa_domain::outbound::SendRecord {
+    use wa_domain::outbound::{SendKind, SendRecord, SendState};
+    SendRecord {
+        id: send_id_for(id, T0 * 1000, index),
+        phone_number_id: "1001".into(),
+        customer: None,
+        who: None,
+        message_type: "template".into(),
+        kind: SendKind::Template,
+        body: json!({"text": text}),
+        fallback: None,
+        client_callback_data: None,
+        state: SendState::Pending { not_before_ms: 0 },
+        attempts: 0,
+        wamid: None,
+        error: None,
+        statuses: Default::default(),
+        created_at_ms: T0 * 1000,
+        broadcast_id: Some(id.as_str().to_owned()),
+        idempotency: None,
+        answer: None,
+        expires_at: T0 + 86_400,
+        version: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_pages_sends_are_batch_written_first_and_never_overwritten_on_a_retry() {
+    let (store, _, _) = fresh_table().await;
+    let id = BroadcastId::new(T0 * 1000, [2; 10]);
+    // First attempt: 60 sends (three BatchWriteItem requests), all readable.
+    let first: Vec<_> = (0..60).map(|i| broadcast_send(&id, i, "first")).collect();
+    store.create_sends(&first, true).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|s| s.id.clone()).collect();
+    let got = store.get_sends(&ids).await.unwrap();
+    assert!(
+        got.iter()
+            .all(|s| s.as_ref().is_some_and(|s| s.body["text"] == "first"))
+    );
+    // A retry of the page (after a crash) with 70 sends: the 60 are kept as they were, the
+    // 10 new ones are written.
+    let again: Vec<_> = (0..70).map(|i| broadcast_send(&id, i, "again")).collect();
+    store.create_sends(&again, false).await.unwrap();
+    let ids: Vec<_> = again.iter().map(|s| s.id.clone()).collect();
+    let got = store.get_sends(&ids).await.unwrap();
+    let texts: Vec<_> = got
+        .iter()
+        .map(|s| {
+            s.as_ref().unwrap().body["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts[..60], vec!["first".to_owned(); 60][..]);
+    assert_eq!(texts[60..], vec!["again".to_owned(); 10][..]);
+}

@@ -17,6 +17,7 @@
 //! | `MESSAGING_LIMIT_DEFAULT_TIER` | the messaging-limit tier assumed until a webhook tells (`TIER_250`); send-api assumes the same |
 //! | `BROADCAST_SETTLE_AFTER_SECS` | when an accepted send is settled as sent/delivered (3600) |
 //! | `BROADCAST_RECHECK_SECS` | how soon unsettled sends are looked at again (60) |
+//! | `BROADCAST_STEP_BUDGET_SECS` | a step hands over to a fresh step message after the page on which this much time has passed (20; the function's timeout is 60) |
 //! | `VENTANA_RECIPIENTS_BUCKET` | the bucket of uploaded recipient CSV lists (`recipients_csv`) |
 //!
 //! Recipient CSV lists (`recipients_csv`) are read from S3 a page at a time

@@ -44,8 +44,10 @@ const COUNT: &str = "count";
 const BCAST_SK: &str = "BCAST";
 const CLAIM_SK: &str = "CLAIM";
 const CHARGE_SK: &str = "CHARGE";
-/// Positions per ledger partition.
-const LEDGER_SPLIT: u64 = 10_000;
+/// Positions per ledger partition: an import of a big list spreads its writes over many
+/// partition keys (DynamoDB allows 1,000 write units a second per partition), and a page's
+/// Query reads a small item collection (moto scans the partition it queries).
+const LEDGER_SPLIT: u64 = 1_000;
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
 /// BatchWriteItem's limit.
@@ -399,15 +401,24 @@ impl BroadcastStore for DynamoStore {
         Ok(owners)
     }
 
-    async fn create_sends(&self, sends: &[SendRecord]) -> Result<(), StoreError> {
-        // One conditional put per send (an existing send is kept as it is), up to
-        // [`PUTS_IN_FLIGHT`] at once. Not a transaction: nothing needs the sends of a page
-        // to appear together, and a transaction's items cost twice the write units (and
-        // moto copies the whole table for each one).
+    async fn create_sends(
+        &self,
+        sends: &[SendRecord],
+        first_attempt: bool,
+    ) -> Result<(), StoreError> {
         let items = sends
             .iter()
             .map(|r| send_item(r, 1))
             .collect::<Result<Vec<_>, _>>()?;
+        if first_attempt {
+            // The planner holds the page's claim and the page was never planned: no send
+            // exists, so BatchWriteItem (25 a request, the same write units) needs no check.
+            return self.batch_put_all(items).await;
+        }
+        // A page planned again after a crash: one conditional put per send (an existing
+        // send is kept as it is), up to [`PUTS_IN_FLIGHT`] at once. Not a transaction:
+        // nothing needs the sends of a page to appear together, and a transaction's items
+        // cost twice the write units (and moto copies the whole table for each one).
         let puts: Vec<_> = items.into_iter().map(|item| self.put_new(item)).collect();
         stream::iter(puts)
             .buffer_unordered(PUTS_IN_FLIGHT)

@@ -97,17 +97,22 @@ const PASSTHROUGH: &[&str] = &[
     "MESSAGING_LIMIT_DEFAULT_TIER",
     "BROADCAST_SETTLE_AFTER_SECS",
     "BROADCAST_RECHECK_SECS",
+    "BROADCAST_STEP_BUDGET_SECS",
 ];
 
 /// The local stack's own defaults for function variables, where they differ from AWS's:
 /// an unconfirmed send (a Graph API timeout) is reconciled after 20 s instead of 120 s, so
 /// a timeout demo against the sandbox resolves while you watch; a broadcast's accepted sends
 /// are settled after 10 s instead of an hour, looked at every 2 s, so that it completes while
-/// you watch. Set the variable to override.
+/// you watch; the messaging limit assumed until a webhook tells is 10,000 customers a day
+/// instead of a new portfolio's 250, so a trial broadcast of a few thousand goes out at once
+/// (`MESSAGING_LIMIT_DEFAULT_TIER=TIER_250 make dev` shows the limit holding the rest).
+/// Set the variable to override.
 const LOCAL_DEFAULTS: &[(&str, &str)] = &[
     ("UNCONFIRMED_GRACE_SECS", "20"),
     ("BROADCAST_SETTLE_AFTER_SECS", "10"),
     ("BROADCAST_RECHECK_SECS", "2"),
+    ("MESSAGING_LIMIT_DEFAULT_TIER", "TIER_10K"),
 ];
 
 impl Config {
@@ -167,10 +172,17 @@ impl Config {
         if let Some(p) = set("VENTANA_MOTO_SERVER") {
             moto_candidates.push(PathBuf::from(p));
         }
-        if let Some(venv) = set("VENTANA_VENV") {
-            moto_candidates.push(Path::new(&venv).join("bin/moto_server"));
+        // The project's launcher (moto without its per-message queue scans) when the
+        // project's virtualenv exists, else any moto_server.
+        let venv = set("VENTANA_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
+        if venv.join("bin/moto_server").is_file() {
+            moto_candidates.push(repo_root().join("scripts/moto-server"));
         }
-        moto_candidates.push(repo_root().join(".venv/bin/moto_server"));
+        moto_candidates.push(venv.join("bin/moto_server"));
+        let repo_venv = repo_root().join(".venv/bin/moto_server");
+        if !moto_candidates.contains(&repo_venv) {
+            moto_candidates.push(repo_venv);
+        }
         if let Some(path) = var("PATH") {
             moto_candidates.extend(std::env::split_paths(&path).map(|d| d.join("moto_server")));
         }
@@ -245,11 +257,29 @@ mod tests {
                 ("UNCONFIRMED_GRACE_SECS".to_owned(), "20".to_owned()),
                 ("BROADCAST_SETTLE_AFTER_SECS".to_owned(), "10".to_owned()),
                 ("BROADCAST_RECHECK_SECS".to_owned(), "2".to_owned()),
+                (
+                    "MESSAGING_LIMIT_DEFAULT_TIER".to_owned(),
+                    "TIER_10K".to_owned()
+                ),
             ]
         );
         assert_eq!(c.sandbox_port, Some(0));
         assert!(c.env_file.ends_with("target/local-stack.env"));
-        assert!(c.moto_candidates[0].ends_with(".venv/bin/moto_server"));
+        // The project's launcher first when the virtualenv exists, then moto_server itself.
+        let launcher = c
+            .moto_candidates
+            .iter()
+            .position(|p| p.ends_with("scripts/moto-server"));
+        let plain = c
+            .moto_candidates
+            .iter()
+            .position(|p| p.ends_with(".venv/bin/moto_server"));
+        assert!(plain.is_some(), "{:?}", c.moto_candidates);
+        assert!(
+            launcher.is_none_or(|l| l == 0 && plain > Some(l)),
+            "{:?}",
+            c.moto_candidates
+        );
     }
 
     #[test]
@@ -284,6 +314,10 @@ mod tests {
                 ("UNCONFIRMED_GRACE_SECS".to_owned(), "5".to_owned()),
                 ("BROADCAST_SETTLE_AFTER_SECS".to_owned(), "10".to_owned()),
                 ("BROADCAST_RECHECK_SECS".to_owned(), "2".to_owned()),
+                (
+                    "MESSAGING_LIMIT_DEFAULT_TIER".to_owned(),
+                    "TIER_10K".to_owned()
+                ),
             ]
         );
         assert_eq!(c.sandbox_port, Some(4001));

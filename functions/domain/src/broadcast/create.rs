@@ -282,6 +282,7 @@ where
         settled: 0,
         counts: Counts::default(),
         chain: 1,
+        page_claim: None,
         created_at_ms: now_ms,
         completed_at: None,
         expires_at,

@@ -172,10 +172,24 @@ impl BroadcastStore for MemoryBroadcasts {
             .collect())
     }
 
-    async fn create_sends(&self, sends: &[SendRecord]) -> Result<(), StoreError> {
+    async fn create_sends(
+        &self,
+        sends: &[SendRecord],
+        first_attempt: bool,
+    ) -> Result<(), StoreError> {
         for r in sends {
-            if self.store.get_send(&r.id).await?.is_none() {
-                self.store.create_send(r, 0).await?;
+            match self.store.get_send(&r.id).await? {
+                None => {
+                    self.store.create_send(r, 0).await?;
+                }
+                // A store writing without checking would have reset this send.
+                Some(_) if first_attempt => {
+                    return Err(StoreError::Corrupt(format!(
+                        "send {} exists on a page's first attempt",
+                        r.id
+                    )));
+                }
+                Some(_) => {}
             }
         }
         Ok(())

@@ -329,6 +329,11 @@ pub struct Broadcast {
     /// Bumped by each pause, resume and creation: a planner step message of another chain
     /// is dropped, so one chain of step messages drives the job.
     pub chain: u64,
+    /// The page a planner step claimed last: its cursor and when (unix ms). Saved before
+    /// the page's claims, charges and sends, so that one step at a time plans a page (see
+    /// `planner`): a page never claimed before has no sends yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_claim: Option<PageClaim>,
     /// When it was created (unix ms).
     pub created_at_ms: i64,
     /// When it was completed (unix s).
@@ -339,6 +344,17 @@ pub struct Broadcast {
     /// Bumped on every save; a save succeeds only over the version it read.
     #[serde(default)]
     pub version: u64,
+}
+
+/// A planner step's claim on the page `cursor..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageClaim {
+    /// The page's first position.
+    pub cursor: u64,
+    /// The position after its last one: sends may exist for entries before it.
+    pub end: u64,
+    /// When it was claimed (unix ms).
+    pub at_ms: i64,
 }
 
 impl Broadcast {

@@ -28,7 +28,7 @@ use super::create::recipient_of;
 use super::limit::{BUCKET_SECS, WINDOW_SECS, tier_count};
 use super::{
     Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
-    Outcome, PauseReason, RecipientSource, send_id_for, template_body,
+    Outcome, PageClaim, PauseReason, RecipientSource, send_id_for, template_body,
 };
 
 /// What the planner is tuned with.
@@ -41,6 +41,10 @@ pub struct PlannerConfig {
     /// Pages one step works through before handing over to a fresh step message (bounds a
     /// Lambda invocation's time).
     pub pages_per_step: usize,
+    /// Time (ms) after which a step hands over to a fresh step message at the end of the
+    /// page it is on, whatever `pages_per_step` says: a slow store (moto on a laptop, a
+    /// throttled table) must not run a step into the function's timeout.
+    pub step_budget_ms: i64,
     /// How long after its creation a send that Meta accepted is settled as sent / delivered
     /// (a read or a failure settles it at once).
     pub settle_after_secs: i64,
@@ -59,6 +63,7 @@ impl Default for PlannerConfig {
             page: 100,
             import_page: 500,
             pages_per_step: 50,
+            step_budget_ms: 20_000,
             settle_after_secs: 3600,
             recheck_secs: 60,
             retention_secs: 30 * 86_400,
@@ -132,12 +137,17 @@ where
     }
     let mut marketing = true;
     let mut checked = false;
+    let started_ms = d.clock.now_ms();
+    let out_of_time = || d.clock.now_ms() - started_ms >= cfg.step_budget_ms;
     for _ in 0..cfg.pages_per_step.max(1) {
         let now = d.clock.now_ms().div_euclid(1000);
         if !b.imported {
             import_page(d, cfg, &mut b).await?;
             if !d.store.save_broadcast(&mut b).await? {
                 return Ok(StepResult::Idle);
+            }
+            if out_of_time() {
+                break;
             }
             continue;
         }
@@ -164,8 +174,16 @@ where
             changed = true;
         }
         let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() {
-            plan_page(d, cfg, &mut b, now, marketing).await?;
-            true
+            match plan_page(d, cfg, &mut b, now, marketing).await? {
+                Page::Planned => true,
+                Page::Busy { after_secs } => {
+                    return Ok(StepResult::Again {
+                        after_secs,
+                        chain: b.chain,
+                    });
+                }
+                Page::Lost => return Ok(StepResult::Idle),
+            }
         } else if b.settled < b.cursor {
             settle_page(d.store, cfg, &mut b, now).await?
         } else {
@@ -181,6 +199,9 @@ where
             return Ok(StepResult::Idle);
         }
         if progressed {
+            if out_of_time() {
+                break;
+            }
             continue;
         }
         // Nothing to do now: come back at the next event.
@@ -268,13 +289,59 @@ where
     Ok(())
 }
 
+/// How long a page claim keeps other steps off the page: longer than the planner function
+/// may run (its timeout is 60 s), so an older claim belongs to a step that is gone.
+pub const PAGE_CLAIM_MS: i64 = 120_000;
+
+/// What became of a page.
+enum Page {
+    /// Planned: the cursor moved.
+    Planned,
+    /// Another step holds the page's claim: try again then.
+    Busy { after_secs: i64 },
+    /// Another step saved the job meanwhile: this one stops.
+    Lost,
+}
+
+/// Claims the page `b.cursor..b.cursor + n` for this step: saves the job with the claim,
+/// conditionally on the version read, before anything of the page is written, so two steps
+/// of one chain (a duplicated step message) never plan a page at the same time. Returns
+/// whether the page was never claimed before (then none of its sends can exist).
+async fn claim_page<S: BroadcastStore>(
+    store: &S,
+    b: &mut Broadcast,
+    n: usize,
+    now_ms: i64,
+) -> Result<Result<bool, Page>, StoreError> {
+    let first_attempt = match b.page_claim {
+        None => true,
+        Some(c) if c.cursor == b.cursor && now_ms - c.at_ms < PAGE_CLAIM_MS => {
+            let after_ms = PAGE_CLAIM_MS - (now_ms - c.at_ms);
+            return Ok(Err(Page::Busy {
+                after_secs: (after_ms + 999).div_euclid(1000).max(1),
+            }));
+        }
+        Some(c) => b.cursor >= c.end,
+    };
+    let end = (b.cursor + n as u64).max(b.page_claim.map_or(0, |c| c.end));
+    b.page_claim = Some(PageClaim {
+        cursor: b.cursor,
+        end,
+        at_ms: now_ms,
+    });
+    if !store.save_broadcast(b).await? {
+        return Ok(Err(Page::Lost));
+    }
+    Ok(Ok(first_attempt))
+}
+
 async fn plan_page<S, L, T, R, O, C>(
     d: &Deps<'_, S, L, T, R, O, C>,
     cfg: &PlannerConfig,
     b: &mut Broadcast,
     now: i64,
     marketing: bool,
-) -> Result<(), PlanError>
+) -> Result<Page, PlanError>
 where
     S: BroadcastStore,
     L: LimitStore,
@@ -284,6 +351,10 @@ where
     let n = usize::try_from(b.released - b.cursor)
         .unwrap_or(usize::MAX)
         .min(cfg.page);
+    let first_attempt = match claim_page(d.store, b, n, d.clock.now_ms()).await? {
+        Ok(first) => first,
+        Err(page) => return Ok(page),
+    };
     let mut entries = d.store.entries(&b.id, b.cursor, n).await?;
     for (i, e) in entries.iter().enumerate() {
         if e.index != b.cursor + i as u64 {
@@ -430,7 +501,7 @@ where
         entries[i].send_id = Some(id);
     }
     if !sends.is_empty() {
-        d.store.create_sends(&sends).await?;
+        d.store.create_sends(&sends, first_attempt).await?;
         let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
         d.outbound.enqueue_batch(&jobs).await?;
     }
@@ -448,7 +519,7 @@ where
         b.counts.add(e.outcome, e.error.as_ref());
     }
     b.cursor += entries.len() as u64;
-    Ok(())
+    Ok(Page::Planned)
 }
 
 /// The final outcome of a send, if it has one at `now`.

@@ -68,10 +68,13 @@ pub trait BroadcastStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
 
     /// Stores each send unless a send with its id exists (an existing one is kept as it is:
-    /// a planner re-doing a page must not reset a send that went out).
+    /// a planner re-doing a page must not reset a send that went out). `first_attempt`: the
+    /// page was never planned before and the caller holds its claim, so none of these sends
+    /// can exist yet: the store may write them without checking.
     fn create_sends(
         &self,
         sends: &[SendRecord],
+        first_attempt: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The sends with these ids, in the same order (`None` for an unknown id).

@@ -255,6 +255,129 @@ async fn ten_thousand_on_the_2k_tier_send_2000_in_the_first_24_hours_and_the_res
 }
 
 #[tokio::test]
+async fn a_page_claimed_by_another_step_is_left_to_it_until_the_claim_is_stale() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let id = w
+        .create(recipients(150), json!({"all_at_once": true}))
+        .await;
+    let chain = w.get(&id).await.chain;
+    // A duplicate of the step message is running the first page: its claim is fresh.
+    let mut b = w.get(&id).await;
+    b.page_claim = Some(PageClaim {
+        cursor: 0,
+        end: 100,
+        at_ms: w.clock.now_ms() - 20_000,
+    });
+    assert!(w.mem.save_broadcast(&mut b).await.unwrap());
+    match step(&w.deps(), &w.cfg, &id, chain).await.unwrap() {
+        StepResult::Again { after_secs, .. } => assert_eq!(after_secs, 100),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        w.mem.jobs().is_empty(),
+        "nothing planned under another's claim"
+    );
+    assert_eq!(w.get(&id).await.cursor, 0);
+    // Two minutes after it was claimed, the other step is gone (the function's timeout is
+    // 60 s): the page is planned again, keeping any send the other step may have made.
+    let created_at_ms = w.get(&id).await.created_at_ms;
+    let early = SendRecord {
+        id: send_id_for(&id, created_at_ms, 7),
+        phone_number_id: PN.into(),
+        customer: None,
+        who: None,
+        message_type: "template".into(),
+        kind: crate::outbound::SendKind::Template,
+        body: json!({"made": "by the other step"}),
+        fallback: None,
+        client_callback_data: None,
+        state: SendState::Pending { not_before_ms: 0 },
+        attempts: 0,
+        wamid: None,
+        error: None,
+        statuses: Default::default(),
+        created_at_ms,
+        broadcast_id: Some(id.as_str().to_owned()),
+        idempotency: None,
+        answer: None,
+        expires_at: T0 + 86_400,
+        version: 0,
+    };
+    w.mem.store.create_send(&early, 0).await.unwrap();
+    w.clock.advance(100_000);
+    w.drive(w.now() + 60, false).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.cursor, 150);
+    assert_eq!(w.mem.jobs().len(), 150);
+    assert_eq!(
+        w.mem.store.send(&early.id).unwrap().body,
+        early.body,
+        "the other step's send is kept as it was"
+    );
+}
+
+/// A clock that moves one second each time it is read: a slow store, as seen by the planner.
+struct SlowClock(ManualClock);
+
+impl Clock for SlowClock {
+    fn now_ms(&self) -> i64 {
+        let now = self.0.now_ms();
+        self.0.advance(1000);
+        now
+    }
+
+    async fn sleep_until(&self, until_ms: i64) {
+        self.0.sleep_until(until_ms).await;
+    }
+}
+
+#[tokio::test]
+async fn a_step_hands_over_when_its_time_budget_is_spent_and_nobody_is_skipped_or_doubled() {
+    let mut w = World::new(Some("TIER_UNLIMITED")).await;
+    w.cfg.step_budget_ms = 5_000;
+    w.cfg.pages_per_step = 50;
+    w.cfg.import_page = 100;
+    let id = w
+        .create(recipients(1_000), json!({"all_at_once": true}))
+        .await;
+    let clock = SlowClock(ManualClock::at(T0 * 1000));
+    let d = Deps {
+        store: &w.mem,
+        limits: &w.mem,
+        templates: &*w.mem.store,
+        source: &w.mem,
+        outbound: &w.mem,
+        clock: &clock,
+    };
+    let mut steps = 0;
+    let mut chain = w.get(&id).await.chain;
+    while w.get(&id).await.cursor < 1_000 {
+        steps += 1;
+        assert!(steps < 100, "runaway");
+        let before = w.get(&id).await.cursor;
+        match step(&d, &w.cfg, &id, chain).await.unwrap() {
+            StepResult::Again {
+                after_secs,
+                chain: c,
+            } => {
+                chain = c;
+                // Still work to do: at once.
+                if w.get(&id).await.cursor < 1_000 {
+                    assert_eq!(after_secs, 0);
+                }
+            }
+            StepResult::Idle => panic!("idle before everyone was queued"),
+        }
+        // A few pages per step, not the 50 allowed: the budget ended each step.
+        assert!(w.get(&id).await.cursor - before <= 300, "step {steps}");
+    }
+    assert!(steps >= 4, "{steps} steps");
+    assert_eq!(w.mem.jobs().len(), 1_000);
+    let phones: HashSet<String> = queued_phones(&w.mem).into_iter().collect();
+    assert_eq!(phones.len(), 1_000);
+}
+
+#[tokio::test]
 async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unknown() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     for (i, scope, consent) in [
@@ -542,8 +665,8 @@ impl BroadcastStore for Crashy<'_> {
     ) -> Result<Vec<u64>, StoreError> {
         crashy!(self, self.inner.claim_recipients(id, c))
     }
-    async fn create_sends(&self, s: &[SendRecord]) -> Result<(), StoreError> {
-        crashy!(self, self.inner.create_sends(s))
+    async fn create_sends(&self, s: &[SendRecord], first: bool) -> Result<(), StoreError> {
+        crashy!(self, self.inner.create_sends(s, first))
     }
     async fn get_sends(
         &self,
