@@ -82,6 +82,8 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 unset AWS_SESSION_TOKEN AWS_PROFILE
 export AWS_EC2_METADATA_DISABLED=true
+# For benchmarks that report moto's own CPU time (tests/broadcast_scale.rs).
+export VENTANA_MOTO_PID="$MOTO_PID"
 export MOTO_PORT
 echo "with-moto: moto on $AWS_ENDPOINT_URL (pid $MOTO_PID, log ${MOTO_LOG#"$ROOT"/})" >&2
 

@@ -8,15 +8,16 @@
 //! adapters — `wa_dynamodb::DynamoStore` (broadcast, ledger, claims, audience, sends, limit,
 //! templates) and `wa_sqs::SqsOutboundQueue` (`SendMessageBatch` onto a FIFO outbound queue) —
 //! whose SDK clients talk to moto through a [`CountingProxy`] (requests, items and moto's time
-//! by operation). The recipients come from a CSV file on local disk read in pages by the
-//! domain's CSV [`Decoder`] from a byte-offset cursor (a [`RecipientSource`] standing in for
-//! the S3 source, which was not on main when this was written). The broadcast is all at once,
-//! on an unlimited tier (no limit reservations).
+//! by operation). The recipients are a CSV list in moto's S3, read in pages by the planner's
+//! own `wa_s3::S3RecipientSource` (ranged GETs, counted too), as an upload through
+//! `POST /v1/broadcasts/uploads` would be. The broadcast is all at once, on an unlimited tier
+//! (no limit reservations).
 //!
 //! Reported (`BROADCAST_SCALE_JSON {…}` on stdout): the wall time until every recipient is
 //! queued (import + plan), recipients/s, requests and items per recipient by operation with
 //! moto's share of the time, and the process's `VmRSS` at every step (`VmHWM` at the end),
-//! with the queue depth, so that growth with the list or with moto's FIFO queue shows.
+//! with the queue depth, so that growth with the list or with moto's FIFO queue shows, and
+//! the CPU time this process (the planner, the proxy, the SDK) and moto used during the run.
 //!
 //! Without `VENTANA_BROADCAST_SCALE` (the number of recipients) the test returns at once:
 //! `make test` runs ignored tests too.
@@ -24,97 +25,21 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test file: helpers panic with the reason
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use wa_domain::broadcast::csv::{Decoder, Position};
 use wa_domain::broadcast::planner::{Deps, PlannerConfig, StepResult, step};
 use wa_domain::broadcast::{
-    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, RecipientList, RecipientPage,
-    RecipientSource, Release, TemplateRef,
+    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, RecipientList, Release,
+    TemplateRef,
 };
 use wa_domain::model::MessagingLimit;
-use wa_domain::ports::{Clock, StoreError};
+use wa_domain::ports::Clock;
 use wa_dynamodb::DynamoStore;
 use wa_tests::counting_proxy::{CountingProxy, OpCount, diff};
 use wa_tests::{config_for, fresh_outbound_queue, fresh_table, moto_endpoint};
 
 const PN: &str = "106540352242922";
-/// Bytes read from the file at a time.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// A recipient list in a local CSV file, read in pages from a `"{offset}:{line}"` cursor.
-struct CsvFileSource {
-    path: PathBuf,
-}
-
-fn unreadable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("recipient file: {e}"))
-}
-
-impl CsvFileSource {
-    fn page_sync(
-        &self,
-        cursor: Option<&str>,
-        max_rows: usize,
-    ) -> Result<RecipientPage, StoreError> {
-        let mut file = std::fs::File::open(&self.path).map_err(unreadable)?;
-        let mut buf = vec![0u8; READ_CHUNK];
-        // The header is read again from the start of the file each page: a cursor is only a
-        // position, as it would be in S3.
-        let mut dec = Decoder::new();
-        let mut eof = false;
-        let mut first = None;
-        while dec.header().is_none() && !eof {
-            let n = file.read(&mut buf).map_err(unreadable)?;
-            eof = n == 0;
-            dec.feed(&buf[..n]);
-            if let Some(r) = dec.next_row(eof).map_err(unreadable)? {
-                first = Some(r.row);
-            }
-        }
-        let header = dec
-            .header()
-            .cloned()
-            .ok_or_else(|| unreadable("no header"))?;
-        let mut rows = Vec::with_capacity(max_rows);
-        if let Some(c) = cursor {
-            let pos = Position::from_cursor(c).ok_or_else(|| unreadable("bad cursor"))?;
-            dec = Decoder::resume(header, pos);
-            file.seek(SeekFrom::Start(pos.offset)).map_err(unreadable)?;
-            eof = false;
-        } else if let Some(r) = first {
-            rows.push(r);
-        }
-        while rows.len() < max_rows {
-            match dec.next_row(eof).map_err(unreadable)? {
-                Some(r) => rows.push(r.row),
-                None if eof => break,
-                None => {
-                    let n = file.read(&mut buf).map_err(unreadable)?;
-                    eof = n == 0;
-                    dec.feed(&buf[..n]);
-                }
-            }
-        }
-        let next_cursor = (rows.len() == max_rows).then(|| dec.position().to_cursor());
-        Ok(RecipientPage { rows, next_cursor })
-    }
-}
-
-impl RecipientSource for CsvFileSource {
-    async fn page(
-        &self,
-        _list: &RecipientList,
-        cursor: Option<&str>,
-        max_rows: usize,
-    ) -> Result<RecipientPage, StoreError> {
-        self.page_sync(cursor, max_rows)
-    }
-}
-
 struct SystemClock;
 
 impl Clock for SystemClock {
@@ -131,6 +56,17 @@ impl Clock for SystemClock {
 }
 
 /// `(VmRSS, VmHWM)` of this process in KiB.
+/// CPU seconds (user + system) used so far by process `pid` (`self` for this one), from
+/// `/proc/<pid>/stat` at Linux's 100 ticks a second; `None` when it cannot be read.
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -143,13 +79,13 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn write_list(path: &PathBuf, n: usize) {
-    let mut w = BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(w, "to,body.1").unwrap();
+/// The recipient list: `to,body.1`, one row per customer.
+fn list(n: usize) -> Vec<u8> {
+    let mut csv = b"to,body.1\n".to_vec();
     for i in 0..n {
-        writeln!(w, "1555{i:07},Customer {i}").unwrap();
+        csv.extend_from_slice(format!("1555{i:07},Customer {i}\n").as_bytes());
     }
-    w.flush().unwrap();
+    csv
 }
 
 fn total(ops: &BTreeMap<String, OpCount>, prefix: &str) -> OpCount {
@@ -175,11 +111,8 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         );
         return;
     };
-    let dir = std::env::temp_dir().join(format!("ventana-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join("recipients.csv");
-    write_list(&csv, n);
-    let csv_bytes = std::fs::metadata(&csv).unwrap().len();
+    let csv = list(n);
+    let csv_bytes = csv.len() as u64;
 
     let (observer, _, table) = fresh_table().await;
     let q = fresh_outbound_queue().await;
@@ -187,7 +120,27 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
     let counted = config_for(&proxy.endpoint).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&counted), &table);
     let outbound = wa_sqs::SqsOutboundQueue::new(aws_sdk_sqs::Client::new(&counted), &q.url);
-    let source = CsvFileSource { path: csv.clone() };
+    // The list in moto's S3 (put uncounted), read by the planner's S3 source through the proxy.
+    let s3_setup = wa_s3::client(&config_for(&moto_endpoint()).await);
+    let bucket = wa_tests::aws::unique_name("scale")
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    s3_setup
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let key = format!("uploads/{PN}/recipients.csv");
+    s3_setup
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(csv))
+        .send()
+        .await
+        .unwrap();
+    let source = wa_s3::S3RecipientSource::new(wa_s3::client(&counted));
     let clock = SystemClock;
     let deps = Deps {
         store: &store,
@@ -215,10 +168,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         require_opt_in: false,
         release: Release::ALL_AT_ONCE,
         state: BroadcastState::Running,
-        source: Some(RecipientList {
-            bucket: "local".into(),
-            key: csv.display().to_string(),
-        }),
+        source: Some(RecipientList { bucket, key }),
         import_cursor: None,
         imported: false,
         total: 0,
@@ -289,6 +239,8 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
     });
 
     let rss_start = rss_kib();
+    let moto_pid = std::env::var("VENTANA_MOTO_PID").unwrap_or_default();
+    let cpu_start = (cpu_s("self"), cpu_s(&moto_pid));
     let started = Instant::now();
     let mut import_s = None;
     let mut samples = Vec::new();
@@ -352,6 +304,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         }
     }
     let wall_s = started.elapsed().as_secs_f64();
+    let cpu_end = (cpu_s("self"), cpu_s(&moto_pid));
     let (rss_end, hwm_end) = rss_kib();
     let ops = proxy.snapshot();
     cancel.cancel();
@@ -398,8 +351,11 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         "ops": per_op,
         "rss_start_kib": rss_start.0, "rss_end_kib": rss_end, "hwm_start_kib": rss_start.1, "hwm_end_kib": hwm_end,
         "queue_depth": depth, "drained": drained, "drain": drain,
+        "cpu_s": {
+            "planner": cpu_end.0.zip(cpu_start.0).map(|(e, s)| e - s),
+            "moto": cpu_end.1.zip(cpu_start.1).map(|(e, s)| e - s),
+        },
         "samples": samples,
     });
     println!("BROADCAST_SCALE_JSON {out}");
-    std::fs::remove_dir_all(&dir).ok();
 }

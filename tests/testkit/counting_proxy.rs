@@ -65,8 +65,9 @@ struct ProxyState {
     counts: Counts,
 }
 
-/// The operation a request asks for: `X-Amz-Target` (JSON protocols), else `Action=` (query).
-fn operation(headers: &HeaderMap, body: &[u8]) -> String {
+/// The operation a request asks for: `X-Amz-Target` (JSON protocols), else `Action=` (query),
+/// else an S3 object call by its method.
+fn operation(method: &Method, headers: &HeaderMap, body: &[u8]) -> String {
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return t
             .replace("DynamoDB_20120810.", "dynamodb:")
@@ -75,7 +76,14 @@ fn operation(headers: &HeaderMap, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     text.split('&')
         .find_map(|kv| kv.strip_prefix("Action="))
-        .map_or_else(|| "unknown".into(), |a| format!("sqs:{a}"))
+        .map_or_else(
+            || match *method {
+                Method::GET => "s3:GetObject".into(),
+                Method::PUT => "s3:PutObject".into(),
+                _ => "unknown".into(),
+            },
+            |a| format!("sqs:{a}"),
+        )
 }
 
 fn items_in(op: &str, body: &[u8]) -> u64 {
@@ -113,7 +121,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let op = operation(&headers, &body);
+    let op = operation(&method, &headers, &body);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = s.http.request(method, format!("{}{path}", s.upstream));
     for (k, v) in &headers {
