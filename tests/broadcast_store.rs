@@ -239,28 +239,17 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
 }
 
 fn broadcast_send(id: &BroadcastId, index: u64, text: &str) -> wa_domain::outbound::SendRecord {
-    use wa_domain::outbound::{SendKind, SendRecord, SendState};
+    use wa_domain::outbound::{SendKind, SendRecord};
     SendRecord {
-        id: send_id_for(id, T0 * 1000, index),
-        phone_number_id: "1001".into(),
-        customer: None,
-        who: None,
-        message_type: "template".into(),
-        kind: SendKind::Template,
         body: json!({"text": text}),
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: Default::default(),
-        created_at_ms: T0 * 1000,
         broadcast_id: Some(id.as_str().to_owned()),
-        idempotency: None,
-        answer: None,
-        expires_at: T0 + 86_400,
-        version: 0,
+        ..SendRecord::pending(
+            send_id_for(id, T0 * 1000, index),
+            "1001",
+            SendKind::Template,
+            T0 * 1000,
+            T0 + 86_400,
+        )
     }
 }
 

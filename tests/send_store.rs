@@ -12,7 +12,7 @@ use wa_domain::outbound::{
     Idempotency, SendFailure, SendId, SendKind, SendRecord, SendState, StoredAnswer,
 };
 use wa_domain::ports::*;
-use wa_domain::status::{DeliveryStatus, StatusHistory};
+use wa_domain::status::DeliveryStatus;
 use wa_domain::webhook::split;
 use wa_dynamodb::{DynamoStore, MetricsSnapshot};
 use wa_tests::fresh_table;
@@ -30,26 +30,17 @@ fn customer() -> CustomerKey {
 fn send(n: u8) -> SendRecord {
     let created_at_ms = T0 * 1000 + i64::from(n);
     SendRecord {
-        id: SendId::new(created_at_ms, [n; 10]),
-        phone_number_id: PNID.into(),
         customer: Some(customer()),
         who: CustomerRef::new(Some(BSUID), Some(PHONE)),
         message_type: "text".into(),
-        kind: SendKind::Session,
         body: json!({"messaging_product": "whatsapp", "to": PHONE, "type": "text", "text": {"body": format!("hola {n}")}}),
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: StatusHistory::default(),
-        created_at_ms,
-        broadcast_id: None,
-        idempotency: None,
-        answer: None,
-        expires_at: T0 + 90 * 86_400,
-        version: 0,
+        ..SendRecord::pending(
+            SendId::new(created_at_ms, [n; 10]),
+            PNID,
+            SendKind::Session,
+            created_at_ms,
+            T0 + 90 * 86_400,
+        )
     }
 }
 

@@ -101,26 +101,17 @@ async fn pending(e: &TestEngine, id: &str, phone: &str) {
         .await
         .unwrap();
     let r = SendRecord {
-        id: SendId::parse(id).unwrap(),
-        phone_number_id: PNID.into(),
         customer: Some(key),
         who: Some(who),
         message_type: "text".into(),
-        kind: SendKind::Session,
         body: json!({"messaging_product": "whatsapp", "to": phone, "type": "text", "text": {"body": "hi"}}),
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: Default::default(),
-        created_at_ms: T0,
-        broadcast_id: None,
-        idempotency: None,
-        answer: None,
-        expires_at: T0 / 1000 + 86_400,
-        version: 0,
+        ..SendRecord::pending(
+            SendId::parse(id).unwrap(),
+            PNID,
+            SendKind::Session,
+            T0,
+            T0 / 1000 + 86_400,
+        )
     };
     e.store().create_send(&r, 0).await.unwrap();
 }

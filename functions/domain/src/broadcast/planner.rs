@@ -476,26 +476,18 @@ where
         let e = &entries[i];
         let id = send_id_for(&b.id, b.created_at_ms, e.index);
         sends.push(SendRecord {
-            id: id.clone(),
-            phone_number_id: b.phone_number_id.clone(),
             customer: Some(key),
             who: Some(who[k].clone()),
             message_type: "template".into(),
-            kind: SendKind::Template,
             body: template_body(&b.template, &e.row),
-            fallback: None,
-            client_callback_data: None,
-            state: SendState::Pending { not_before_ms: 0 },
-            attempts: 0,
-            wamid: None,
-            error: None,
-            statuses: Default::default(),
-            created_at_ms: now_ms,
             broadcast_id: Some(b.id.as_str().to_owned()),
-            idempotency: None,
-            answer: None,
-            expires_at: now + cfg.retention_secs,
-            version: 0,
+            ..SendRecord::pending(
+                id.clone(),
+                &b.phone_number_id,
+                SendKind::Template,
+                now_ms,
+                now + cfg.retention_secs,
+            )
         });
         decided[i] = Some((Outcome::Queued, None));
         entries[i].send_id = Some(id);

@@ -282,26 +282,15 @@ async fn a_page_claimed_by_another_step_is_left_to_it_until_the_claim_is_stale()
     // 60 s): the page is planned again, keeping any send the other step may have made.
     let created_at_ms = w.get(&id).await.created_at_ms;
     let early = SendRecord {
-        id: send_id_for(&id, created_at_ms, 7),
-        phone_number_id: PN.into(),
-        customer: None,
-        who: None,
-        message_type: "template".into(),
-        kind: crate::outbound::SendKind::Template,
         body: json!({"made": "by the other step"}),
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: Default::default(),
-        created_at_ms,
         broadcast_id: Some(id.as_str().to_owned()),
-        idempotency: None,
-        answer: None,
-        expires_at: T0 + 86_400,
-        version: 0,
+        ..SendRecord::pending(
+            send_id_for(&id, created_at_ms, 7),
+            PN,
+            crate::outbound::SendKind::Template,
+            created_at_ms,
+            T0 + 86_400,
+        )
     };
     w.mem.store.create_send(&early, 0).await.unwrap();
     w.clock.advance(100_000);

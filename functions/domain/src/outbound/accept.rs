@@ -241,26 +241,14 @@ where
         expires_at: now_secs + IDEMPOTENCY_SECS,
     });
     let mut record = SendRecord {
-        id: id.clone(),
-        phone_number_id: call.phone_number_id.to_owned(),
-        customer: None,
-        who: None,
-        message_type: String::new(),
-        kind: SendKind::Session,
-        body: Value::Null,
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: Default::default(),
-        created_at_ms: call.now_ms,
-        broadcast_id: None,
         idempotency,
-        answer: None,
-        expires_at: now_secs + config.retention_secs,
-        version: 0,
+        ..SendRecord::pending(
+            id.clone(),
+            call.phone_number_id,
+            SendKind::Session,
+            call.now_ms,
+            now_secs + config.retention_secs,
+        )
     };
 
     let answer = match parsed {

@@ -79,27 +79,19 @@ async fn queued(e: &Engine, phone: &str, kind: SendKind, n: u8) -> SendJob {
             json!({"messaging_product": "whatsapp", "to": phone, "type": "text", "text": {"body": "hi"}}),
         ),
     };
+    let now_ms = e.clock().now_ms();
     let r = SendRecord {
-        id: SendId::new(e.clock().now_ms(), [n; 10]),
-        phone_number_id: PNID.into(),
         customer: Some(key),
         who: Some(who),
         message_type: message_type.into(),
-        kind,
         body,
-        fallback: None,
-        client_callback_data: None,
-        state: SendState::Pending { not_before_ms: 0 },
-        attempts: 0,
-        wamid: None,
-        error: None,
-        statuses: Default::default(),
-        created_at_ms: e.clock().now_ms(),
-        broadcast_id: None,
-        idempotency: None,
-        answer: None,
-        expires_at: e.clock().now_ms() / 1000 + 86_400,
-        version: 0,
+        ..SendRecord::pending(
+            SendId::new(now_ms, [n; 10]),
+            PNID,
+            kind,
+            now_ms,
+            now_ms / 1000 + 86_400,
+        )
     };
     e.store().create_send(&r, 0).await.unwrap();
     SendJob::for_send(&r)

@@ -273,6 +273,39 @@ pub enum StatusEffect {
 }
 
 impl SendRecord {
+    /// A new send, pending from the start, not attempted, with no customer, body, link to a
+    /// broadcast or idempotency key yet: what callers fill in is theirs.
+    pub fn pending(
+        id: SendId,
+        phone_number_id: &str,
+        kind: SendKind,
+        created_at_ms: i64,
+        expires_at: i64,
+    ) -> SendRecord {
+        SendRecord {
+            id,
+            phone_number_id: phone_number_id.to_owned(),
+            customer: None,
+            who: None,
+            message_type: String::new(),
+            kind,
+            body: Value::Null,
+            fallback: None,
+            client_callback_data: None,
+            state: SendState::Pending { not_before_ms: 0 },
+            attempts: 0,
+            wamid: None,
+            error: None,
+            statuses: StatusHistory::default(),
+            created_at_ms,
+            broadcast_id: None,
+            idempotency: None,
+            answer: None,
+            expires_at,
+            version: 0,
+        }
+    }
+
     /// Whether the send has ended (nothing more will be attempted): accepted, failed or
     /// dead-lettered.
     pub fn is_settled(&self) -> bool {
@@ -405,26 +438,17 @@ pub(crate) mod tests {
 
     pub(crate) fn record() -> SendRecord {
         SendRecord {
-            id: SendId::new(1_700_000_000_000, [7; 10]),
-            phone_number_id: "106540352242922".into(),
             customer: Some(CustomerKey::Phone("5511999990000".into())),
             who: CustomerRef::new(None, Some("5511999990000")),
             message_type: "text".into(),
-            kind: SendKind::Session,
             body: json!({"messaging_product": "whatsapp", "to": "5511999990000", "type": "text", "text": {"body": "hi"}}),
-            fallback: None,
-            client_callback_data: None,
-            state: SendState::Pending { not_before_ms: 0 },
-            attempts: 0,
-            wamid: None,
-            error: None,
-            statuses: StatusHistory::default(),
-            created_at_ms: 1_700_000_000_000,
-            broadcast_id: None,
-            idempotency: None,
-            answer: None,
-            expires_at: 1_700_000_000 + 90 * 86_400,
-            version: 0,
+            ..SendRecord::pending(
+                SendId::new(1_700_000_000_000, [7; 10]),
+                "106540352242922",
+                SendKind::Session,
+                1_700_000_000_000,
+                1_700_000_000 + 90 * 86_400,
+            )
         }
     }
 
