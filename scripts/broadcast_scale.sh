@@ -59,6 +59,10 @@ line = next((l for l in log.splitlines() if l.startswith("BROADCAST_SCALE_JSON "
 if line is None:
     sys.exit("broadcast_scale.sh: the test printed no BROADCAST_SCALE_JSON line")
 r = json.loads(line.split(" ", 1)[1])
+# For scripts/e2e_cost.sh: the planner's requests per recipient in the cost per million.
+os.makedirs("target/bench", exist_ok=True)
+with open("target/bench/broadcast_scale.json", "w", encoding="utf-8") as f:
+    json.dump(dict(r, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), f)
 n = r["recipients"]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 ddb_ms, sqs_ms = r["moto_ms"]["dynamodb"], r["moto_ms"]["sqs"]

@@ -122,7 +122,7 @@ dur_ms = {
 }
 
 def path_cost(name, phase, units, api_requests, invocations, durations, batch_note, sqs_price="sqs_fifo_request",
-              api_price="http_api_request", ddb="on-demand", wru_extra=0.0, sqs_extra=0.0, util=1.0,
+              api_price="http_api_request", ddb="on-demand", wru_extra=0.0, rru_extra=0.0, sqs_extra=0.0, util=1.0,
               webhook_requests=0, webhook_api_price=None, arch="x86", esm_batch=None):
     """Dollars per `units` messages of a phase, by service. `invocations`: {function: count}.
     `webhook_requests` of the `api_requests` are Meta's POST /webhook, priced at `webhook_api_price`
@@ -141,6 +141,7 @@ def path_cost(name, phase, units, api_requests, invocations, durations, batch_no
         else:
             sqs += sqs_requests(counts)
     wru += wru_extra * units
+    rru += rru_extra * units
     sqs += sqs_extra * units
     lam_req = sum(invocations.values())
     gb_s = sum(invocations[f] * durations[f] / 1000 * memory.get(f, glob_mem) / 1024 for f in invocations)
@@ -180,19 +181,41 @@ outbound = path_cost("outbound message + its status webhooks", out, n_out, n_out
                      webhook_requests=webhooks,
                      batch_note=f"{webhooks} status webhooks for {n_out} sends; {out['event_source']['outbound_batches']} deliver batches")
 
-# Broadcast recipient: an ESTIMATE. The planner (broadcast-planner) is not part of this test, so
-# its requests are not counted here. From its design: per recipient one ledger write and one
-# send write (1 WRU each, items < 1 KB), 1/10 SQS SendMessageBatch; then what the outbound path
-# costs without send-api (its API request, invocation, DynamoDB and SQS requests).
+# Broadcast recipient: the outbound path measured above without send-api (its API request,
+# invocation, DynamoDB and SQS requests), plus the planner. The planner's requests come from the
+# last run of scripts/broadcast_scale.sh (target/bench/broadcast_scale.json: planning and queuing
+# a big list, counted per operation), when there is one: items written (BatchWriteItem items,
+# 1 WRU each, every item < 1 KB; PutItem of the job, 2 WRU), keys read (BatchGetItem and GetItem,
+# 1 RRU each, consistent), ledger Queries (a page of 100 entries, ~5 RRU), SendMessageBatch
+# requests and one step message per step; settling each recipient later reads its send and
+# writes its entry once more (+1 RRU, +1 WRU, from the design: that run stops at queued).
+# Without the file: the design's 2 writes + 0.1 SendMessageBatch per recipient.
 send_aws = out["aws"].get("send-api", {})
-s_wru, s_rru, _ = ddb_units(send_aws)
-s_sqs = sqs_requests(send_aws)
 b_phase = {"aws": {k: v for k, v in out["aws"].items() if k != "send-api"}, "event_source": out["event_source"]}
 b_inv = {k: v for k, v in inv_out.items() if k != "send-api"}
-broadcast = path_cost("broadcast recipient (estimate)", b_phase, n_out, webhooks, b_inv, dur_out, webhook_requests=webhooks, batch_note=
-                      "an estimate: the planner (broadcast-planner) is not run by this test, so 2 writes + 0.1 SendMessageBatch"
-                      " per recipient from its design, planner invocations not counted, then the outbound path measured above without send-api",
-                      wru_extra=2.0, sqs_extra=0.1)
+scale_file = "target/bench/broadcast_scale.json"
+try:
+    sc = json.load(open(scale_file, encoding="utf-8"))
+except (OSError, ValueError):
+    sc = None
+if sc:
+    ops, n_sc = sc["ops"], sc["recipients"]
+    op = lambda name, k: ops.get(name, {}).get(k, 0)
+    wru_pl = (op("dynamodb:BatchWriteItem", "items") + 2 * op("dynamodb:PutItem", "requests")) / n_sc + 1.0
+    rru_pl = (op("dynamodb:BatchGetItem", "items") + op("dynamodb:GetItem", "requests")
+              + 5 * op("dynamodb:Query", "requests")) / n_sc + 1.0
+    sqs_pl = (op("sqs:SendMessageBatch", "requests") + sc["steps"]) / n_sc
+    b_name = "broadcast recipient"
+    b_note = (f"the planner's requests as counted by scripts/broadcast_scale.sh on {n_sc:,} recipients (its results file written {sc.get('date', '?')}):"
+              f" {wru_pl:.2f} WRU, {rru_pl:.2f} RRU, {sqs_pl:.3f} SQS requests per recipient with settling (+1 RRU, +1 WRU, from the"
+              " design); planner invocations not counted (a step plans up to 5,000); then the outbound path measured above without send-api")
+else:
+    wru_pl, rru_pl, sqs_pl = 2.0, 0.0, 0.1
+    b_name = "broadcast recipient (estimate)"
+    b_note = ("an estimate: no target/bench/broadcast_scale.json (run scripts/broadcast_scale.sh), so 2 writes + 0.1 SendMessageBatch"
+              " per recipient from the planner's design, planner invocations not counted, then the outbound path measured above without send-api")
+broadcast = path_cost(b_name, b_phase, n_out, webhooks, b_inv, dur_out, webhook_requests=webhooks, batch_note=b_note,
+                      wru_extra=wru_pl, rru_extra=rru_pl, sqs_extra=sqs_pl)
 
 def money(x):
     return f"${x:,.2f}" if x >= 0.01 else f"${x:,.4f}"
