@@ -31,12 +31,50 @@ pub const MAX_WEBHOOK_BYTES: usize = 3 * 1024 * 1024;
 /// quarantined and acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
-    /// The body is not JSON (or not UTF-8).
+    /// The body is not JSON.
     #[error("webhook body is not JSON")]
     NotJson(#[source] serde_json::Error),
+    /// The body is not UTF-8, even where the split reads nothing (JSON is UTF-8; serde_json
+    /// skips an unknown field's string without checking it).
+    #[error("webhook body is not UTF-8")]
+    NotUtf8(#[source] std::str::Utf8Error),
     /// The body is JSON but not a WhatsApp webhook envelope.
     #[error("webhook body is not a WhatsApp webhook: {0}")]
     NotWebhook(&'static str),
+}
+
+/// A `T` read only from a JSON object. A derived `Deserialize` also reads a struct from an
+/// array, field by field in order (`["1"]` as metadata would be phone number id `1`); a
+/// webhook's objects are objects, and anything else is not the shape that is split.
+struct Object<T>(T);
+
+impl<T> std::ops::Deref for Object<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Default> Default for Object<T> {
+    fn default() -> Self {
+        Object(T::default())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(Only(std::marker::PhantomData))
+    }
 }
 
 /// The envelope, with each change's `value` as `V`: kept raw (`&RawValue`, then parsed on its
@@ -47,7 +85,7 @@ struct Envelope<'a, V> {
     #[serde(borrow, default)]
     object: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    entry: Option<Vec<Entry<'a, V>>>,
+    entry: Option<Vec<Object<Entry<'a, V>>>>,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +96,7 @@ struct Entry<'a, V> {
     #[serde(default, deserialize_with = "lenient_unix")]
     time: Option<i64>,
     #[serde(borrow, default = "Vec::new")]
-    changes: Vec<Change<'a, V>>,
+    changes: Vec<Object<Change<'a, V>>>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +111,7 @@ struct Change<'a, V> {
 #[derive(Deserialize, Default)]
 struct Value<'a> {
     #[serde(borrow, default)]
-    metadata: Option<Metadata<'a>>,
+    metadata: Option<Object<Metadata<'a>>>,
     #[serde(borrow, default)]
     contacts: Vec<&'a RawValue>,
     #[serde(borrow, default)]
@@ -144,7 +182,14 @@ struct ContactKeys<'a> {
 }
 
 /// Splits a webhook body into events, in payload order.
+///
+/// Takes any JSON text (RFC 8259: UTF-8, checked for the whole body even where nothing is
+/// read, as serde_json does not check a string it skips). What serde_json cannot represent in
+/// a part the split never reads (a lone surrogate escape, a number such as `1e999`) is handed
+/// on as written in the item's raw text; the inbound processor keeps an item it cannot read.
 pub fn split(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
+    // The UTF-8 of the whole body at once, which spares checking it string by string.
+    let body = std::str::from_utf8(body).map_err(PayloadError::NotUtf8)?;
     match split_in_one_pass(body) {
         Some(events) => Ok(events),
         None => split_values_apart(body),
@@ -153,14 +198,12 @@ pub fn split(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
 
 /// The common case in one pass over the body: each `value` parsed with the envelope. `None`
 /// (the caller then takes [`split_values_apart`], which gives every answer its exact shape)
-/// when the body is not a well-formed UTF-8 webhook, when a `value` does not parse as
+/// when the body is not a well-formed webhook, when a `value` does not parse as
 /// [`Value`], or when a change has nothing to split (its event holds the raw `value`, not kept
 /// here).
-fn split_in_one_pass(body: &[u8]) -> Option<Vec<InboundEvent>> {
-    // Checking the UTF-8 of the whole body at once spares checking it string by string and
-    // item by item (`from_slice` does); a body that is not UTF-8 is left to the general split.
-    let body = std::str::from_utf8(body).ok()?;
-    let envelope: Envelope<'_, Value<'_>> = serde_json::from_str(body).ok()?;
+fn split_in_one_pass(body: &str) -> Option<Vec<InboundEvent>> {
+    let Object(envelope): Object<Envelope<'_, Object<Value<'_>>>> =
+        serde_json::from_str(body).ok()?;
     if envelope
         .object
         .as_deref()
@@ -191,9 +234,9 @@ fn split_in_one_pass(body: &[u8]) -> Option<Vec<InboundEvent>> {
 
 /// Every body: each `value` kept raw by the envelope's parse, then parsed on its own; one that
 /// is not an object of the expected shapes, or has nothing to split, is one whole-value event.
-fn split_values_apart(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
-    let envelope: Envelope<'_, &RawValue> =
-        serde_json::from_slice(body).map_err(PayloadError::NotJson)?;
+fn split_values_apart(body: &str) -> Result<Vec<InboundEvent>, PayloadError> {
+    let Object(envelope): Object<Envelope<'_, &RawValue>> =
+        serde_json::from_str(body).map_err(PayloadError::NotJson)?;
     if let Some(object) = &envelope.object
         && object != "whatsapp_business_account"
     {
@@ -211,7 +254,8 @@ fn split_values_apart(body: &[u8]) -> Result<Vec<InboundEvent>, PayloadError> {
                 continue;
             };
             // A value that is not an object (or has unexpected shapes) is kept whole.
-            let value: Value<'_> = serde_json::from_str(raw_value.get()).unwrap_or_default();
+            let value: Object<Value<'_>> =
+                serde_json::from_str(raw_value.get()).unwrap_or_default();
             let scope = Scope::new(entry, change, &value);
             if value.items() == 0 {
                 let key = generic_key(EventKind::Field, &scope, raw_value);
@@ -256,13 +300,17 @@ fn split_items(scope: &Scope<'_>, value: &Value<'_>, out: &mut Vec<InboundEvent>
             value
                 .contacts
                 .iter()
-                .map(|c| serde_json::from_str(c.get()).unwrap_or_default())
+                .map(|c| {
+                    serde_json::from_str::<Object<_>>(c.get())
+                        .map(|Object(keys)| keys)
+                        .unwrap_or_default()
+                })
                 .collect()
         };
     let contacts = Contacts::new(&contacts, &value.contacts);
 
     for raw in &value.messages {
-        let k: ItemKeys<'_> = serde_json::from_str(raw.get()).unwrap_or_default();
+        let k: Object<ItemKeys<'_>> = serde_json::from_str(raw.get()).unwrap_or_default();
         let contact = contacts.find(k.from_user_id.as_deref(), k.from.as_deref());
         let user_id = k
             .from_user_id
@@ -286,7 +334,7 @@ fn split_items(scope: &Scope<'_>, value: &Value<'_>, out: &mut Vec<InboundEvent>
         ));
     }
     for raw in &value.statuses {
-        let k: ItemKeys<'_> = serde_json::from_str(raw.get()).unwrap_or_default();
+        let k: Object<ItemKeys<'_>> = serde_json::from_str(raw.get()).unwrap_or_default();
         let customer = if k.recipient_type.as_deref() == Some("group") {
             None
         } else {
@@ -304,7 +352,7 @@ fn split_items(scope: &Scope<'_>, value: &Value<'_>, out: &mut Vec<InboundEvent>
         out.push(event(EventKind::Status, scope, customer, None, raw, key));
     }
     for raw in &value.user_preferences {
-        let k: ItemKeys<'_> = serde_json::from_str(raw.get()).unwrap_or_default();
+        let k: Object<ItemKeys<'_>> = serde_json::from_str(raw.get()).unwrap_or_default();
         let contact = contacts.find(k.user_id.as_deref(), k.wa_id.as_deref());
         let user_id = k
             .user_id
@@ -545,6 +593,36 @@ mod tests {
         ));
     }
 
+    /// Found by the mutation property test in CI: a byte that is not UTF-8 inside a field the
+    /// split skips (serde_json skips such a string unchecked) made the split accept a body that
+    /// no JSON parser accepts.
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_even_where_nothing_is_read() {
+        let mut body =
+            br#"{"object":"whatsapp_business_account","extra":"ab","entry":[]}"#.to_vec();
+        let at = body.iter().position(|b| *b == b'b').unwrap();
+        body[at] = 0x80;
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+        assert!(matches!(split(&body), Err(PayloadError::NotUtf8(_))));
+    }
+
+    /// Found by the mutation property test: serde_json's `Value` refuses a lone surrogate
+    /// escape and a number out of `f64` range, which are JSON all the same and which serde_json
+    /// does not judge in a string it skips or keeps raw. The split hands them on as written, in
+    /// the item's raw text, like any other part it does not read.
+    #[test]
+    fn what_serde_json_cannot_represent_is_handed_on_as_written() {
+        for odd in [r#""\ud83d""#, r#""\ude00x""#, "1e999", "-1E+400"] {
+            let body = format!(
+                r#"{{"object":"whatsapp_business_account","x":{odd},"entry":[{{"changes":[{{"field":"messages","value":{{"messages":[{{"id":"w","y":{odd}}},{{"id":"v"}}]}}}}]}}]}}"#
+            );
+            assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
+            let events = split(body.as_bytes()).unwrap();
+            assert_eq!(events.len(), 2, "{body}");
+            assert!(events[0].item.get().contains(odd));
+        }
+    }
+
     #[test]
     fn an_empty_entry_list_is_a_webhook_with_no_events() {
         assert_eq!(
@@ -625,14 +703,18 @@ mod tests {
 
     /// The one-pass split, when it takes a body, gives exactly what the general one gives.
     fn same_both_ways(body: &[u8]) -> Option<usize> {
-        let general = split_values_apart(body);
         let public = split(body);
+        let Ok(text) = std::str::from_utf8(body) else {
+            assert!(public.is_err(), "split takes a body that is not UTF-8");
+            return None;
+        };
+        let general = split_values_apart(text);
         match (&general, &public) {
             (Ok(g), Ok(p)) => assert_eq!(as_json(g), as_json(p)),
             (Err(g), Err(p)) => assert_eq!(g.to_string(), p.to_string()),
             _ => panic!("split and split_values_apart disagree on {body:?}"),
         }
-        let one_pass = split_in_one_pass(body)?;
+        let one_pass = split_in_one_pass(text)?;
         assert_eq!(
             as_json(general.as_deref().unwrap()),
             as_json(&one_pass),

@@ -87,12 +87,31 @@ fn expected_events(body: &Json) -> usize {
         .sum()
 }
 
+/// What serde_json's `Value` refuses in a JSON text that is well formed (RFC 8259 allows lone
+/// surrogate escapes and numbers of any size); the split hands such parts on as written.
+const UNREPRESENTABLE: [&str; 3] = [
+    "lone leading surrogate in hex escape",
+    "unexpected end of hex escape",
+    "number out of range",
+];
+
 /// Splits `body`; when it splits, checks the count against [`expected_events`] and that every
-/// item is JSON.
+/// item is JSON. A body `Value` cannot hold (see [`UNREPRESENTABLE`]) has no count to check
+/// against; it must still be well-formed JSON.
 fn check_split(body: &[u8]) -> Result<(), TestCaseError> {
     if let Ok(events) = split(body) {
-        let parsed: Json = serde_json::from_slice(body)
-            .map_err(|e| TestCaseError::fail(format!("split a body serde_json refuses: {e}")))?;
+        let parsed: Json = match serde_json::from_slice(body) {
+            Ok(parsed) => parsed,
+            Err(e) if UNREPRESENTABLE.iter().any(|m| e.to_string().starts_with(m)) => {
+                prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok());
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(TestCaseError::fail(format!(
+                    "split a body serde_json refuses: {e}"
+                )));
+            }
+        };
         prop_assert_eq!(events.len(), expected_events(&parsed));
         for ev in &events {
             prop_assert!(
@@ -293,4 +312,37 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(events.len(), (n + m).max(1));
     }
+}
+
+/// The structural property, exhaustively: every field of every fixture replaced by a value of
+/// each JSON type (a few thousand bodies, well under a second). The random search above found
+/// `metadata: []` read as an empty object; this finds such a case on every run.
+#[test]
+fn every_field_of_every_fixture_replaced_by_each_type_keeps_the_count() {
+    let kinds = [
+        Json::Null,
+        Json::Bool(true),
+        Json::from(7),
+        Json::from(1.5),
+        Json::String("x".to_owned()),
+        Json::Array(Vec::new()),
+        Json::Array(vec![Json::from("1"), Json::from("2")]),
+        Json::Object(serde_json::Map::new()),
+    ];
+    let mut failures = Vec::new();
+    for (n, fixture) in fixtures().iter().enumerate() {
+        let original: Json = serde_json::from_str(fixture).unwrap();
+        let mut every = Vec::new();
+        paths(&original, &mut Vec::new(), &mut every);
+        for path in &every {
+            for kind in &kinds {
+                let mut v = original.clone();
+                *at_mut(&mut v, path).unwrap() = kind.clone();
+                if let Err(e) = check_split(v.to_string().as_bytes()) {
+                    failures.push(format!("fixture {n}, {path:?} = {kind}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
