@@ -21,12 +21,14 @@
 //! [Lambda Runtime API]: https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
 
 pub mod apigw;
+mod echo;
 mod error;
 mod ids;
 mod process;
 mod runtime;
 pub mod sqs;
 
+pub use echo::echo_example;
 pub use error::EmulatorError;
 pub use process::{FunctionConfig, FunctionPool, Output, ProcessInfo};
 pub use runtime::{Endpoint, Invocation, RuntimeApi, SlotId};

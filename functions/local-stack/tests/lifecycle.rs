@@ -36,29 +36,11 @@ const FUNCTIONS: [&str; 7] = [
 const PNID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
 
-/// wa-emulator's `echo` example, built if missing; its path as cargo reports it (under the
-/// target dir, which need not be where this test runs from when `build.build-dir` is set).
-fn echo_binary() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-p", "wa-emulator", "--example", "echo"])
-        .args(["--message-format", "json-render-diagnostics"])
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "echo")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo built no `echo` executable")
-}
-
 /// A fresh directory with `echo` copied under every function's name.
 fn stand_ins() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("local-stack-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let echo = echo_binary();
+    let echo = wa_emulator::echo_example().unwrap();
     for name in FUNCTIONS {
         std::fs::copy(&echo, dir.join(name)).unwrap();
     }
