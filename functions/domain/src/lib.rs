@@ -14,6 +14,7 @@ pub mod customer;
 pub mod event;
 pub mod handshake;
 pub mod inbound;
+mod json;
 pub mod model;
 pub mod optout;
 pub mod outbound;

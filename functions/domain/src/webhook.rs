@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 use crate::clock::parse_unix;
 use crate::customer::CustomerRef;
 use crate::event::{EventKind, InboundEvent, digest};
+use crate::json::Object;
 
 /// The largest webhook Meta sends: 3 MB. Larger bodies are refused with 413.
 pub const MAX_WEBHOOK_BYTES: usize = 3 * 1024 * 1024;
@@ -41,40 +42,6 @@ pub enum PayloadError {
     /// The body is JSON but not a WhatsApp webhook envelope.
     #[error("webhook body is not a WhatsApp webhook: {0}")]
     NotWebhook(&'static str),
-}
-
-/// A `T` read only from a JSON object. A derived `Deserialize` also reads a struct from an
-/// array, field by field in order (`["1"]` as metadata would be phone number id `1`); a
-/// webhook's objects are objects, and anything else is not the shape that is split.
-struct Object<T>(T);
-
-impl<T> std::ops::Deref for Object<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T: Default> Default for Object<T> {
-    fn default() -> Self {
-        Object(T::default())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Only<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
-            type Value = Object<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
-            }
-        }
-        deserializer.deserialize_map(Only(std::marker::PhantomData))
-    }
 }
 
 /// The envelope, with each change's `value` as `V`: kept raw (`&RawValue`, then parsed on its

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::json::Object;
+
 /// A JSON value reduced to what a scalar field can use.
 enum Scalar {
     Str(String),
@@ -192,15 +194,9 @@ where
     Ok(raw.map(|r| parse_list(&r)).unwrap_or_default())
 }
 
-/// Parses raw JSON as `T` if it is an object. Serde would also fill a struct from an array,
-/// by position; that is never what Meta means, so arrays are refused here.
+/// Parses raw JSON as `T` if it is an object ([`Object`]: never a struct from an array).
 pub(crate) fn parse_object<T: DeserializeOwned>(raw: &RawValue) -> Option<T> {
-    let t = raw.get().trim_start();
-    if t.starts_with('{') {
-        serde_json::from_str(t).ok()
-    } else {
-        None
-    }
+    serde_json::from_str(raw.get()).ok().map(|Object(t)| t)
 }
 
 /// Parses raw JSON as a list of `T` with the rules of [`list`].

@@ -19,6 +19,8 @@ mod status;
 
 use serde::Deserialize;
 
+use crate::json::Object;
+
 pub use field::{
     AccountAlerts, AccountUpdate, BusinessCapability, FieldUpdate, MessagingLimit, OtherInfo,
     PhoneNumberQuality, PreferenceValue, RejectionInfo, Restriction, TemplateCategory,
@@ -75,13 +77,11 @@ impl ApiError {
     }
 }
 
-/// Deserializes an item that must be a JSON object. Serde would fill a struct from an array
-/// by position; an array is refused here instead, with serde's own error as the source.
+/// Deserializes an item that must be a JSON object ([`Object`]: an array is refused, with
+/// serde's own error as the source, instead of filling the struct by position).
 pub(crate) fn parse_item<'a, T: Deserialize<'a>>(item: &'a str) -> Result<T, ModelError> {
-    if !item.trim_start().starts_with('{') {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(item)?;
-    }
-    Ok(serde_json::from_str(item)?)
+    let Object(t) = serde_json::from_str(item)?;
+    Ok(t)
 }
 
 #[derive(Deserialize, Default)]
