@@ -71,7 +71,10 @@ run_chaos-quick() {
   cargo build --workspace --bins --locked
   # `test = false` keeps it out of --all-targets: lint it here.
   cargo clippy -p wa-tests --test chaos --locked -- -D warnings
-  VENTANA_VENV="$VENV" cargo test -p wa-tests --test chaos --locked
+  # moto's own log, for its tracebacks when it answers a 500.
+  mkdir -p "$ROOT/target" && rm -f "$ROOT/target/chaos-moto.log"
+  CHAOS_MOTO_LOG="$ROOT/target/chaos-moto.log" VENTANA_VENV="$VENV" \
+    cargo test -p wa-tests --test chaos --locked
 }
 # The ingest bench in quick mode fails if any payload's paired Ventana/floor ratio falls below
 # half of the lowest one recorded in docs/benchmarks.md (0.262, the 3 MB webhook): a ratio, not

@@ -42,7 +42,8 @@
 //! ```
 //!
 //! It exits non-zero when an assertion fails, after printing the whole report. Findings that
-//! are reported but not asserted are marked so in the report.
+//! are reported but not asserted are marked so in the report. `CHAOS_MOTO_LOG=<file>` keeps
+//! moto's own log (its tracebacks say why it answered a request with a 500).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test program: it panics with the reason
 
@@ -178,6 +179,21 @@ struct Moto {
     endpoint: String,
 }
 
+/// Where moto's log goes: `CHAOS_MOTO_LOG` (appended), else nowhere.
+fn moto_log() -> Stdio {
+    let Some(path) = std::env::var_os("CHAOS_MOTO_LOG") else {
+        return Stdio::null();
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_or_else(
+            |e| panic!("CHAOS_MOTO_LOG {}: {e}", path.to_string_lossy()),
+            Stdio::from,
+        )
+}
+
 impl Moto {
     fn start() -> Moto {
         let venv = std::env::var_os("VENTANA_VENV").map_or_else(
@@ -203,7 +219,7 @@ impl Moto {
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(moto_log())
                 .spawn()
                 .expect("moto_server starts");
             let mut moto = Moto {
