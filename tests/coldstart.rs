@@ -27,7 +27,8 @@ use wa_domain::ports::{ApiKeyStore, KeyScope};
 use wa_emulator::{FunctionConfig, FunctionPool, Invocation, Output};
 use wa_sandbox::{Sandbox, SandboxConfig};
 use wa_tests::{
-    FakeSqs, bin_path_in, fresh_inbound_queue, fresh_outbound_queue, fresh_table, moto_endpoint,
+    FakeSqs, bin_path_in, fresh_inbound_queue, fresh_outbound_queue, fresh_table, moto_config,
+    moto_endpoint, unique_name,
 };
 
 const STARTS: usize = 5;
@@ -45,7 +46,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("read-api", "conversation"),
     ("send-api", "template"),
     ("deliver-worker", "batch"),
-    ("broadcast-planner", "batch"),
+    ("broadcast-planner", "step"),
 ];
 
 /// `events/<name>/<case>.json`, or (for a function whose events this file does not know yet)
@@ -130,6 +131,11 @@ async fn every_lambda_binary_cold_start_and_footprint() {
     let (store, _, table) = fresh_table().await;
     let inbound = fresh_inbound_queue().await;
     let outbound = fresh_outbound_queue().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto_config().await);
+    let (steps_url, _) =
+        wa_sqs::create_step_queues(&sqs, &format!("{}-", unique_name("cs-")), "steps")
+            .await
+            .unwrap();
     store
         .put_key(
             &hash_key(API_KEY),
@@ -148,6 +154,7 @@ async fn every_lambda_binary_cold_start_and_footprint() {
     let fake_sqs = FakeSqs::start(Duration::ZERO).await;
     let cancel = CancellationToken::new();
     purge_loop(inbound.client.clone(), inbound.url.clone(), cancel.clone());
+    purge_loop(sqs.clone(), steps_url.clone(), cancel.clone());
     purge_loop(
         outbound.client.clone(),
         outbound.url.clone(),
@@ -158,6 +165,7 @@ async fn every_lambda_binary_cold_start_and_footprint() {
         ("INBOUND_QUEUE_URL", inbound.url.clone()),
         ("OUTBOUND_QUEUE_URL", outbound.url.clone()),
         ("OUTBOUND_DLQ_URL", outbound.dlq_url.clone()),
+        ("BROADCAST_QUEUE_URL", steps_url.clone()),
         ("INBOUND_DLQ_URL", inbound.dlq_url.clone()),
         ("WHATSAPP_APP_SECRET", "test-app-secret".into()),
         ("WHATSAPP_VERIFY_TOKEN", "test-verify-token".into()),
