@@ -38,7 +38,7 @@ section = f"""{begin}
 - command: `{cmd}` (runs `tests/footprint.rs` against the `{env['FP_PROFILE']}` binary)
 - machine: {env['FP_NPROC']} CPU(s); date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {env['FP_RUSTC']}; commit `{env['FP_COMMIT']}`
 
-| binary size (unstripped) | peak RSS after init | peak RSS after {hooks} webhooks / {events} events | limit |
+| binary size (as built: release strips) | peak RSS after init | peak RSS after {hooks} webhooks / {events} events | limit |
 | ---: | ---: | ---: | ---: |
 | {int(env['FP_SIZE']) / 1048576:.1f} MiB | {init} MiB | {peak} MiB | {limit} MiB |
 {end}"""
