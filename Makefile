@@ -56,7 +56,8 @@ bench-outbound: ## outbound bench (deliver-worker at 1,000/s, pacing at 80/s, se
 
 chaos: bootstrap ## long chaos suite (thousands of webhooks x3, moto paused, workers killed, Graph faults); prints the summary table
 	cargo build --workspace --bins --locked
-	cargo test -p wa-tests --test chaos --locked -- --long
+	mkdir -p target && rm -f target/chaos-moto.log
+	CHAOS_MOTO_LOG=$(CURDIR)/target/chaos-moto.log cargo test -p wa-tests --test chaos --locked -- --long
 
 footprint: ## peak RSS of the release webhook-receive binary over 25,100 events; rewrites its docs/benchmarks.md section
 	@scripts/footprint.sh

@@ -42,8 +42,9 @@
 //! ```
 //!
 //! It exits non-zero when an assertion fails, after printing the whole report. Findings that
-//! are reported but not asserted are marked so in the report. `CHAOS_MOTO_LOG=<file>` keeps
-//! moto's own log (its tracebacks say why it answered a request with a 500).
+//! are reported but not asserted are marked so in the report. `CHAOS_MOTO_LOG=<absolute path>`
+//! keeps moto's own log (its tracebacks say why it answered a request with a 500); the test runs
+//! in `tests/`, which a relative path would be taken from.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test program: it panics with the reason
 
