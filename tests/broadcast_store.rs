@@ -238,6 +238,141 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
     );
 }
 
+/// The ledger's items in moto for partition `part` of broadcast `id`: (sort key, entries).
+async fn ledger_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    id: &BroadcastId,
+    part: u64,
+) -> Vec<(String, usize)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let r = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("BCASTL#{id}#{part}")))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for i in r.items.unwrap_or_default() {
+            let sk = i["sk"].as_s().unwrap().clone();
+            let n = i
+                .get("count")
+                .map_or(1, |c| c.as_n().unwrap().parse().unwrap());
+            out.push((sk, n));
+        }
+        match r.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_is_packed_by_page_and_read_merged_on_every_write() {
+    let (store, client, table) = fresh_table().await;
+    let id = BroadcastId::new(T0 * 1000, [2; 10]);
+    let row = |i: u64, bytes: usize| RecipientRow {
+        to: Some(format!("1555{i:07}")),
+        components: json!([{"type": "body", "parameters": [{"type": "text", "text": "x".repeat(bytes)}]}]),
+        ..RecipientRow::default()
+    };
+    // An import of 250 rows: three pages, one item each.
+    let imported: Vec<_> = (0..250)
+        .map(|i| LedgerEntry::pending(&id, i, row(i, 10), T0 + 100))
+        .collect();
+    store.put_entries(&imported).await.unwrap();
+    assert_eq!(
+        ledger_items(&client, &table, &id, 0).await,
+        vec![
+            ("0000000000".to_owned(), 100),
+            ("0000000100".to_owned(), 100),
+            ("0000000200".to_owned(), 50)
+        ]
+    );
+    assert_eq!(store.entries(&id, 0, 1_000).await.unwrap(), imported);
+
+    // A sparse write (what settling does) changes those entries and keeps the rest.
+    let mut a = imported[105].clone();
+    a.outcome = Outcome::Queued;
+    a.send_id = Some(wa_domain::outbound::SendId::new(T0 * 1000, [3; 10]));
+    let mut b = imported[7].clone();
+    b.outcome = Outcome::SkippedOptedOut;
+    store.put_entries(&[a.clone(), b.clone()]).await.unwrap();
+    let mut want = imported.clone();
+    want[105] = a;
+    want[7] = b;
+    assert_eq!(store.entries(&id, 0, 1_000).await.unwrap(), want);
+    assert_eq!(store.entries(&id, 100, 10).await.unwrap(), want[100..110]);
+    assert_eq!(ledger_items(&client, &table, &id, 0).await.len(), 3);
+
+    // The import goes on in the last page: it is filled in, still one item.
+    let more: Vec<_> = (250..300)
+        .map(|i| LedgerEntry::pending(&id, i, row(i, 10), T0 + 100))
+        .collect();
+    store.put_entries(&more).await.unwrap();
+    want.extend(more);
+    assert_eq!(store.entries(&id, 0, 1_000).await.unwrap(), want);
+    assert_eq!(
+        ledger_items(&client, &table, &id, 0).await[2],
+        ("0000000200".to_owned(), 100)
+    );
+
+    // A page of the largest rows (64 KiB CSV records) is cut into items DynamoDB takes.
+    let big: Vec<_> = (1_000..1_100)
+        .map(|i| LedgerEntry::pending(&id, i, row(i, 64 * 1024), T0 + 100))
+        .collect();
+    store.put_entries(&big).await.unwrap();
+    let items = ledger_items(&client, &table, &id, 1).await;
+    assert!(items.len() > 1, "{items:?}");
+    assert_eq!(items.iter().map(|(_, n)| n).sum::<usize>(), 100);
+    assert_eq!(store.entries(&id, 1_000, 100).await.unwrap(), big);
+    // Reads run on across partitions only while the entries do.
+    assert_eq!(store.entries(&id, 290, 50).await.unwrap(), want[290..300]);
+}
+
+#[tokio::test]
+async fn ledger_entries_written_one_per_item_are_read_and_folded_into_pages() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let (store, client, table) = fresh_table().await;
+    let id = BroadcastId::new(T0 * 1000, [4; 10]);
+    // Entries 0..3 as the ledger stored them before it was packed: one item each.
+    let old: Vec<_> = (0..3)
+        .map(|i| LedgerEntry::pending(&id, i, RecipientRow::default(), T0 + 100))
+        .collect();
+    for e in &old {
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(format!("BCASTL#{id}#0")))
+            .item("sk", AttributeValue::S(format!("{:010}", e.index)))
+            .item("doc", AttributeValue::S(serde_json::to_string(e).unwrap()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.entries(&id, 0, 10).await.unwrap(), old);
+    // A write of one of them packs the page and removes the single items.
+    let mut changed = old[1].clone();
+    changed.outcome = Outcome::SkippedInvalid;
+    store
+        .put_entries(std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger_items(&client, &table, &id, 0).await,
+        vec![("0000000000".to_owned(), 3)]
+    );
+    assert_eq!(
+        store.entries(&id, 0, 10).await.unwrap(),
+        vec![old[0].clone(), changed, old[2].clone()]
+    );
+}
+
 fn broadcast_send(id: &BroadcastId, index: u64, text: &str) -> wa_domain::outbound::SendRecord {
     use wa_domain::outbound::{SendKind, SendRecord};
     SendRecord {

@@ -4,15 +4,12 @@
 //! | what | `pk` | `sk` | written with |
 //! |---|---|---|---|
 //! | broadcast | `BCAST#{id}` | `BCAST` (+ `gsi1`: `BCASTS#{pnid}` / `{created_ms:013}#{id}`) | PutItem `attribute_not_exists(pk)` to create, `version = :read` to save; `doc` = the job as JSON; `ttl` |
-//! | ledger entry | `BCASTL#{id}#{index / 10,000}` | `{index:010}` | BatchWriteItem (25), `doc` JSON; `ttl` = the job's |
+//! | ledger chunk | `BCASTL#{id}#{index / 1,000}` | `{first index:010}` | up to 100 entries of one page of 100 positions in one item, read-merged-written whole (see `ledger.rs`) |
 //! | recipient claim | `BCASTC#{id}#{customer}` | `CLAIM` | BatchGetItem, then BatchWriteItem of the absent ones; `index`; `ttl` |
 //! | limit charge | `LIMIT#{portfolio}#{customer}` | `CHARGE` | BatchWriteItem; `at`; `ttl` = at + 25 h |
 //! | limit bucket | `LIMIT#{portfolio}` | `H#{hour start:010}` | one Query of the last 25 buckets, then UpdateItem `ADD n` on the current one if it stays ≤ limit − the others; `ttl` = hour + 26 h |
 //!
-//! The ledger is split into partitions of 10,000 positions so one big broadcast spreads its
-//! writes; a page read is a Query of one (or two) partitions by position. The planner is the
-//! only writer of a broadcast's ledger while it holds the job's version, so entries are
-//! written without conditions (a re-done page writes the same values).
+//! The ledger is packed: see `ledger.rs` for its layout and why.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -44,10 +41,6 @@ const COUNT: &str = "count";
 const BCAST_SK: &str = "BCAST";
 const CLAIM_SK: &str = "CLAIM";
 const CHARGE_SK: &str = "CHARGE";
-/// Positions per ledger partition: an import of a big list spreads its writes over many
-/// partition keys (DynamoDB allows 1,000 write units a second per partition), and a page's
-/// Query reads a small item collection (moto scans the partition it queries).
-const LEDGER_SPLIT: u64 = 1_000;
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
 /// BatchWriteItem's limit.
@@ -60,14 +53,6 @@ const IN_FLIGHT: usize = 8;
 
 fn bcast_pk(id: &BroadcastId) -> String {
     format!("BCAST#{id}")
-}
-
-fn ledger_pk(id: &BroadcastId, index: u64) -> String {
-    format!("BCASTL#{id}#{}", index / LEDGER_SPLIT)
-}
-
-fn ledger_sk(index: u64) -> String {
-    format!("{index:010}")
 }
 
 fn claim_pk(id: &BroadcastId, customer: &str) -> String {
@@ -95,10 +80,6 @@ fn encoded(r: serde_json::Result<String>) -> Result<AttributeValue, StoreError> 
 }
 
 fn broadcast_from(item: &Item) -> Result<Broadcast, StoreError> {
-    serde_json::from_str(req_s(item, DOC)?).map_err(doc_error)
-}
-
-fn entry_from(item: &Item) -> Result<LedgerEntry, StoreError> {
     serde_json::from_str(req_s(item, DOC)?).map_err(doc_error)
 }
 
@@ -134,16 +115,6 @@ fn broadcast_item(b: &Broadcast, version: u64) -> Result<Item, StoreError> {
             GSI1SK.to_owned(),
             s(format!("{:013}#{}", b.created_at_ms, b.id)),
         ),
-    ]);
-    Ok(item)
-}
-
-fn entry_item(e: &LedgerEntry) -> Result<Item, StoreError> {
-    let mut item = key(ledger_pk(&e.broadcast_id, e.index), &ledger_sk(e.index));
-    item.extend([
-        (DOC.to_owned(), encoded(serde_json::to_string(e))?),
-        ("outcome".to_owned(), s(e.outcome.as_str())),
-        (TTL.to_owned(), n(e.expires_at)),
     ]);
     Ok(item)
 }
@@ -308,11 +279,7 @@ impl BroadcastStore for DynamoStore {
     }
 
     async fn put_entries(&self, entries: &[LedgerEntry]) -> Result<(), StoreError> {
-        let items = entries
-            .iter()
-            .map(entry_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_put_all(items).await
+        self.put_ledger_entries(entries).await
     }
 
     async fn entries(
@@ -321,46 +288,7 @@ impl BroadcastStore for DynamoStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let mut out = Vec::with_capacity(limit);
-        let mut at = from;
-        // At most the partitions the range spans (plus one for a partition ending early).
-        while out.len() < limit {
-            let want = limit - out.len();
-            self.metrics.read();
-            let r = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk >= :from")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(ledger_pk(id, at)))
-                .expression_attribute_values(":from", s(ledger_sk(at)))
-                .limit(i32::try_from(want).unwrap_or(i32::MAX))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            let items = r.items.unwrap_or_default();
-            let got = items.len();
-            for item in &items {
-                out.push(entry_from(item)?);
-            }
-            let next_partition = (at / LEDGER_SPLIT + 1) * LEDGER_SPLIT;
-            if got >= want {
-                break;
-            }
-            if r.last_evaluated_key.is_some() {
-                at = out.last().map_or(at, |e| e.index + 1);
-                continue;
-            }
-            // This partition ended: the next one, if the entries go on there.
-            if out.last().map_or(at, |e| e.index + 1) < next_partition {
-                break;
-            }
-            at = next_partition;
-        }
-        Ok(out)
+        self.ledger_entries(id, from, limit).await
     }
 
     async fn claim_recipients(

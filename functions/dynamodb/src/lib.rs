@@ -70,6 +70,7 @@ mod broadcasts;
 mod cursor;
 mod inbound;
 mod keys;
+mod ledger;
 mod pacer;
 pub mod quarantine;
 mod reader;
