@@ -128,6 +128,25 @@ if cpu.get("moto"):
         " part is the counting proxy). On DynamoDB and SQS the same requests are independent and served in parallel,"
         " so the planner's steps, not the store, bound the time there.",
     ]
+# The floor: one send item and one queue message per recipient, measured after the run on the
+# same moto (see `floor` in tests/broadcast_scale.rs).
+fl = r.get("floor") or {}
+if cpu.get("moto") and fl.get("sends_cpu_s") is not None and fl.get("jobs_cpu_s") is not None:
+    per = (fl["sends_cpu_s"] + fl["jobs_cpu_s"]) / fl["n"]
+    floor_s = per * n
+    where = ("above the 60 s target by itself: on this moto no planner can meet the target, only a faster emulator"
+             if floor_s >= 60 else "within the 60 s target")
+    lines += [
+        "",
+        f"**The floor on this moto**, measured after the run on the same moto: {fl['n']:,} more sends shaped like the"
+        " broadcast's, written by the same adapters in full batches (`create_sends`: BatchWriteItem of 25;"
+        " `enqueue_batch`: SendMessageBatch of 10), that is one send item and one queue message per recipient, which no"
+        f" planner can leave out: moto CPU {fl['sends_cpu_s'] * 1e3 / fl['n']:.2f} ms per send item +"
+        f" {fl['jobs_cpu_s'] * 1e3 / fl['n']:.2f} ms per queue message = {per * 1e3:.2f} ms per recipient, so"
+        f" {floor_s:.0f} CPU-s for {n:,} recipients on moto's one core: {where}. The run used"
+        f" {cpu['moto'] / floor_s:.2f}× the floor's moto CPU (the rest: audience reads, duplicate claims, the ledger,"
+        " the job's saves).",
+    ]
 # Along the run: one row per ~10 % of the list (the samples are per step).
 samples = r["samples"]
 lines += [

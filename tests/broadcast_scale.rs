@@ -17,7 +17,9 @@
 //! queued (import + plan), recipients/s, requests and items per recipient by operation with
 //! moto's share of the time, and the process's `VmRSS` at every step (`VmHWM` at the end),
 //! with the queue depth, so that growth with the list or with moto's FIFO queue shows, and
-//! the CPU time this process (the planner, the proxy, the SDK) and moto used during the run.
+//! the CPU time this process (the planner, the proxy, the SDK) and moto used during the run;
+//! then the floor ([`floor`]): moto's CPU for only a send item and a queue message per
+//! recipient, measured after the run on the same moto.
 //!
 //! Without `VENTANA_BROADCAST_SCALE` (the number of recipients) the test returns at once:
 //! `make test` runs ignored tests too.
@@ -30,11 +32,13 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use wa_domain::broadcast::planner::{Deps, PlannerConfig, StepResult, step};
 use wa_domain::broadcast::{
-    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, RecipientList, Release,
-    TemplateRef,
+    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, OutboundBatch, RecipientList,
+    Release, TemplateRef,
 };
 use wa_domain::model::MessagingLimit;
+use wa_domain::outbound::{SendId, SendRecord};
 use wa_domain::ports::Clock;
+use wa_domain::ports::SendJob;
 use wa_dynamodb::DynamoStore;
 use wa_tests::counting_proxy::{CountingProxy, OpCount, diff};
 use wa_tests::{config_for, fresh_outbound_queue, fresh_table, moto_endpoint};
@@ -97,6 +101,61 @@ fn total(ops: &BTreeMap<String, OpCount>, prefix: &str) -> OpCount {
             upstream_us: a.upstream_us + c.upstream_us,
             ..a
         })
+}
+
+/// The floor of planning on this moto: only what no design of the planner can leave out —
+/// one send item and one queue message per recipient — written in full batches through the
+/// same adapters, after the run, on the same moto (its table and queue as the run left
+/// them). `n` sends shaped like the broadcast's first ones (fresh ids); moto's CPU for each.
+async fn floor(
+    store: &DynamoStore,
+    outbound: &wa_sqs::SqsOutboundQueue,
+    id: &BroadcastId,
+    n: usize,
+    moto_pid: &str,
+) -> Value {
+    let ids: Vec<SendId> = store
+        .entries(id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.send_id)
+        .collect();
+    let models: Vec<SendRecord> = store
+        .get_sends(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(!models.is_empty(), "the run's sends are readable");
+    let now_ms = SystemClock.now_ms();
+    let sends: Vec<SendRecord> = (0..n)
+        .map(|k| {
+            let mut rnd = [0xF1u8; 10];
+            rnd[..8].copy_from_slice(&(k as u64).to_be_bytes());
+            SendRecord {
+                id: SendId::new(now_ms, rnd),
+                ..models[k % models.len()].clone()
+            }
+        })
+        .collect();
+    let (c0, t0) = (cpu_s(moto_pid), Instant::now());
+    for page in sends.chunks(100) {
+        store.create_sends(page, true).await.unwrap();
+    }
+    let (c1, t1) = (cpu_s(moto_pid), Instant::now());
+    for page in sends.chunks(100) {
+        let jobs: Vec<SendJob> = page.iter().map(SendJob::for_send).collect();
+        outbound.enqueue_batch(&jobs).await.unwrap();
+    }
+    let (c2, t2) = (cpu_s(moto_pid), Instant::now());
+    json!({
+        "n": n,
+        "sends_s": (t1 - t0).as_secs_f64(), "jobs_s": (t2 - t1).as_secs_f64(),
+        "sends_cpu_s": c1.zip(c0).map(|(e, s)| e - s),
+        "jobs_cpu_s": c2.zip(c1).map(|(e, s)| e - s),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,6 +395,8 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
     assert_eq!(tail.len(), 3);
     assert!(tail.iter().all(|e| e.send_id.is_some()));
 
+    let floor = floor(&store, &outbound, &id, n.min(10_000), &moto_pid).await;
+
     let per_op: serde_json::Map<String, Value> = diff(&ops, &BTreeMap::new())
         .as_object()
         .cloned()
@@ -356,6 +417,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
             "moto": cpu_end.1.zip(cpu_start.1).map(|(e, s)| e - s),
         },
         "samples": samples,
+        "floor": floor,
     });
     println!("BROADCAST_SCALE_JSON {out}");
 }
