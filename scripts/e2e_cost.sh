@@ -93,7 +93,9 @@ def ddb_units(aws):
             continue
         reqs += c["requests"]
         name = op.split(":", 1)[1]
-        if name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"):
+        if name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems") and c.get("write_units"):
+            wru += c["write_units"]  # the proxy's count: each item written by its size
+        elif name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"):
             items = max(c["items"], 1)
             per_item_kb = math.ceil(c["req_bytes"] / items / 1024)  # request JSON ≥ item size: an upper bound
             wru += items * per_item_kb * (2 if name == "TransactWriteItems" else 1)
@@ -184,11 +186,13 @@ outbound = path_cost("outbound message + its status webhooks", out, n_out, n_out
 # Broadcast recipient: the outbound path measured above without send-api (its API request,
 # invocation, DynamoDB and SQS requests), plus the planner. The planner's requests come from the
 # last run of scripts/broadcast_scale.sh (target/bench/broadcast_scale.json: planning and queuing
-# a big list, counted per operation), when there is one: items written (BatchWriteItem items,
-# 1 WRU each, every item < 1 KB; PutItem of the job, 2 WRU), keys read (BatchGetItem and GetItem,
+# a big list, counted per operation), when there is one: write units (counted by the proxy from
+# each item's size; from a file without them: 1 a BatchWriteItem item, 2 a PutItem of the job),
+# keys read (BatchGetItem and GetItem,
 # 1 RRU each, consistent), ledger Queries (a page of 100 entries, ~5 RRU), SendMessageBatch
-# requests and one step message per step; settling each recipient later reads its send and
-# writes its entry once more (+1 RRU, +1 WRU, from the design: that run stops at queued).
+# requests and one step message per step; settling each recipient later reads its send
+# (+1 RRU) and rewrites its ledger page once more (its write units per entry, from the size of
+# the ledger items that run left; that run stops at queued).
 # Without the file: the design's 2 writes + 0.1 SendMessageBatch per recipient.
 send_aws = out["aws"].get("send-api", {})
 b_phase = {"aws": {k: v for k, v in out["aws"].items() if k != "send-api"}, "event_source": out["event_source"]}
@@ -201,14 +205,22 @@ except (OSError, ValueError):
 if sc:
     ops, n_sc = sc["ops"], sc["recipients"]
     op = lambda name, k: ops.get(name, {}).get(k, 0)
-    wru_pl = (op("dynamodb:BatchWriteItem", "items") + 2 * op("dynamodb:PutItem", "requests")) / n_sc + 1.0
+    # Write units as the proxy counted them (each item by its size) when the file has them.
+    units = lambda name, fallback: op(name, "write_units") or fallback
+    # Settling rewrites each packed ledger page once more: its write units per entry, from the
+    # ledger items the run left (an item per page of 100 entries, ~0.2 KB an entry).
+    li = sc.get("ledger_items") or {}
+    settle_wru = (math.ceil(li["bytes"] / max(li["items"], 1) / 1024) * li["items"] / li["entries"]
+                  if li.get("entries") else 1.0)
+    wru_pl = (units("dynamodb:BatchWriteItem", op("dynamodb:BatchWriteItem", "items"))
+              + units("dynamodb:PutItem", 2 * op("dynamodb:PutItem", "requests"))) / n_sc + settle_wru
     rru_pl = (op("dynamodb:BatchGetItem", "items") + op("dynamodb:GetItem", "requests")
               + 5 * op("dynamodb:Query", "requests")) / n_sc + 1.0
     sqs_pl = (op("sqs:SendMessageBatch", "requests") + sc["steps"]) / n_sc
     b_name = "broadcast recipient"
     b_note = (f"the planner's requests as counted by scripts/broadcast_scale.sh on {n_sc:,} recipients (its results file written {sc.get('date', '?')}):"
-              f" {wru_pl:.2f} WRU, {rru_pl:.2f} RRU, {sqs_pl:.3f} SQS requests per recipient with settling (+1 RRU, +1 WRU, from the"
-              " design); planner invocations not counted (a step plans up to 5,000); then the outbound path measured above without send-api")
+              f" {wru_pl:.2f} WRU, {rru_pl:.2f} RRU, {sqs_pl:.3f} SQS requests per recipient with settling (+1 RRU for the send, from the"
+              f" design, +{settle_wru:.2f} WRU for the ledger page's rewrite, from its measured size); planner invocations not counted (a step plans up to 5,000); then the outbound path measured above without send-api")
 else:
     wru_pl, rru_pl, sqs_pl = 2.0, 0.0, 0.1
     b_name = "broadcast recipient (estimate)"
@@ -359,6 +371,41 @@ cost.append(
     f" ({'met' if best_o['total'] < TARGET_PER_MILLION else 'still missed'}); with function URLs everywhere and provisioned"
     f" DynamoDB fully used as well, {money(floor_o['total'])} ({'met' if floor_o['total'] < TARGET_PER_MILLION else 'still missed'})."
     f" Either way it is {outbound['total'] / (TWILIO_PER_MESSAGE * 1e6) * 100:.2f} % of a BSP's $0.005 per message as built.")
+
+# The floor of the outbound path: the least each step of the architecture's flow must ask of
+# AWS, whatever the implementation — the send (an API request, send-api, a queued job), the
+# worker (a tenth of an invocation, receive and delete in full batches; three writes: the
+# send's record at send-api, the claim saved before the Graph call so two workers never both
+# post it, the outcome after), then each of the three status webhooks (an API request,
+# webhook-receive, a queued event, a tenth of the processor's invocation, receive and delete;
+# one write: the status). Reads, logs and GB-s beyond those measured are left out.
+FLOOR_STEPS = {"api": (1, 3), "invocations": 1 + 0.1 + 3 + 3 * 0.1, "sqs": (1 + 0.2) + 3 * (1 + 0.2), "wru": 3 + 3}
+def floor_cost(api_price, webhook_api_price, ddb="on-demand", sqs_price="sqs_fifo_request", arch="arm"):
+    send_api, hooks = FLOOR_STEPS["api"]
+    wru = FLOOR_STEPS["wru"]
+    ddb_cost = wru * (PRICES["ddb_wru"] if ddb == "on-demand" else PRICES["ddb_wcu_hour"] / 3600)
+    return 1e6 * (send_api * PRICES[api_price] + hooks * PRICES[webhook_api_price]
+                  + FLOOR_STEPS["invocations"] * PRICES["lambda_request"]
+                  + outbound["gb_s"] * PRICES["lambda_gb_s_" + arch]
+                  + FLOOR_STEPS["sqs"] * PRICES[sqs_price] + ddb_cost)
+floors = [
+    ("HTTP API, FIFO, DynamoDB on-demand (as built)", floor_cost("http_api_request", "http_api_request")),
+    ("function URL for `/webhook`, FIFO, on-demand", floor_cost("http_api_request", "function_url_request")),
+    ("function URLs everywhere, standard queues, on-demand", floor_cost("function_url_request", "function_url_request", sqs_price="sqs_standard_request")),
+    ("function URLs everywhere, standard queues, DynamoDB provisioned fully used", floor_cost("function_url_request", "function_url_request", ddb="provisioned", sqs_price="sqs_standard_request")),
+]
+cost += [
+    "",
+    "**The floor of the outbound path** (the least the architecture's flow asks of AWS per outbound message, whatever the"
+    f" implementation: {FLOOR_STEPS['api'][0] + FLOOR_STEPS['api'][1]} API requests, {FLOOR_STEPS['invocations']:.1f} Lambda"
+    f" invocations in full batches, {FLOOR_STEPS['sqs']:.1f} SQS requests, {FLOOR_STEPS['wru']} write units: the send's record, the"
+    " worker's claim before the Graph call and its outcome after, one status write per webhook; reads left out; GB-s as measured;"
+    " arm64). Ventana as built, against it: "
+    f"{outbound['api']:.0f} API requests, {outbound['lam']:.1f} invocations, {outbound['sqs']:.1f} SQS requests, {outbound['wru']:.1f} WRU.",
+    "",
+    "| configuration | floor, AWS $ per million outbound messages + 3 webhooks | < $5 |",
+    "| --- | ---: | --- |",
+] + [f"| {label} | {money(v)} | {'reachable' if v < TARGET_PER_MILLION else '**out of reach**'} |" for label, v in floors]
 e2e_s, cost_s = "\n".join(e2e), "\n".join(cost)
 print(e2e_s); print(); print(cost_s)
 if env["E2E_WRITE"] == "1":

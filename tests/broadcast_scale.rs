@@ -158,6 +158,37 @@ async fn floor(
     })
 }
 
+/// The ledger's first partition as stored: its items, the entries they hold and their size
+/// (attribute names and string values, as DynamoDB counts them, near enough), so what a
+/// page write costs in write units is known (settling rewrites each page once more).
+async fn ledger_item_sizes(raw: &aws_sdk_dynamodb::Client, table: &str, id: &BroadcastId) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let r = raw
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("BCASTL#{id}#0")))
+        .send()
+        .await
+        .unwrap();
+    let items = r.items.unwrap_or_default();
+    let bytes: usize = items
+        .iter()
+        .flat_map(|i| i.iter())
+        .map(|(k, v)| k.len() + v.as_s().map_or(8, String::len))
+        .sum();
+    let entries: u64 = items
+        .iter()
+        .map(|i| {
+            i.get("count")
+                .and_then(|c| c.as_n().ok())
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(1)
+        })
+        .sum();
+    json!({"items": items.len(), "entries": entries, "bytes": bytes})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: scripts/broadcast_scale.sh (needs moto)"]
 async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
@@ -173,7 +204,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
     let csv = list(n);
     let csv_bytes = csv.len() as u64;
 
-    let (observer, _, table) = fresh_table().await;
+    let (observer, raw, table) = fresh_table().await;
     let q = fresh_outbound_queue().await;
     let proxy = CountingProxy::start(&moto_endpoint()).await;
     let counted = config_for(&proxy.endpoint).await;
@@ -396,6 +427,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
     assert!(tail.iter().all(|e| e.send_id.is_some()));
 
     let floor = floor(&store, &outbound, &id, n.min(10_000), &moto_pid).await;
+    let ledger = ledger_item_sizes(&raw, &table, &id).await;
 
     let per_op: serde_json::Map<String, Value> = diff(&ops, &BTreeMap::new())
         .as_object()
@@ -418,6 +450,7 @@ async fn a_big_broadcast_is_planned_and_queued_with_flat_memory() {
         },
         "samples": samples,
         "floor": floor,
+        "ledger_items": ledger,
     });
     println!("BROADCAST_SCALE_JSON {out}");
 }

@@ -31,6 +31,9 @@ pub struct OpCount {
     pub items: u64,
     /// ReceiveMessage calls that returned at least one message.
     pub non_empty: u64,
+    /// DynamoDB write request units of the writes, from the size of each item written (see
+    /// [`write_units_in`]); 0 for other operations.
+    pub write_units: u64,
     /// Time from forwarding the request to having the upstream's whole answer (µs).
     pub upstream_us: u64,
 }
@@ -44,6 +47,7 @@ impl OpCount {
             resp_bytes: self.resp_bytes - before.resp_bytes,
             items: self.items - before.items,
             non_empty: self.non_empty - before.non_empty,
+            write_units: self.write_units - before.write_units,
             upstream_us: self.upstream_us - before.upstream_us,
         }
     }
@@ -114,6 +118,83 @@ fn items_in(op: &str, body: &[u8]) -> u64 {
     }
 }
 
+/// The size DynamoDB counts for an attribute value (DynamoDB JSON), near enough: strings
+/// and binaries by their bytes, numbers by about half their digits, containers with 3 bytes
+/// of overhead and 1 per element.
+fn value_size(v: &Value) -> u64 {
+    let Some((t, x)) = v.as_object().and_then(|m| m.iter().next()) else {
+        return 1;
+    };
+    match (t.as_str(), x) {
+        ("S", Value::String(s)) => s.len() as u64,
+        ("N", Value::String(n)) => n.len() as u64 / 2 + 1,
+        ("B", Value::String(b)) => b.len() as u64 * 3 / 4,
+        ("SS" | "NS" | "BS", Value::Array(a)) => a
+            .iter()
+            .map(|e| e.as_str().map_or(1, |s| s.len() as u64))
+            .sum(),
+        ("M", Value::Object(m)) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() as u64 + value_size(v) + 1)
+                .sum::<u64>()
+        }
+        ("L", Value::Array(a)) => 3 + a.iter().map(|v| value_size(v) + 1).sum::<u64>(),
+        _ => 1,
+    }
+}
+
+/// Write units of putting `item` (DynamoDB JSON): one per started KB.
+fn put_units(item: &Value) -> u64 {
+    let size: u64 = item.as_object().map_or(0, |m| {
+        m.iter().map(|(k, v)| k.len() as u64 + value_size(v)).sum()
+    });
+    size.div_ceil(1024).max(1)
+}
+
+/// The write request units of a DynamoDB write: each put item by its size; a delete, 1 (the
+/// deleted item's size is not in the request); an update, its request's size in KB (the
+/// updated item is not in the request: an estimate); a transaction's writes twice.
+fn write_units_in(op: &str, body: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    let by_request = (body.len() as u64).div_ceil(1024).max(1);
+    match op {
+        "dynamodb:PutItem" => put_units(&v["Item"]),
+        "dynamodb:UpdateItem" => by_request,
+        "dynamodb:DeleteItem" => 1,
+        "dynamodb:BatchWriteItem" => v["RequestItems"].as_object().map_or(0, |m| {
+            m.values()
+                .filter_map(Value::as_array)
+                .flatten()
+                .map(|r| {
+                    if r["PutRequest"].is_object() {
+                        put_units(&r["PutRequest"]["Item"])
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }),
+        "dynamodb:TransactWriteItems" => v["TransactItems"].as_array().map_or(0, |a| {
+            a.iter()
+                .map(|t| {
+                    2 * if t["Put"].is_object() {
+                        put_units(&t["Put"]["Item"])
+                    } else if t["Update"].is_object() {
+                        serde_json::to_vec(&t["Update"])
+                            .map_or(1, |b| (b.len() as u64).div_ceil(1024).max(1))
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }),
+        _ => 0,
+    }
+}
+
 async fn forward(
     State(s): State<ProxyState>,
     method: Method,
@@ -144,6 +225,7 @@ async fn forward(
         c.req_bytes += body.len() as u64;
         c.resp_bytes += bytes.len() as u64;
         c.items += items_in(&op, &body);
+        c.write_units += write_units_in(&op, &body);
         c.upstream_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         if op == "sqs:ReceiveMessage" && bytes.windows(10).any(|w| w == b"\"Messages\"") {
             c.non_empty += 1;
@@ -199,7 +281,7 @@ impl CountingProxy {
 }
 
 /// `now - before` by operation, as JSON (`{op: {requests, req_bytes, resp_bytes, items,
-/// non_empty, upstream_ms}}`), leaving out operations with no request in between.
+/// non_empty, write_units, upstream_ms}}`), leaving out operations with no request in between.
 pub fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>) -> Value {
     let mut out = serde_json::Map::new();
     for (op, c) in now {
@@ -208,10 +290,32 @@ pub fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>)
             out.insert(
                 op.clone(),
                 json!({"requests": d.requests, "req_bytes": d.req_bytes, "resp_bytes": d.resp_bytes,
-                       "items": d.items, "non_empty": d.non_empty,
+                       "items": d.items, "non_empty": d.non_empty, "write_units": d.write_units,
                        "upstream_ms": d.upstream_us as f64 / 1e3}),
             );
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_units_follow_the_size_of_each_item_written() {
+        let small = json!({"pk": {"S": "A"}, "sk": {"S": "B"}, "n": {"N": "12345"}});
+        let big = json!({"pk": {"S": "A"}, "doc": {"S": "x".repeat(2_500)}});
+        let body = json!({"RequestItems": {"t": [
+            {"PutRequest": {"Item": small}}, {"PutRequest": {"Item": big}},
+            {"DeleteRequest": {"Key": {"pk": {"S": "A"}}}}]}});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        assert_eq!(write_units_in("dynamodb:BatchWriteItem", &bytes), 1 + 3 + 1);
+        let put = serde_json::to_vec(&json!({"Item": {"doc": {"S": "y".repeat(1_024)}}})).unwrap();
+        assert_eq!(write_units_in("dynamodb:PutItem", &put), 2);
+        assert_eq!(write_units_in("sqs:SendMessage", b"{}"), 0);
+        let tx = json!({"TransactItems": [{"Put": {"Item": small}}, {"ConditionCheck": {}}]});
+        let tx = serde_json::to_vec(&tx).unwrap();
+        assert_eq!(write_units_in("dynamodb:TransactWriteItems", &tx), 2 + 2);
+    }
 }
