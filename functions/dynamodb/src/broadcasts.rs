@@ -71,7 +71,7 @@ fn bucket_sk(bucket: i64) -> String {
     format!("H#{bucket:010}")
 }
 
-fn corrupt(what: impl Into<String>) -> StoreError {
+pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
@@ -119,7 +119,8 @@ fn broadcast_item(b: &Broadcast, version: u64) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn put(item: Item) -> Result<WriteRequest, StoreError> {
+/// A BatchWriteItem put of `item`.
+pub(crate) fn put(item: Item) -> Result<WriteRequest, StoreError> {
     Ok(WriteRequest::builder()
         .put_request(
             PutRequest::builder()

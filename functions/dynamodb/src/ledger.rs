@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
 use wa_domain::broadcast::{BroadcastId, LedgerEntry, Outcome, RecipientRow};
 use wa_domain::outbound::{SendFailure, SendId};
@@ -39,6 +39,7 @@ use wa_domain::ports::StoreError;
 
 use crate::DynamoStore;
 use crate::attr::{Item, n, opt_s, req_s, s, unavailable};
+use crate::broadcasts::{corrupt, put};
 use crate::keys::{PK, SK, TTL, key};
 
 /// Positions per page: the unit a write rewrites.
@@ -97,10 +98,6 @@ struct Packed {
     #[serde(default)]
     e: Option<SendFailure>,
     x: i64,
-}
-
-fn corrupt(what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt(what.into())
 }
 
 fn encode_error(e: serde_json::Error) -> StoreError {
@@ -347,7 +344,7 @@ impl DynamoStore {
                 let members: Vec<&LedgerEntry> = chunk.iter().map(|&k| entries[k]).collect();
                 let item = chunk_item(&pk, &members)?;
                 starts.insert(members.first().map_or(0, |e| e.index));
-                puts.push(write_put(item)?);
+                puts.push(put(item)?);
             }
             for stale in stored
                 .chunk_starts
@@ -370,17 +367,6 @@ impl DynamoStore {
         }
         Ok(())
     }
-}
-
-fn write_put(item: Item) -> Result<WriteRequest, StoreError> {
-    Ok(WriteRequest::builder()
-        .put_request(
-            PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(unavailable)?,
-        )
-        .build())
 }
 
 fn write_delete(pk: &str, first: u64) -> Result<WriteRequest, StoreError> {
