@@ -138,8 +138,8 @@ if cpu.get("moto") and fl.get("sends_cpu_s") is not None and fl.get("jobs_cpu_s"
              if floor_s >= 60 else "within the 60 s target")
     lines += [
         "",
-        f"**The floor on this moto**, measured after the run on the same moto: {fl['n']:,} more sends shaped like the"
-        " broadcast's, written by the same adapters in full batches (`create_sends`: BatchWriteItem of 25;"
+        f"**The floor on this moto**, measured after the run on the same moto (the least of {len(fl.get('rounds') or [1])} rounds):"
+        f" {fl['n']:,} more sends shaped like the broadcast's, written by the same adapters in full batches (`create_sends`: BatchWriteItem of 25;"
         " `enqueue_batch`: SendMessageBatch of 10), that is one send item and one queue message per recipient, which no"
         f" planner can leave out: moto CPU {fl['sends_cpu_s'] * 1e3 / fl['n']:.2f} ms per send item +"
         f" {fl['jobs_cpu_s'] * 1e3 / fl['n']:.2f} ms per queue message = {per * 1e3:.2f} ms per recipient, so"

@@ -106,7 +106,8 @@ fn total(ops: &BTreeMap<String, OpCount>, prefix: &str) -> OpCount {
 /// The floor of planning on this moto: only what no design of the planner can leave out —
 /// one send item and one queue message per recipient — written in full batches through the
 /// same adapters, after the run, on the same moto (its table and queue as the run left
-/// them). `n` sends shaped like the broadcast's first ones (fresh ids); moto's CPU for each.
+/// them). `n` sends shaped like the broadcast's first ones (fresh ids), three times; moto's
+/// least CPU over the rounds for each part.
 async fn floor(
     store: &DynamoStore,
     outbound: &wa_sqs::SqsOutboundQueue,
@@ -129,32 +130,43 @@ async fn floor(
         .flatten()
         .collect();
     assert!(!models.is_empty(), "the run's sends are readable");
-    let now_ms = SystemClock.now_ms();
-    let sends: Vec<SendRecord> = (0..n)
-        .map(|k| {
-            let mut rnd = [0xF1u8; 10];
-            rnd[..8].copy_from_slice(&(k as u64).to_be_bytes());
-            SendRecord {
-                id: SendId::new(now_ms, rnd),
-                ..models[k % models.len()].clone()
-            }
-        })
-        .collect();
-    let (c0, t0) = (cpu_s(moto_pid), Instant::now());
-    for page in sends.chunks(100) {
-        store.create_sends(page, true).await.unwrap();
+    // Three rounds of `n` fresh sends each; the least CPU of the rounds is the floor (load
+    // from other work on this shared machine only ever adds to it).
+    let mut best: Option<(f64, f64)> = None;
+    let mut rounds = Vec::new();
+    for round in 0..3u8 {
+        let now_ms = SystemClock.now_ms();
+        let sends: Vec<SendRecord> = (0..n)
+            .map(|k| {
+                let mut rnd = [0xF0 | round; 10];
+                rnd[..8].copy_from_slice(&(k as u64).to_be_bytes());
+                SendRecord {
+                    id: SendId::new(now_ms, rnd),
+                    ..models[k % models.len()].clone()
+                }
+            })
+            .collect();
+        let c0 = cpu_s(moto_pid);
+        for page in sends.chunks(100) {
+            store.create_sends(page, true).await.unwrap();
+        }
+        let c1 = cpu_s(moto_pid);
+        for page in sends.chunks(100) {
+            let jobs: Vec<SendJob> = page.iter().map(SendJob::for_send).collect();
+            outbound.enqueue_batch(&jobs).await.unwrap();
+        }
+        let c2 = cpu_s(moto_pid);
+        let (Some(c0), Some(c1), Some(c2)) = (c0, c1, c2) else {
+            return json!({"n": n});
+        };
+        rounds.push(json!({"sends_cpu_s": c1 - c0, "jobs_cpu_s": c2 - c1}));
+        best = Some(best.map_or((c1 - c0, c2 - c1), |(s, j)| {
+            (s.min(c1 - c0), j.min(c2 - c1))
+        }));
     }
-    let (c1, t1) = (cpu_s(moto_pid), Instant::now());
-    for page in sends.chunks(100) {
-        let jobs: Vec<SendJob> = page.iter().map(SendJob::for_send).collect();
-        outbound.enqueue_batch(&jobs).await.unwrap();
-    }
-    let (c2, t2) = (cpu_s(moto_pid), Instant::now());
     json!({
-        "n": n,
-        "sends_s": (t1 - t0).as_secs_f64(), "jobs_s": (t2 - t1).as_secs_f64(),
-        "sends_cpu_s": c1.zip(c0).map(|(e, s)| e - s),
-        "jobs_cpu_s": c2.zip(c1).map(|(e, s)| e - s),
+        "n": n, "rounds": rounds,
+        "sends_cpu_s": best.map(|b| b.0), "jobs_cpu_s": best.map(|b| b.1),
     })
 }
 
