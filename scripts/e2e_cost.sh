@@ -380,25 +380,27 @@ cost.append(
 # webhook-receive, a queued event, a tenth of the processor's invocation, receive and delete;
 # one write: the status). Reads, logs and GB-s beyond those measured are left out.
 FLOOR_STEPS = {"api": (1, 3), "invocations": 1 + 0.1 + 3 + 3 * 0.1, "sqs": (1 + 0.2) + 3 * (1 + 0.2), "wru": 3 + 3}
-def floor_cost(api_price, webhook_api_price, ddb="on-demand", sqs_price="sqs_fifo_request", arch="arm"):
+def floor_cost(api_price, webhook_api_price, ddb="on-demand", util=1.0, sqs_price="sqs_fifo_request", arch="arm"):
     send_api, hooks = FLOOR_STEPS["api"]
     wru = FLOOR_STEPS["wru"]
-    ddb_cost = wru * (PRICES["ddb_wru"] if ddb == "on-demand" else PRICES["ddb_wcu_hour"] / 3600)
+    ddb_cost = wru * (PRICES["ddb_wru"] if ddb == "on-demand" else PRICES["ddb_wcu_hour"] / 3600 / util)
     return 1e6 * (send_api * PRICES[api_price] + hooks * PRICES[webhook_api_price]
                   + FLOOR_STEPS["invocations"] * PRICES["lambda_request"]
                   + outbound["gb_s"] * PRICES["lambda_gb_s_" + arch]
                   + FLOOR_STEPS["sqs"] * PRICES[sqs_price] + ddb_cost)
+# FIFO queues throughout: the architecture's (one customer's events and sends in order).
 floors = [
-    ("HTTP API, FIFO, DynamoDB on-demand (as built)", floor_cost("http_api_request", "http_api_request")),
-    ("function URL for `/webhook`, FIFO, on-demand", floor_cost("http_api_request", "function_url_request")),
-    ("function URLs everywhere, standard queues, on-demand", floor_cost("function_url_request", "function_url_request", sqs_price="sqs_standard_request")),
-    ("function URLs everywhere, standard queues, DynamoDB provisioned fully used", floor_cost("function_url_request", "function_url_request", ddb="provisioned", sqs_price="sqs_standard_request")),
+    ("HTTP API, DynamoDB on-demand (as built)", floor_cost("http_api_request", "http_api_request")),
+    ("function URL for `/webhook`, on-demand", floor_cost("http_api_request", "function_url_request")),
+    ("function URLs everywhere, on-demand", floor_cost("function_url_request", "function_url_request")),
+    ("function URLs everywhere, DynamoDB provisioned, 30 % used", floor_cost("function_url_request", "function_url_request", ddb="provisioned", util=0.3)),
+    ("function URLs everywhere, DynamoDB provisioned, fully used", floor_cost("function_url_request", "function_url_request", ddb="provisioned")),
 ]
 cost += [
     "",
     "**The floor of the outbound path** (the least the architecture's flow asks of AWS per outbound message, whatever the"
     f" implementation: {FLOOR_STEPS['api'][0] + FLOOR_STEPS['api'][1]} API requests, {FLOOR_STEPS['invocations']:.1f} Lambda"
-    f" invocations in full batches, {FLOOR_STEPS['sqs']:.1f} SQS requests, {FLOOR_STEPS['wru']} write units: the send's record, the"
+    f" invocations in full batches, {FLOOR_STEPS['sqs']:.1f} FIFO requests, {FLOOR_STEPS['wru']} write units: the send's record, the"
     " worker's claim before the Graph call and its outcome after, one status write per webhook; reads left out; GB-s as measured;"
     " arm64). Ventana as built, against it: "
     f"{outbound['api']:.0f} API requests, {outbound['lam']:.1f} invocations, {outbound['sqs']:.1f} SQS requests, {outbound['wru']:.1f} WRU.",
