@@ -331,8 +331,13 @@ async fn the_ledger_is_packed_by_page_and_read_merged_on_every_write() {
     assert!(items.len() > 1, "{items:?}");
     assert_eq!(items.iter().map(|(_, n)| n).sum::<usize>(), 100);
     assert_eq!(store.entries(&id, 1_000, 100).await.unwrap(), big);
-    // Reads run on across partitions only while the entries do.
+    // Reads run on across partitions only while the entries do, whatever the limit.
     assert_eq!(store.entries(&id, 290, 50).await.unwrap(), want[290..300]);
+    assert_eq!(
+        store.entries(&id, 5, usize::MAX).await.unwrap(),
+        want[5..300]
+    );
+    assert!(store.entries(&id, 5, 0).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -264,14 +264,11 @@ impl DynamoStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let Some(last) = u64::try_from(limit)
-            .ok()
-            .and_then(|l| from.checked_add(l))
-            .and_then(|end| end.checked_sub(1))
-            .filter(|&last| last >= from)
-        else {
+        if limit == 0 {
             return Ok(Vec::new());
-        };
+        }
+        // A limit past the end of the positions reads until the entries stop.
+        let last = from.saturating_add(u64::try_from(limit - 1).unwrap_or(u64::MAX));
         let mut out = Vec::with_capacity(limit.min(10 * PAGE as usize));
         let mut at = from;
         loop {
