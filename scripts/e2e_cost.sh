@@ -93,9 +93,10 @@ def ddb_units(aws):
             continue
         reqs += c["requests"]
         name = op.split(":", 1)[1]
-        if name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems") and c.get("write_units"):
-            wru += c["write_units"]  # the proxy's count: each item written by its size
-        elif name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"):
+        if name in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"):
+            if c.get("write_units"):
+                wru += c["write_units"]  # the proxy's count: each item written by its size
+                continue
             items = max(c["items"], 1)
             per_item_kb = math.ceil(c["req_bytes"] / items / 1024)  # request JSON ≥ item size: an upper bound
             wru += items * per_item_kb * (2 if name == "TransactWriteItems" else 1)

@@ -44,7 +44,7 @@ const CHARGE_SK: &str = "CHARGE";
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
 /// BatchWriteItem's limit.
-const PUT_BATCH: usize = 25;
+pub(crate) const PUT_BATCH: usize = 25;
 /// Conditional send puts in flight at once.
 const PUTS_IN_FLIGHT: usize = 16;
 /// Batch requests of one call in flight at once (a page's chunks go out together rather
@@ -75,15 +75,19 @@ pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-fn encoded(r: serde_json::Result<String>) -> Result<AttributeValue, StoreError> {
-    r.map(s).map_err(|e| corrupt(format!("cannot encode: {e}")))
+pub(crate) fn encode_error(e: serde_json::Error) -> StoreError {
+    corrupt(format!("cannot encode: {e}"))
+}
+
+pub(crate) fn encoded(r: serde_json::Result<String>) -> Result<AttributeValue, StoreError> {
+    r.map(s).map_err(encode_error)
 }
 
 fn broadcast_from(item: &Item) -> Result<Broadcast, StoreError> {
     serde_json::from_str(req_s(item, DOC)?).map_err(doc_error)
 }
 
-fn doc_error(e: serde_json::Error) -> StoreError {
+pub(crate) fn doc_error(e: serde_json::Error) -> StoreError {
     {
         corrupt(format!(
             "doc unreadable ({:?} error at line {} column {})",
@@ -119,8 +123,7 @@ fn broadcast_item(b: &Broadcast, version: u64) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-/// A BatchWriteItem put of `item`.
-pub(crate) fn put(item: Item) -> Result<WriteRequest, StoreError> {
+fn put(item: Item) -> Result<WriteRequest, StoreError> {
     Ok(WriteRequest::builder()
         .put_request(
             PutRequest::builder()
@@ -195,7 +198,7 @@ impl DynamoStore {
     }
 
     /// BatchWriteItem of any number of puts, in batches of 25, up to [`IN_FLIGHT`] at once.
-    async fn batch_put_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+    pub(crate) async fn batch_put_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
         let mut batches = Vec::with_capacity(items.len().div_ceil(PUT_BATCH));
         let mut reqs = Vec::with_capacity(PUT_BATCH);
         for item in items {

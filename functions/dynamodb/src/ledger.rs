@@ -39,7 +39,7 @@ use wa_domain::ports::StoreError;
 
 use crate::DynamoStore;
 use crate::attr::{Item, n, opt_s, req_s, s, unavailable};
-use crate::broadcasts::{corrupt, put};
+use crate::broadcasts::{PUT_BATCH, corrupt, doc_error, encode_error, encoded};
 use crate::keys::{PK, SK, TTL, key};
 
 /// Positions per page: the unit a write rewrites.
@@ -53,8 +53,6 @@ pub(crate) const SPLIT: u64 = 1_000;
 const CHUNK_BUDGET: usize = 160 * 1024;
 /// What planning may add to an entry beyond its row (outcome, send id, an error).
 const HEADROOM: usize = 512;
-/// BatchWriteItem's limit.
-const WRITE_BATCH: usize = 25;
 
 const ENTRIES: &str = "entries";
 const COUNT: &str = "count";
@@ -100,25 +98,13 @@ struct Packed {
     x: i64,
 }
 
-fn encode_error(e: serde_json::Error) -> StoreError {
-    corrupt(format!("cannot encode a ledger chunk: {e}"))
-}
-
 /// The entries of a ledger item (a chunk, or a single entry written before packing).
 fn entries_of(id: &BroadcastId, item: &Item) -> Result<Vec<LedgerEntry>, StoreError> {
-    let unreadable = |e: serde_json::Error| {
-        corrupt(format!(
-            "ledger item unreadable ({:?} error at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    };
     let Some(doc) = opt_s(item, ENTRIES)? else {
-        let single: LedgerEntry = serde_json::from_str(req_s(item, SINGLE)?).map_err(unreadable)?;
+        let single: LedgerEntry = serde_json::from_str(req_s(item, SINGLE)?).map_err(doc_error)?;
         return Ok(vec![single]);
     };
-    let packed: Vec<Packed> = serde_json::from_str(doc).map_err(unreadable)?;
+    let packed: Vec<Packed> = serde_json::from_str(doc).map_err(doc_error)?;
     Ok(packed
         .into_iter()
         .map(|p| LedgerEntry {
@@ -179,10 +165,7 @@ fn chunk_item(pk: &str, entries: &[&LedgerEntry]) -> Result<Item, StoreError> {
     let expires = entries.iter().map(|e| e.expires_at).max().unwrap_or(0);
     let mut item = key(pk.to_owned(), &position_sk(first));
     item.extend([
-        (
-            ENTRIES.to_owned(),
-            s(serde_json::to_string(&packed).map_err(encode_error)?),
-        ),
+        (ENTRIES.to_owned(), encoded(serde_json::to_string(&packed))?),
         (COUNT.to_owned(), n(entries.len() as i64)),
         (TTL.to_owned(), n(expires)),
     ]);
@@ -341,7 +324,7 @@ impl DynamoStore {
                 let members: Vec<&LedgerEntry> = chunk.iter().map(|&k| entries[k]).collect();
                 let item = chunk_item(&pk, &members)?;
                 starts.insert(members.first().map_or(0, |e| e.index));
-                puts.push(put(item)?);
+                puts.push(item);
             }
             for stale in stored
                 .chunk_starts
@@ -353,14 +336,9 @@ impl DynamoStore {
         }
         // Deletes only once every new chunk is written: a crash in between leaves a stale
         // chunk that readers overrule, never a hole.
-        for batch in [puts, deletes] {
-            let chunks: Vec<Vec<WriteRequest>> = batch
-                .chunks(WRITE_BATCH)
-                .map(<[WriteRequest]>::to_vec)
-                .collect();
-            for requests in chunks {
-                self.batch_put(requests).await?;
-            }
+        self.batch_put_all(puts).await?;
+        for requests in deletes.chunks(PUT_BATCH) {
+            self.batch_put(requests.to_vec()).await?;
         }
         Ok(())
     }
