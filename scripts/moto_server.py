@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto's server as Ventana's scripts and tests run it, with six of its costs removed and
+"""moto's server as Ventana's scripts and tests run it, with ten of its costs removed and
 one of its races closed.
 
 moto (5.x) does two things per SQS message that take time in proportion to the queue's depth,
@@ -42,22 +42,54 @@ and one per DynamoDB query in proportion to the table's size:
    every request: 8.5 % of moto's CPU while a broadcast is planned (py-spy, 20,000
    recipients). The listing cannot change while the server runs; here it is made once.
 
+8. Every item written (PutItem, BatchWriteItem, TransactWriteItems) is built one attribute at a
+   time into a dict that re-measures the whole item on each insert, to enforce the 400 KB limit:
+   quadratic in the item's attributes. For a send record of 20 attributes this was 56 % of a
+   BatchWriteItem (py-spy). Here a new item is measured once, attribute by attribute, with the
+   same sizes and the same limit, and refused the same way (ItemSizeTooLarge) when over it.
+   Later changes to an item (UpdateItem) keep moto's path.
+
+9. A JSON request (DynamoDB's protocol) is walked along the service's model, and each attribute
+   value is a structure of ten members (S, N, B, SS, ...) looked up one by one: 16 % of a
+   BatchGetItem of 100 keys was that lookup alone. Here a scalar attribute value (S, N, BOOL,
+   NULL), whose parse is the value itself, is taken as it is: the mirror of item 4.
+
+10. moto's server (werkzeug's development server) closes the connection after every answer,
+   so each request costs a TCP connection and a new thread. Here the same WSGI application is
+   served by waitress, which keeps connections alive and answers from a pool of threads.
+   Only answers with a 5xx status are logged, one line each (werkzeug logged every request).
+   ``VENTANA_MOTO_HTTP=werkzeug`` runs moto's own server instead, to compare the two.
+
+11. BatchGetItem checks its keys for duplicates by comparing each with every earlier one (a
+   list, not a set): 4,950 comparisons of nested dicts for 100 keys, 6 % of the request. Here
+   each key is reduced to a canonical string once and looked up in a set; the same keys are
+   refused, with the same error.
+
 Nothing else changes: same API, same answers, same FIFO ordering, visibility and redrive
 behaviour. A queue with a Lambda event source mapping inside moto (not used here) keeps moto's
 own path. Usage is moto_server's: ``python scripts/moto_server.py -H 127.0.0.1 -p PORT``
 (``scripts/moto-server`` runs it with the project's virtualenv).
 """
 
+import argparse
 import functools
+import json
+import os
+import signal
 import sys
 import threading
 
+import waitress
+
 from moto.core import responses as moto_responses
+from moto.core import parse as moto_parse
 from moto.core import serialize
 from moto import backends as moto_backends
 from moto.core import utils as moto_utils
+from moto import server as moto_server_main
 from moto.server import main
 from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.models import dynamo_type
 from moto.dynamodb.models import table as dynamodb_table
 from moto.sqs import models
 
@@ -198,6 +230,29 @@ def _serialize_structure(self, serialized, value, shape, key):
     _SERIALIZE_STRUCTURE(self, serialized, value, shape, key)
 
 
+_PARSE_STRUCTURE = moto_parse.BaseJSONParser._parse_structure
+
+
+def _parse_structure(self, shape, value):
+    # A scalar DynamoDB attribute value parses to itself (JSONParser has no string or boolean
+    # handlers: their parse is the value as it came).
+    if shape.name == "AttributeValue" and isinstance(value, dict) and len(value) == 1:
+        ((t, v),) = value.items()
+        if isinstance(v, _SCALARS.get(t, ())):
+            return self.MAP_TYPE(value)
+    return _PARSE_STRUCTURE(self, shape, value)
+
+
+def _contains_duplicates(self, keys):
+    seen = set()
+    for k in keys:
+        canonical = json.dumps(k, sort_keys=True)
+        if canonical in seen:
+            return True
+        seen.add(canonical)
+    return False
+
+
 # A pure function of a name, called for every attribute of a queue's attribute map (about
 # five maps per message sent) and for every request's action: the same few names each time.
 _camel = functools.lru_cache(maxsize=4096)(moto_utils.camelcase_to_underscores)
@@ -209,6 +264,27 @@ _MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
 
 def _list_of_moto_modules():
     return _MOTO_MODULES
+
+
+# Long-polling receives each hold a thread for up to 20 s: room for every poller of the local
+# stack and the tests, with the rest answering.
+_THREADS = 64
+_CONNECTIONS = 1000
+_IDLE_SECS = 300
+
+_ITEM_LIMIT = 405000  # moto's own (LimitedSizeDict): between DynamoDB's 409 and 410 KB
+
+
+def _item_init(self, hash_key, range_key, attrs):
+    # Item.__init__, with the item measured once rather than once per attribute.
+    self.hash_key = hash_key
+    self.range_key = range_key
+    values = {key: dynamo_type.DynamoType(value) for key, value in attrs.items()}
+    size = sum(dynamo_type.bytesize(key) + value.size() for key, value in values.items())
+    if size > _ITEM_LIMIT:
+        raise dynamo_type.ItemSizeTooLarge
+    self.attrs = dynamo_type.LimitedSizeDict()
+    dict.update(self.attrs, values)
 
 
 _DYNAMODB_CALL = dynamodb_responses.DynamoHandler.call_action
@@ -226,12 +302,57 @@ models.Queue.attributes = property(_attributes)
 models.SQSBackend.get_queue_attributes = _get_queue_attributes
 models.Queue.add_message = _add_message
 dynamodb_table.Table.query = _query
+dynamo_type.Item.__init__ = _item_init
 dynamodb_table.Table.all_items = _all_items
 serialize.BaseJSONSerializer._serialize_type_structure = _serialize_structure
+moto_parse.JSONParser._parse_structure = _parse_structure
+dynamodb_responses.DynamoHandler._contains_duplicates = _contains_duplicates
 dynamodb_responses.DynamoHandler.call_action = _dynamodb_call_alone
 moto_backends.list_of_moto_modules = _list_of_moto_modules
 for _module in (models, moto_responses):
     _module.camelcase_to_underscores = _camel
 
+def _log_server_errors(app):
+    # One line per 5xx answer, as werkzeug's request log had them (4xx are moto's normal
+    # answers to refused conditions and are not logged).
+    def logged(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if status.startswith("5"):
+                print(
+                    f'{environ.get("REQUEST_METHOD")} {environ.get("PATH_INFO")} '
+                    f'{environ.get("HTTP_X_AMZ_TARGET", "")} -> {status}',
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return logged
+
+
+def _serve(argv):
+    parser = argparse.ArgumentParser(description="moto's server, kept-alive (waitress)")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
+    app = moto_server_main.DomainDispatcherApplication(moto_server_main.create_backend_app)
+    app.debug = True
+    waitress.serve(
+        _log_server_errors(app),
+        host=args.host,
+        port=args.port,
+        threads=_THREADS,
+        connection_limit=_CONNECTIONS,
+        channel_timeout=_IDLE_SECS,
+        _quiet=True,
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if os.environ.get("VENTANA_MOTO_HTTP") == "werkzeug":
+        sys.exit(main())
+    sys.exit(_serve(sys.argv[1:]))
