@@ -191,8 +191,8 @@ outbound = path_cost("outbound message + its status webhooks", out, n_out, n_out
 # each item's size; from a file without them: 1 a BatchWriteItem item, 2 a PutItem of the job),
 # keys read (BatchGetItem and GetItem,
 # 1 RRU each, consistent), ledger Queries (a page of 100 entries, ~5 RRU), SendMessageBatch
-# requests and one step message per step; settling each recipient later reads its send
-# (+1 RRU) and rewrites its ledger page once more (its write units per entry, from the size of
+# requests and one step message per step; settling each recipient later reads its send and
+# the send's history record, where its receipts are (+2 RRU), and rewrites its ledger page once more (its write units per entry, from the size of
 # the ledger items that run left; that run stops at queued).
 # Without the file: the design's 2 writes + 0.1 SendMessageBatch per recipient.
 send_aws = out["aws"].get("send-api", {})
@@ -216,11 +216,11 @@ if sc:
     wru_pl = (units("dynamodb:BatchWriteItem", op("dynamodb:BatchWriteItem", "items"))
               + units("dynamodb:PutItem", 2 * op("dynamodb:PutItem", "requests"))) / n_sc + settle_wru
     rru_pl = (op("dynamodb:BatchGetItem", "items") + op("dynamodb:GetItem", "requests")
-              + 5 * op("dynamodb:Query", "requests")) / n_sc + 1.0
+              + 5 * op("dynamodb:Query", "requests")) / n_sc + 2.0
     sqs_pl = (op("sqs:SendMessageBatch", "requests") + sc["steps"]) / n_sc
     b_name = "broadcast recipient"
     b_note = (f"the planner's requests as counted by scripts/broadcast_scale.sh on {n_sc:,} recipients (its results file written {sc.get('date', '?')}):"
-              f" {wru_pl:.2f} WRU, {rru_pl:.2f} RRU, {sqs_pl:.3f} SQS requests per recipient with settling (+1 RRU for the send, from the"
+              f" {wru_pl:.2f} WRU, {rru_pl:.2f} RRU, {sqs_pl:.3f} SQS requests per recipient with settling (+2 RRU for the send and its history record, from the"
               f" design, +{settle_wru:.2f} WRU for the ledger page's rewrite, from its measured size); planner invocations not counted (a step plans up to 5,000); then the outbound path measured above without send-api")
 else:
     wru_pl, rru_pl, sqs_pl = 2.0, 0.0, 0.1
@@ -366,7 +366,7 @@ for p in rows:
 cost.append(
     f"- Why outbound misses: a send is not one message to AWS but four — the send itself and Meta's three status webhooks"
     f" (sent, delivered, read), each of which pays an API request, a Lambda invocation, a FIFO send, receive and delete, and"
-    f" DynamoDB writes (the message's status and the send's). Per message: {outbound['api']:.0f} API requests,"
+    f" a DynamoDB write (the status, on the message's history record). Per message: {outbound['api']:.0f} API requests,"
     f" {outbound['sqs']:.1f} SQS requests, {outbound['ddb_reqs']:.1f} DynamoDB requests ({outbound['wru']:.1f} WRU, {outbound['rru']:.1f} RRU)."
     f" With a function URL for `/webhook`, full batches and arm64 it is {money(best_o['total'])}"
     f" ({'met' if best_o['total'] < TARGET_PER_MILLION else 'still missed'}); with function URLs everywhere and provisioned"

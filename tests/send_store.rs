@@ -6,6 +6,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
+use wa_domain::broadcast::BroadcastStore;
 use wa_domain::customer::{CustomerKey, CustomerRef};
 use wa_domain::inbound::{Applied, InboundConfig, apply};
 use wa_domain::outbound::{
@@ -13,6 +14,7 @@ use wa_domain::outbound::{
 };
 use wa_domain::ports::*;
 use wa_domain::status::DeliveryStatus;
+use wa_domain::templates::TemplateStore;
 use wa_domain::webhook::split;
 use wa_dynamodb::{DynamoStore, MetricsSnapshot};
 use wa_tests::fresh_table;
@@ -453,9 +455,94 @@ async fn a_status_webhook_confirms_an_unconfirmed_send_and_enters_history() {
     .await;
     let later = store.get_send(&r.id).await.unwrap().unwrap();
     assert_eq!(later.statuses.current(), Some(DeliveryStatus::Delivered));
-    assert_eq!(later.version, 3);
+    // The send is in the history now: the receipt went to its history record only.
+    assert_eq!(later.version, 2);
     let page = store.history(PNID, &customer(), 10, None).await.unwrap();
     assert_eq!(page.items.len(), 1, "the message is in the history once");
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the_send() {
+    let (store, client, table) = fresh_table().await;
+    let mut r = send(4);
+    r.state = SendState::Accepted {
+        at_ms: T0 * 1000,
+        by_webhook: false,
+    };
+    r.wamid = Some("wamid.OUT4".into());
+    r.attempts = 1;
+    store.create_send(&r, T0).await.unwrap();
+    // What the worker does once Meta accepted the send.
+    let m =
+        wa_domain::outbound::deliver::history_record(&r, "wamid.OUT4", T0 * 1000, 86_400).unwrap();
+    store.record_message(&m).await.unwrap();
+    let id = r.id.as_str().to_owned();
+    // The number is known (its first webhook writes that once).
+    TemplateStore::remember_number(&store, PNID, "WABA1")
+        .await
+        .unwrap();
+
+    for (i, status) in ["sent", "delivered", "read"].into_iter().enumerate() {
+        let before = store.metrics().snapshot();
+        let ts = T0 + 2 + i as i64;
+        apply_webhook(
+            &store,
+            &status_webhook("wamid.OUT4", status, ts, &id, ""),
+            ts,
+        )
+        .await;
+        // The history record's status only: one write, no read.
+        assert_eq!(cost(&store, before, status), rw(0, 1), "{status}");
+    }
+    let item = raw(&client, &table, &format!("SEND#{id}"), "SEND")
+        .await
+        .unwrap();
+    for attr in ["st_sent", "st_delivered", "st_read"] {
+        assert!(!item.contains_key(attr), "{attr} written to the send");
+    }
+    let got = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(got.version, 1, "the send itself was not written");
+    assert_eq!(got.state, r.state);
+    assert_eq!(
+        got.statuses.entries(),
+        vec![
+            (DeliveryStatus::Sent, T0 + 2),
+            (DeliveryStatus::Delivered, T0 + 3),
+            (DeliveryStatus::Read, T0 + 4)
+        ]
+    );
+    // The broadcast planner's batch read sees the same statuses.
+    let other = send(5);
+    store.create_send(&other, T0).await.unwrap();
+    let both = BroadcastStore::get_sends(&store, &[r.id.clone(), other.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(both[0].as_ref().map(|s| &s.statuses), Some(&got.statuses));
+    assert_eq!(both[1].as_ref().map(|s| s.statuses.current()), Some(None));
+
+    // A replay of a known receipt: the send's own write decides (and refuses nothing wrong).
+    apply_webhook(
+        &store,
+        &status_webhook("wamid.OUT4", "read", T0 + 4, &id, ""),
+        T0 + 9,
+    )
+    .await;
+    let again = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(again.statuses, got.statuses);
+    assert_eq!(again.state, r.state);
+
+    // `failed` still goes to the send: it changes its state.
+    apply_webhook(
+        &store,
+        &status_webhook("wamid.OUT4", "failed", T0 + 10, &id, ""),
+        T0 + 11,
+    )
+    .await;
+    let failed = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(failed.state, SendState::Failed);
+    assert_eq!(failed.statuses.at(DeliveryStatus::Read), Some(T0 + 4));
+    assert_eq!(failed.statuses.current(), Some(DeliveryStatus::Failed));
 }
 
 #[tokio::test]

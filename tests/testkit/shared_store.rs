@@ -67,7 +67,7 @@ impl<T: InboundStore> InboundStore for SharedStore<T> {
     fn apply_status(
         &self,
         s: &StatusRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<SendId>, StoreError>> + Send {
         self.0.apply_status(s)
     }
 

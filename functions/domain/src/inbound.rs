@@ -174,7 +174,7 @@ async fn status<S: InboundStore + SendStore>(
                 .unwrap_or_default(),
         )
     });
-    store
+    let recorded = store
         .apply_status(&StatusRecord {
             wamid: report.id.clone(),
             phone_number_id: ev.phone_number_id.clone(),
@@ -196,6 +196,7 @@ async fn status<S: InboundStore + SendStore>(
         link_send(
             store,
             &id,
+            recorded.as_ref() == Some(&id),
             &report.id,
             status,
             report.timestamp,
@@ -231,10 +232,13 @@ const LINK_ATTEMPTS: usize = 5;
 /// Applies a status to the send it reports on (matched by `biz_opaque_callback_data`): this
 /// is what confirms an unconfirmed send, and fails a send that Meta failed asynchronously.
 /// A send accepted this way enters the conversation history here (the worker could not).
+/// `in_history`: the status was just added to this send's own history record, so a receipt
+/// (not `failed`) is already one of its statuses and nothing more is written.
 #[allow(clippy::too_many_arguments)]
 async fn link_send<S: InboundStore + SendStore>(
     store: &S,
     id: &SendId,
+    in_history: bool,
     wamid: &str,
     status: DeliveryStatus,
     at: i64,
@@ -242,8 +246,12 @@ async fn link_send<S: InboundStore + SendStore>(
     cfg: &InboundConfig,
     now: i64,
 ) -> Result<(), StoreError> {
-    // The common case (a later status of a send the worker accepted) is one write, no read.
-    if status != DeliveryStatus::Failed && store.add_status(id, wamid, status, at).await? {
+    // The common case, a receipt for a send the worker accepted and recorded: the history
+    // record's write was the only one. Before that record exists (a receipt racing the
+    // worker's), one write to the send, no read.
+    if status != DeliveryStatus::Failed
+        && (in_history || store.add_status(id, wamid, status, at).await?)
+    {
         return Ok(());
     }
     for _ in 0..LINK_ATTEMPTS {

@@ -274,8 +274,15 @@ pub trait InboundStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Adds a status to a message's history (first timestamp and first error kept).
-    fn apply_status(&self, s: &StatusRecord)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    ///
+    /// Returns the send whose history record this message already was (the outbound record
+    /// written once the send was accepted under this wamid), if it was: the status is then
+    /// one of that send's statuses ([`SendStore::get_send`] reads them from here), and needs
+    /// no write to the send itself.
+    fn apply_status(
+        &self,
+        s: &StatusRecord,
+    ) -> impl Future<Output = Result<Option<SendId>, StoreError>> + Send;
 
     /// Records a consent change unless a newer one for the same scope is stored.
     fn record_consent(
@@ -399,7 +406,9 @@ pub trait SendStore: Send + Sync {
         now_secs: i64,
     ) -> impl Future<Output = Result<Created, StoreError>> + Send;
 
-    /// A send by id (strongly consistent).
+    /// A send by id (strongly consistent), with the delivery statuses its message's history
+    /// record holds ([`InboundStore::apply_status`]) merged in, the earliest time of each
+    /// status winning.
     fn get_send(
         &self,
         id: &SendId,

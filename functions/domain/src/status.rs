@@ -109,6 +109,17 @@ impl StatusHistory {
             .find(|s| self.at(*s).is_some())
     }
 
+    /// Adds the receipts of `other` (`sent`, `delivered`, `read`), the earliest time of each
+    /// winning. `failed` is left out: it changes a send's state, so it is only ever recorded
+    /// with the send itself ([`crate::outbound::SendRecord::apply_status`]).
+    pub fn add_receipts(&mut self, other: &StatusHistory) {
+        for (status, at) in other.entries() {
+            if status != DeliveryStatus::Failed {
+                self.record(status, at);
+            }
+        }
+    }
+
     /// The statuses reached, in rank order, with their timestamps.
     pub fn entries(&self) -> Vec<(DeliveryStatus, i64)> {
         DeliveryStatus::ALL
@@ -132,6 +143,22 @@ mod tests {
         h.record(Sent, 5);
         assert_eq!(h.current(), Some(Read));
         assert_eq!(h.entries(), vec![(Sent, 5), (Delivered, 10), (Read, 20)]);
+    }
+
+    #[test]
+    fn receipts_merge_earliest_first_and_leave_failed_out() {
+        let mut send = StatusHistory::default();
+        send.record(Sent, 7);
+        let mut message = StatusHistory::default();
+        message.record(Sent, 5);
+        message.record(Read, 20);
+        message.record(Failed, 30);
+        send.add_receipts(&message);
+        assert_eq!(send.entries(), vec![(Sent, 5), (Read, 20)]);
+        let mut later = StatusHistory::default();
+        later.record(Sent, 9);
+        send.add_receipts(&later);
+        assert_eq!(send.at(Sent), Some(5));
     }
 
     #[test]

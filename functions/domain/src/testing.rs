@@ -192,8 +192,13 @@ impl InboundStore for InMemoryStore {
         Ok(())
     }
 
-    async fn apply_status(&self, r: &StatusRecord) -> Result<(), StoreError> {
+    async fn apply_status(&self, r: &StatusRecord) -> Result<Option<SendId>, StoreError> {
         let mut s = self.lock()?;
+        let recorded = s
+            .messages
+            .get(&r.wamid)
+            .filter(|m| m.direction == Direction::Outbound)
+            .and_then(|m| SendId::parse(&m.id));
         let d = s.deliveries.entry(r.wamid.clone()).or_default();
         d.history.record(r.status, r.timestamp);
         if d.error.is_none() {
@@ -202,7 +207,7 @@ impl InboundStore for InMemoryStore {
         if d.callback_data.is_none() {
             d.callback_data = r.callback_data.clone();
         }
-        Ok(())
+        Ok(recorded)
     }
 
     async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
@@ -413,7 +418,13 @@ impl SendStore for InMemoryStore {
     }
 
     async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
-        Ok(self.lock()?.sends.get(id).cloned())
+        let s = self.lock()?;
+        Ok(s.sends.get(id).cloned().map(|mut r| {
+            if let Some(d) = r.wamid.as_ref().and_then(|w| s.deliveries.get(w)) {
+                r.statuses.add_receipts(&d.history);
+            }
+            r
+        }))
     }
 
     async fn find_idempotent(

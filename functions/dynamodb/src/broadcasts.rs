@@ -32,7 +32,7 @@ use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailab
 use crate::inbound::{ALIAS_CUSTOMER, win};
 use crate::keys::*;
 use crate::reader::consent_from;
-use crate::sends::{send_from, send_item};
+use crate::sends::{receipts_of, send_from, send_item};
 
 const DOC: &str = "doc";
 const VERSION: &str = "version";
@@ -368,6 +368,20 @@ impl BroadcastStore for DynamoStore {
         for item in self.batch_get(keys, true).await? {
             if let Some(pk) = pk_of(&item) {
                 by_pk.insert(pk, send_from(&item)?);
+            }
+        }
+        // The receipts on the sends' history records (see `receipts_of`).
+        let wamids: HashMap<String, String> = by_pk
+            .iter()
+            .filter_map(|(pk, r)| r.wamid.as_ref().map(|w| (msg_pk(w), pk.clone())))
+            .collect();
+        let msg_keys = wamids.keys().map(|pk| key(pk.clone(), MSG_SK)).collect();
+        for item in self.batch_get(msg_keys, true).await? {
+            if let Some(send) = pk_of(&item)
+                .and_then(|pk| wamids.get(&pk))
+                .and_then(|pk| by_pk.get_mut(pk))
+            {
+                send.statuses.add_receipts(&receipts_of(&item)?);
             }
         }
         Ok(ids

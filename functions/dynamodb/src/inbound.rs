@@ -1,10 +1,12 @@
 //! [`InboundStore`]: what inbound-processor writes.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::outbound::SendId;
 use wa_domain::ports::{
-    AccountRecord, ConsentRecord, EventRecord, InboundStore, MessageRecord, Recorded, StatusRecord,
-    StoreError,
+    AccountRecord, ConsentRecord, Direction, EventRecord, InboundStore, MessageRecord, Recorded,
+    StatusRecord, StoreError,
 };
 use wa_domain::status::DeliveryStatus;
 use wa_domain::window::WindowUpdate;
@@ -276,7 +278,7 @@ impl InboundStore for DynamoStore {
         Ok(())
     }
 
-    async fn apply_status(&self, r: &StatusRecord) -> Result<(), StoreError> {
+    async fn apply_status(&self, r: &StatusRecord) -> Result<Option<SendId>, StoreError> {
         let item_key = || key(msg_pk(&r.wamid), MSG_SK);
         // The earliest timestamp of each status wins; a repeat with the same timestamp passes
         // the condition and rewrites the same values.
@@ -286,17 +288,46 @@ impl InboundStore for DynamoStore {
         u.set_once(TTL, n(r.expires_at));
         status_extras(&mut u, r);
         let cond = format!("attribute_not_exists({st}) OR {st} >= {v}");
-        if self.update(item_key(), u, Some(&cond)).await? {
-            return Ok(());
+        let (expr, names, values) = u.finish();
+        self.metrics.write();
+        // The item as it was (no extra read, no extra write units): whether it already was a
+        // send's history record.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key()))
+            .update_expression(expr)
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                return Ok(
+                    match (opt_s(&old, msg::DIRECTION)?, opt_s(&old, msg::ID)?) {
+                        (Some(d), Some(id)) if d == Direction::Outbound.as_str() => {
+                            SendId::parse(id)
+                        }
+                        _ => None,
+                    },
+                );
+            }
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+            Err(e) => return Err(unavailable(e)),
         }
         // An earlier timestamp of this status is stored; still keep what else this report
-        // brings (each first-wins).
+        // brings (each first-wins). The send is not known to hold this status: its own
+        // write decides.
         let mut u = Update::default();
         status_extras(&mut u, r);
         if !u.is_empty() {
             self.update(item_key(), u, None).await?;
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use wa_domain::customer::CustomerKey;
 use wa_domain::outbound::{Idempotency, SendId, SendRecord, SendState};
 use wa_domain::ports::{ConsentRecord, Created, SendStore, StoreError};
-use wa_domain::status::DeliveryStatus;
+use wa_domain::status::{DeliveryStatus, StatusHistory};
 
 use crate::DynamoStore;
 use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailable};
@@ -110,6 +110,20 @@ pub(crate) fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
         }
     }
     Ok(r)
+}
+
+/// The receipts on a message's history record (`MSG#{wamid}`): the inbound processor writes
+/// each status webhook there, and only there once the record is a send's history (see
+/// [`wa_domain::ports::InboundStore::apply_status`]), so a send's statuses are its own merged
+/// with these.
+pub(crate) fn receipts_of(item: &Item) -> Result<StatusHistory, StoreError> {
+    let mut h = StatusHistory::default();
+    for status in DeliveryStatus::ALL {
+        if let Some(at) = opt_n(item, &status_attr(status))? {
+            h.record(status, at);
+        }
+    }
+    Ok(h)
 }
 
 /// The idempotency item of a key held by send `id`.
@@ -291,10 +305,16 @@ impl SendStore for DynamoStore {
     }
 
     async fn get_send(&self, id: &SendId) -> Result<Option<SendRecord>, StoreError> {
-        match self.get(key(send_pk(id.as_str()), SEND_SK), true).await? {
-            Some(item) => send_from(&item).map(Some),
-            None => Ok(None),
+        let Some(item) = self.get(key(send_pk(id.as_str()), SEND_SK), true).await? else {
+            return Ok(None);
+        };
+        let mut r = send_from(&item)?;
+        if let Some(w) = &r.wamid
+            && let Some(m) = self.get(key(msg_pk(w), MSG_SK), true).await?
+        {
+            r.statuses.add_receipts(&receipts_of(&m)?);
         }
+        Ok(Some(r))
     }
 
     async fn find_idempotent(
