@@ -100,6 +100,21 @@ impl DynamoStore {
         update: Update,
         condition: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let written = self
+            .update_returning(key, update, condition, ReturnValue::None)
+            .await?;
+        Ok(written.is_some())
+    }
+
+    /// An UpdateItem: `Ok(None)` when its condition failed, else the attributes `returning`
+    /// asks for (the same write units whatever it asks for).
+    async fn update_returning(
+        &self,
+        key: Item,
+        update: Update,
+        condition: Option<&str>,
+        returning: ReturnValue,
+    ) -> Result<Option<Item>, StoreError> {
         let (expr, names, values) = update.finish();
         self.metrics.write();
         let r = self
@@ -111,9 +126,14 @@ impl DynamoStore {
             .set_condition_expression(condition.map(str::to_owned))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
+            .return_values(returning)
             .send()
             .await;
-        conditional(r)
+        match r {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Puts `item` unless a newer one (by `at`) is stored; equal `at` overwrites.
@@ -288,36 +308,18 @@ impl InboundStore for DynamoStore {
         u.set_once(TTL, n(r.expires_at));
         status_extras(&mut u, r);
         let cond = format!("attribute_not_exists({st}) OR {st} >= {v}");
-        let (expr, names, values) = u.finish();
-        self.metrics.write();
-        // The item as it was (no extra read, no extra write units): whether it already was a
-        // send's history record.
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key()))
-            .update_expression(expr)
-            .condition_expression(cond)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match out {
-            Ok(out) => {
-                let old = out.attributes.unwrap_or_default();
-                return Ok(
-                    match (opt_s(&old, msg::DIRECTION)?, opt_s(&old, msg::ID)?) {
-                        (Some(d), Some(id)) if d == Direction::Outbound.as_str() => {
-                            SendId::parse(id)
-                        }
-                        _ => None,
-                    },
-                );
-            }
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
-            Err(e) => return Err(unavailable(e)),
+        // The item as it was comes back at no extra cost: whether it already was a send's
+        // history record.
+        if let Some(old) = self
+            .update_returning(item_key(), u, Some(&cond), ReturnValue::AllOld)
+            .await?
+        {
+            return Ok(
+                match (opt_s(&old, msg::DIRECTION)?, opt_s(&old, msg::ID)?) {
+                    (Some(d), Some(id)) if d == Direction::Outbound.as_str() => SendId::parse(id),
+                    _ => None,
+                },
+            );
         }
         // An earlier timestamp of this status is stored; still keep what else this report
         // brings (each first-wins). The send is not known to hold this status: its own
