@@ -312,6 +312,7 @@ moto_backends.list_of_moto_modules = _list_of_moto_modules
 for _module in (models, moto_responses):
     _module.camelcase_to_underscores = _camel
 
+
 def _log_server_errors(app):
     # One line per 5xx answer, as werkzeug's request log had them (4xx are moto's normal
     # answers to refused conditions and are not logged).
