@@ -46,6 +46,19 @@ fn send(n: u8) -> SendRecord {
     }
 }
 
+/// Send `n`, accepted by Meta under `wamid` at its first attempt.
+fn accepted(n: u8, wamid: &str) -> SendRecord {
+    SendRecord {
+        state: SendState::Accepted {
+            at_ms: T0 * 1000,
+            by_webhook: false,
+        },
+        wamid: Some(wamid.into()),
+        attempts: 1,
+        ..send(n)
+    }
+}
+
 fn with_key(mut r: SendRecord, key_hash: &str, expires_at: i64) -> SendRecord {
     r.idempotency = Some(Idempotency {
         key_hash: key_hash.into(),
@@ -465,13 +478,7 @@ async fn a_status_webhook_confirms_an_unconfirmed_send_and_enters_history() {
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the_send() {
     let (store, client, table) = fresh_table().await;
-    let mut r = send(4);
-    r.state = SendState::Accepted {
-        at_ms: T0 * 1000,
-        by_webhook: false,
-    };
-    r.wamid = Some("wamid.OUT4".into());
-    r.attempts = 1;
+    let r = accepted(4, "wamid.OUT4");
     store.create_send(&r, T0).await.unwrap();
     // What the worker does once Meta accepted the send.
     let m =
@@ -549,13 +556,7 @@ async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn a_failed_status_fails_an_accepted_send_with_its_code() {
     let (store, _, _) = fresh_table().await;
-    let mut r = send(1);
-    r.state = SendState::Accepted {
-        at_ms: T0 * 1000,
-        by_webhook: false,
-    };
-    r.wamid = Some("wamid.OUT2".into());
-    r.attempts = 1;
+    let r = accepted(1, "wamid.OUT2");
     store.create_send(&r, T0).await.unwrap();
 
     let errors = r#","errors":[{"code":131049,"title":"This message was not delivered to maintain healthy ecosystem engagement.","message":"This message was not delivered to maintain healthy ecosystem engagement.","error_data":{"details":"In order to maintain a healthy ecosystem engagement, the message failed to be delivered."}}]"#;
@@ -578,13 +579,7 @@ async fn a_failed_status_fails_an_accepted_send_with_its_code() {
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn a_later_status_of_an_accepted_send_costs_no_read_and_keeps_the_version_order() {
     let (store, client, table) = fresh_table().await;
-    let mut r = send(3);
-    r.state = SendState::Accepted {
-        at_ms: T0 * 1000,
-        by_webhook: false,
-    };
-    r.wamid = Some("wamid.OUT3".into());
-    r.attempts = 1;
+    let r = accepted(3, "wamid.OUT3");
     store.create_send(&r, T0).await.unwrap();
     let id = r.id.as_str().to_owned();
     apply_webhook(
