@@ -528,7 +528,7 @@ async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the
     assert_eq!(both[0].as_ref().map(|s| &s.statuses), Some(&got.statuses));
     assert_eq!(both[1].as_ref().map(|s| s.statuses.current()), Some(None));
 
-    // A replay of a known receipt: the send's own write decides (and refuses nothing wrong).
+    // A replay of a known receipt changes nothing.
     apply_webhook(
         &store,
         &status_webhook("wamid.OUT4", "read", T0 + 4, &id, ""),
