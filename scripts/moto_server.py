@@ -57,7 +57,8 @@ and one per DynamoDB query in proportion to the table's size:
 10. moto's server (werkzeug's development server) closes the connection after every answer,
    so each request costs a TCP connection and a new thread. Here the same WSGI application is
    served by waitress, which keeps connections alive and answers from a pool of threads.
-   Only answers with a 5xx status are logged, one line each (werkzeug logged every request).
+   Only answers with a 5xx status are logged, one line each (``grep -c ' -> 5'`` counts them;
+   werkzeug logged every request), an exception out of moto with its traceback after it.
    ``VENTANA_MOTO_HTTP=werkzeug`` runs moto's own server instead, to compare the two.
 
 11. BatchGetItem checks its keys for duplicates by comparing each with every earlier one (a
@@ -314,20 +315,26 @@ for _module in (models, moto_responses):
 
 
 def _log_server_errors(app):
-    # One line per 5xx answer, as werkzeug's request log had them (4xx are moto's normal
-    # answers to refused conditions and are not logged).
+    # One line per 5xx answer (`<method> <path> <target> -> 5xx ...`; count them with
+    # `grep -c ' -> 5'`), as werkzeug's request log had them. 4xx are moto's normal answers
+    # to refused conditions and are not logged. An exception out of moto is answered 500 by
+    # waitress, which logs its traceback after this line.
     def logged(environ, start_response):
+        request = (
+            f'{environ.get("REQUEST_METHOD")} {environ.get("PATH_INFO")} '
+            f'{environ.get("HTTP_X_AMZ_TARGET", "")}'
+        )
+
         def start(status, headers, exc_info=None):
             if status.startswith("5"):
-                print(
-                    f'{environ.get("REQUEST_METHOD")} {environ.get("PATH_INFO")} '
-                    f'{environ.get("HTTP_X_AMZ_TARGET", "")} -> {status}',
-                    file=sys.stderr,
-                    flush=True,
-                )
+                print(f"{request} -> {status}", file=sys.stderr, flush=True)
             return start_response(status, headers, exc_info)
 
-        return app(environ, start)
+        try:
+            return app(environ, start)
+        except Exception as e:
+            print(f"{request} -> 500 ({type(e).__name__})", file=sys.stderr, flush=True)
+            raise
 
     return logged
 
