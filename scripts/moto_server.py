@@ -56,7 +56,8 @@ and one per DynamoDB query in proportion to the table's size:
 
 10. moto's server (werkzeug's development server) closes the connection after every answer,
    so each request costs a TCP connection and a new thread. Here the same WSGI application is
-   served by waitress, which keeps connections alive and answers from a pool of threads.
+   served by waitress, which keeps connections alive and answers from a pool of 1,024 threads
+   (long polls hold one each; see ``_THREADS``).
    Only answers with a 5xx status are logged, one line each (``grep -c ' -> 5'`` counts them;
    werkzeug logged every request), an exception out of moto with its traceback after it.
    ``VENTANA_MOTO_HTTP=werkzeug`` runs moto's own server instead, to compare the two.
@@ -267,10 +268,13 @@ def _list_of_moto_modules():
     return _MOTO_MODULES
 
 
-# Long-polling receives each hold a thread for up to 20 s: room for every poller of the local
-# stack and the tests, with the rest answering.
-_THREADS = 64
-_CONNECTIONS = 1000
+# waitress answers from a fixed pool of threads, and a long-polling ReceiveMessage holds one
+# for up to 20 s, even after its client is gone (a test process that ended mid-poll). With 64,
+# 100 abandoned polls held every thread and the next requests waited ~17 s (measured; a CI run
+# timed out on it). werkzeug had no bound (a thread per connection); 1,024 idle threads cost
+# ~16 MB here. poll(), not select(): past 1,024 file descriptors select() fails.
+_THREADS = 1024
+_CONNECTIONS = 4000
 _IDLE_SECS = 300
 
 _ITEM_LIMIT = 405000  # moto's own (LimitedSizeDict): between DynamoDB's 409 and 410 KB
@@ -356,6 +360,7 @@ def _serve(argv):
         threads=_THREADS,
         connection_limit=_CONNECTIONS,
         channel_timeout=_IDLE_SECS,
+        asyncore_use_poll=True,
         _quiet=True,
     )
 
