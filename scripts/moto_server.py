@@ -248,7 +248,8 @@ def _parse_structure(self, shape, value):
 def _contains_duplicates(self, keys):
     seen = set()
     for k in keys:
-        canonical = json.dumps(k, sort_keys=True)
+        # Binary key values arrive decoded (bytes): written by their repr, type tag beside.
+        canonical = json.dumps(k, sort_keys=True, default=repr)
         if canonical in seen:
             return True
         seen.add(canonical)
