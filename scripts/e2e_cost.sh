@@ -192,8 +192,9 @@ outbound = path_cost("outbound message + its status webhooks", out, n_out, n_out
 # keys read (BatchGetItem and GetItem,
 # 1 RRU each, consistent), ledger Queries (a page of 100 entries, ~5 RRU), SendMessageBatch
 # requests and one step message per step; settling each recipient later reads its send and
-# the send's history record, where its receipts are (+2 RRU), and rewrites its ledger page once more (its write units per entry, from the size of
-# the ledger items that run left; that run stops at queued).
+# the send's history record, where its receipts are (+2 RRU), and rewrites its ledger page
+# once more (its write units per entry, from the size of the ledger items that run left; that
+# run stops at queued).
 # Without the file: the design's 2 writes + 0.1 SendMessageBatch per recipient.
 send_aws = out["aws"].get("send-api", {})
 b_phase = {"aws": {k: v for k, v in out["aws"].items() if k != "send-api"}, "event_source": out["event_source"]}
