@@ -29,10 +29,11 @@ use wa_domain::window::Window;
 
 use crate::DynamoStore;
 use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailable};
+use crate::inbound::statuses_of;
 use crate::inbound::{ALIAS_CUSTOMER, win};
 use crate::keys::*;
 use crate::reader::consent_from;
-use crate::sends::{receipts_of, send_from, send_item};
+use crate::sends::{send_from, send_item};
 
 const DOC: &str = "doc";
 const VERSION: &str = "version";
@@ -370,7 +371,7 @@ impl BroadcastStore for DynamoStore {
                 by_pk.insert(pk, send_from(&item)?);
             }
         }
-        // The receipts on the sends' history records (see `receipts_of`).
+        // The receipts on the sends' history records (see `get_send`).
         let wamids: HashMap<String, String> = by_pk
             .iter()
             .filter_map(|(pk, r)| r.wamid.as_ref().map(|w| (msg_pk(w), pk.clone())))
@@ -381,7 +382,7 @@ impl BroadcastStore for DynamoStore {
                 .and_then(|pk| wamids.get(&pk))
                 .and_then(|pk| by_pk.get_mut(pk))
             {
-                send.statuses.add_receipts(&receipts_of(&item)?);
+                send.statuses.add_receipts(&statuses_of(&item)?);
             }
         }
         Ok(ids

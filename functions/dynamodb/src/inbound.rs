@@ -8,11 +8,11 @@ use wa_domain::ports::{
     AccountRecord, ConsentRecord, Direction, EventRecord, InboundStore, MessageRecord, Recorded,
     StatusRecord, StoreError,
 };
-use wa_domain::status::DeliveryStatus;
+use wa_domain::status::{DeliveryStatus, StatusHistory};
 use wa_domain::window::WindowUpdate;
 
 use crate::DynamoStore;
-use crate::attr::{Item, Update, conditional, n, opt_s, s, unavailable};
+use crate::attr::{Item, Update, conditional, n, opt_n, opt_s, s, unavailable};
 use crate::keys::*;
 
 /// Attribute names of message items.
@@ -44,6 +44,18 @@ pub(crate) mod win {
 /// The attribute holding the first timestamp of a status.
 pub(crate) fn status_attr(status: DeliveryStatus) -> String {
     format!("st_{}", status.as_str())
+}
+
+/// The statuses an item holds in its [`status_attr`] attributes (a message's history record,
+/// or a send beside its doc).
+pub(crate) fn statuses_of(item: &Item) -> Result<StatusHistory, StoreError> {
+    let mut h = StatusHistory::default();
+    for status in DeliveryStatus::ALL {
+        if let Some(at) = opt_n(item, &status_attr(status))? {
+            h.record(status, at);
+        }
+    }
+    Ok(h)
 }
 
 /// Attribute names shared by several items.

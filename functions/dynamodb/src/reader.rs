@@ -5,12 +5,11 @@ use wa_domain::ports::{
     AccountRecord, Consent, ConsentDetail, ConsentRecord, ConsentSource, ConversationReader,
     DeliveryState, Direction, EventRecord, HistoryItem, HistoryPage, MessageRecord, StoreError,
 };
-use wa_domain::status::DeliveryStatus;
 use wa_domain::window::Window;
 
 use crate::DynamoStore;
 use crate::attr::{Item, opt_n, opt_s, req_n, req_s, s, unavailable};
-use crate::inbound::{AT, msg, status_attr, win};
+use crate::inbound::{AT, msg, statuses_of, win};
 use crate::keys::*;
 use crate::{cursor, inbound};
 
@@ -46,15 +45,11 @@ fn message_from(item: &Item) -> Result<MessageRecord, StoreError> {
 
 /// Reads the statuses of a message item; `None` if it has none.
 fn delivery_from(item: &Item) -> Result<Option<DeliveryState>, StoreError> {
-    let mut state = DeliveryState::default();
-    let mut any = false;
-    for status in DeliveryStatus::ALL {
-        if let Some(at) = opt_n(item, &status_attr(status))? {
-            state.history.record(status, at);
-            any = true;
-        }
-    }
-    if !any {
+    let mut state = DeliveryState {
+        history: statuses_of(item)?,
+        ..DeliveryState::default()
+    };
+    if state.history.current().is_none() {
         return Ok(None);
     }
     state.error = match opt_n(item, msg::ERR_CODE)? {

@@ -10,11 +10,11 @@ use aws_sdk_dynamodb::types::{
 use wa_domain::customer::CustomerKey;
 use wa_domain::outbound::{Idempotency, SendId, SendRecord, SendState};
 use wa_domain::ports::{ConsentRecord, Created, SendStore, StoreError};
-use wa_domain::status::{DeliveryStatus, StatusHistory};
+use wa_domain::status::DeliveryStatus;
 
 use crate::DynamoStore;
-use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailable};
-use crate::inbound::status_attr;
+use crate::attr::{Item, conditional, n, opt_s, req_n, req_s, s, unavailable};
+use crate::inbound::{status_attr, statuses_of};
 use crate::keys::*;
 use crate::reader::consent_from;
 
@@ -104,26 +104,10 @@ pub(crate) fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
     r.version = u64::try_from(req_n(item, att::VERSION)?)
         .map_err(|_| StoreError::Corrupt(format!("send {} has a negative version", r.id)))?;
     // Statuses `add_status` wrote beside the doc since the last save.
-    for status in DeliveryStatus::ALL {
-        if let Some(at) = opt_n(item, &status_attr(status))? {
-            r.statuses.record(status, at);
-        }
+    for (status, at) in statuses_of(item)?.entries() {
+        r.statuses.record(status, at);
     }
     Ok(r)
-}
-
-/// The receipts on a message's history record (`MSG#{wamid}`): the inbound processor writes
-/// each status webhook there, and only there once the record is a send's history (see
-/// [`wa_domain::ports::InboundStore::apply_status`]), so a send's statuses are its own merged
-/// with these.
-pub(crate) fn receipts_of(item: &Item) -> Result<StatusHistory, StoreError> {
-    let mut h = StatusHistory::default();
-    for status in DeliveryStatus::ALL {
-        if let Some(at) = opt_n(item, &status_attr(status))? {
-            h.record(status, at);
-        }
-    }
-    Ok(h)
 }
 
 /// The idempotency item of a key held by send `id`.
@@ -312,7 +296,10 @@ impl SendStore for DynamoStore {
         if let Some(w) = &r.wamid
             && let Some(m) = self.get(key(msg_pk(w), MSG_SK), true).await?
         {
-            r.statuses.add_receipts(&receipts_of(&m)?);
+            // The receipts on its history record: the inbound processor writes each status
+            // webhook there, and only there once the record is the send's history (see
+            // `InboundStore::apply_status`).
+            r.statuses.add_receipts(&statuses_of(&m)?);
         }
         Ok(Some(r))
     }
