@@ -32,7 +32,7 @@ use crate::attr::{Item, conditional, n, opt_n, opt_s, req_n, req_s, s, unavailab
 use crate::inbound::statuses_of;
 use crate::inbound::{ALIAS_CUSTOMER, win};
 use crate::keys::*;
-use crate::reader::consent_from;
+use crate::reader::{SortKeys, consent_from};
 use crate::sends::{send_from, send_item};
 
 const DOC: &str = "doc";
@@ -467,20 +467,11 @@ impl BroadcastStore for DynamoStore {
     async fn quality_red(&self, waba_id: &str, _pnid: &str) -> Result<bool, StoreError> {
         // Quality updates name the number by its display phone number, which the job does
         // not know: any number of the account flagged RED pauses (the safe side).
-        self.metrics.read();
-        let r = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :sk)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(account_pk(waba_id)))
-            .expression_attribute_values(":sk", s(account_sk("number#")))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        for item in r.items.unwrap_or_default() {
+        let numbers = account_sk("number#");
+        let items = self
+            .query_partition(&account_pk(waba_id), SortKeys::Prefix(&numbers), false)
+            .await?;
+        for item in items {
             let sk = opt_s(&item, SK)?.unwrap_or_default();
             let event = opt_s(&item, &format!("{ACCOUNT_ATTR_PREFIX}event"))?.unwrap_or_default();
             if sk.ends_with("#quality") && event.eq_ignore_ascii_case("FLAGGED") {
@@ -543,23 +534,12 @@ impl LimitStore for DynamoStore {
         };
         // A concurrent reservation can win the race for the current bucket: read again.
         for _ in 0..5 {
-            self.metrics.read();
-            let r = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :a AND :b")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(limit_pk(portfolio)))
-                .expression_attribute_values(":a", s(bucket_sk(oldest)))
-                .expression_attribute_values(":b", s(bucket_sk(current)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
+            let (a, b) = (bucket_sk(oldest), bucket_sk(current));
+            let items = self
+                .query_partition(&limit_pk(portfolio), SortKeys::Between(&a, &b), true)
+                .await?;
             let mut counts: HashMap<String, u64> = HashMap::new();
-            for item in r.items.unwrap_or_default() {
+            for item in items {
                 if let Some(sk) = opt_s(&item, SK)? {
                     let c = u64::try_from(opt_n(&item, COUNT)?.unwrap_or(0)).unwrap_or(0);
                     counts.insert(sk.to_owned(), c);

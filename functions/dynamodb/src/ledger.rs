@@ -38,9 +38,10 @@ use wa_domain::outbound::{SendFailure, SendId};
 use wa_domain::ports::StoreError;
 
 use crate::DynamoStore;
-use crate::attr::{Item, n, opt_s, req_s, s, unavailable};
+use crate::attr::{Item, n, opt_s, req_s, unavailable};
 use crate::broadcasts::{PUT_BATCH, corrupt, doc_error, encode_error, encoded};
-use crate::keys::{PK, SK, TTL, key};
+use crate::keys::{SK, TTL, key};
+use crate::reader::SortKeys;
 
 /// Positions per page: the unit a write rewrites.
 pub(crate) const PAGE: u64 = 100;
@@ -210,33 +211,15 @@ impl DynamoStore {
         from: u64,
         to: u64,
     ) -> Result<Stored, StoreError> {
+        let (from, to) = (position_sk(from), position_sk(to));
         let mut stored = Stored::default();
-        let mut start: Option<Item> = None;
-        loop {
-            self.metrics.read();
-            let r = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":from", s(position_sk(from)))
-                .expression_attribute_values(":to", s(position_sk(to)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in r.items.unwrap_or_default() {
-                stored.add(id, &item)?;
-            }
-            match r.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(stored),
-            }
+        for item in self
+            .query_partition(pk, SortKeys::Between(&from, &to), true)
+            .await?
+        {
+            stored.add(id, &item)?;
         }
+        Ok(stored)
     }
 
     /// Up to `limit` entries from position `from` on, in position order (see

@@ -12,8 +12,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use wa_domain::ports::{Quarantine, StoreError};
 
 use crate::DynamoStore;
-use crate::attr::{Item, conditional, n, req_n, req_s, s, unavailable};
+use crate::attr::{conditional, n, req_n, req_s, s, unavailable};
 use crate::keys::*;
+use crate::reader::SortKeys;
 
 /// The largest piece of a body stored in one item.
 pub const CHUNK_BYTES: usize = 300 * 1024;
@@ -69,39 +70,20 @@ impl DynamoStore {
             .map_err(|_| StoreError::Corrupt("negative chunk count".into()))?;
         let mut body = Vec::new();
         let mut seen = 0usize;
-        let mut start: Option<Item> = None;
-        loop {
-            self.metrics.read();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :chunk)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":chunk", s("CHUNK#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                if req_s(&item, SK)? != chunk_sk(seen) {
-                    return Err(StoreError::Corrupt(format!(
-                        "quarantine chunk {seen} missing"
-                    )));
-                }
-                match item.get(DATA) {
-                    Some(AttributeValue::B(b)) => body.extend_from_slice(b.as_ref()),
-                    _ => return Err(StoreError::Corrupt("quarantine chunk without data".into())),
-                }
-                seen += 1;
+        for item in self
+            .query_partition(&pk, SortKeys::Prefix("CHUNK#"), true)
+            .await?
+        {
+            if req_s(&item, SK)? != chunk_sk(seen) {
+                return Err(StoreError::Corrupt(format!(
+                    "quarantine chunk {seen} missing"
+                )));
             }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
+            match item.get(DATA) {
+                Some(AttributeValue::B(b)) => body.extend_from_slice(b.as_ref()),
+                _ => return Err(StoreError::Corrupt("quarantine chunk without data".into())),
             }
+            seen += 1;
         }
         if seen != chunks || sha256_hex(&body) != id {
             return Err(StoreError::Corrupt(format!(

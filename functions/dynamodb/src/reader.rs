@@ -116,6 +116,14 @@ fn event_from(item: &Item) -> Result<EventRecord, StoreError> {
     })
 }
 
+/// The sort keys a [`DynamoStore::query_partition`] reads.
+pub(crate) enum SortKeys<'a> {
+    /// Those that begin with this.
+    Prefix(&'a str),
+    /// Those from the first to the second, both included.
+    Between(&'a str, &'a str),
+}
+
 impl DynamoStore {
     /// GetItem, counted.
     pub(crate) async fn get(
@@ -134,6 +142,47 @@ impl DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(out.item)
+    }
+
+    /// Every item of partition `pk` whose sort key is in `sort`, in sort-key order, over as
+    /// many Query pages as it takes (each counted as a read).
+    pub(crate) async fn query_partition(
+        &self,
+        pk: &str,
+        sort: SortKeys<'_>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (condition, values) = match sort {
+            SortKeys::Prefix(p) => ("#pk = :pk AND begins_with(#sk, :a)", vec![(":a", p)]),
+            SortKeys::Between(from, to) => (
+                "#pk = :pk AND #sk BETWEEN :a AND :b",
+                vec![(":a", from), (":b", to)],
+            ),
+        };
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.metrics.read();
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start.take());
+            for (name, value) in &values {
+                q = q.expression_attribute_values(*name, s(*value));
+            }
+            let out = q.send().await.map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
     }
 
     /// The delivery state of an outbound message, from its statuses (strongly consistent).

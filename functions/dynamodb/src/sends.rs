@@ -16,7 +16,7 @@ use crate::DynamoStore;
 use crate::attr::{Item, conditional, n, opt_s, req_n, req_s, s, unavailable};
 use crate::inbound::{status_attr, statuses_of};
 use crate::keys::*;
-use crate::reader::consent_from;
+use crate::reader::{SortKeys, consent_from};
 
 /// Attribute names of send and idempotency items.
 mod att {
@@ -392,32 +392,12 @@ impl SendStore for DynamoStore {
         phone_number_id: &str,
         customer: &CustomerKey,
     ) -> Result<Vec<ConsentRecord>, StoreError> {
-        let mut consents = Vec::new();
-        let mut start = None;
-        loop {
-            self.metrics.read();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(conv_pk(phone_number_id, customer)))
-                .expression_attribute_values(":prefix", s(consent_sk("")))
-                // send-api must see an opt-out processed a moment ago.
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                consents.push(consent_from(item, phone_number_id, customer)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(consents),
-            }
-        }
+        let pk = conv_pk(phone_number_id, customer);
+        // Consistent: send-api must see an opt-out processed a moment ago.
+        self.query_partition(&pk, SortKeys::Prefix(&consent_sk("")), true)
+            .await?
+            .iter()
+            .map(|item| consent_from(item, phone_number_id, customer))
+            .collect()
     }
 }

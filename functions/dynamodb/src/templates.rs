@@ -19,9 +19,10 @@ use wa_domain::ports::StoreError;
 use wa_domain::templates::{TemplateDef, TemplateStore};
 
 use crate::DynamoStore;
-use crate::attr::{Item, n, opt_n, req_s, s, unavailable};
+use crate::attr::{Item, n, opt_n, req_s, s};
 use crate::inbound::AT;
-use crate::keys::{PK, SK, account_pk, key};
+use crate::keys::{PK, account_pk, key};
+use crate::reader::SortKeys;
 
 const TEMPLATE_PREFIX: &str = "TEMPLATE#";
 const SYNCED_SK: &str = "TEMPLATES_SYNCED";
@@ -80,31 +81,15 @@ impl TemplateStore for DynamoStore {
     }
 
     async fn templates(&self, waba_id: &str) -> Result<Vec<TemplateDef>, StoreError> {
-        let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            self.metrics.read();
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(account_pk(waba_id)))
-                .expression_attribute_values(":prefix", s(TEMPLATE_PREFIX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                all.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(all),
-            }
-        }
+        self.query_partition(
+            &account_pk(waba_id),
+            SortKeys::Prefix(TEMPLATE_PREFIX),
+            false,
+        )
+        .await?
+        .iter()
+        .map(from_item)
+        .collect()
     }
 
     async fn waba_of(&self, phone_number_id: &str) -> Result<Option<String>, StoreError> {
