@@ -14,7 +14,7 @@ use wa_domain::testing::{InMemoryStore, ManualClock};
 use wa_dynamodb::DynamoStore;
 use wa_sqs::{SqsStepQueue, create_step_queues, decode_job, decode_step};
 use wa_tests::aws::{fresh_outbound_queue, moto_config, unique_name};
-use wa_tests::fresh_table;
+use wa_tests::{fresh_table, raw_partition};
 
 const PN: &str = "1001";
 const T0: i64 = 1_800_000_000;
@@ -245,31 +245,16 @@ async fn ledger_items(
     id: &BroadcastId,
     part: u64,
 ) -> Vec<(String, usize)> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let r = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("BCASTL#{id}#{part}")))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .unwrap();
-        for i in r.items.unwrap_or_default() {
-            let sk = i["sk"].as_s().unwrap().clone();
+    raw_partition(client, table, &format!("BCASTL#{id}#{part}"))
+        .await
+        .iter()
+        .map(|i| {
             let n = i
                 .get("count")
                 .map_or(1, |c| c.as_n().unwrap().parse().unwrap());
-            out.push((sk, n));
-        }
-        match r.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return out,
-        }
-    }
+            (i["sk"].as_s().unwrap().clone(), n)
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use wa_domain::status::DeliveryStatus::{self, *};
 use wa_domain::testing::InMemoryStore;
 use wa_domain::window::{CUSTOMER_SERVICE_SECS, FREE_ENTRY_POINT_SECS, WindowUpdate};
 use wa_dynamodb::{DynamoStore, MetricsSnapshot};
-use wa_tests::fresh_table;
+use wa_tests::{fresh_table, raw_partition};
 
 const PNID: &str = "106540352242922";
 
@@ -818,33 +818,6 @@ async fn quarantine_keeps_a_3mb_body_in_chunks() {
         store.quarantined(&small).await.unwrap(),
         Some((Vec::new(), "empty".to_owned()))
     );
-}
-
-/// Every item of a partition, read directly.
-async fn raw_partition(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    pk: &str,
-) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
 }
 
 #[tokio::test]

@@ -89,6 +89,36 @@ pub async fn fresh_table() -> (DynamoStore, aws_sdk_dynamodb::Client, String) {
     (DynamoStore::new(client.clone(), &table), client, table)
 }
 
+/// Every item of partition `pk` of `table`, read directly (consistent, all pages).
+pub async fn raw_partition(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(pk.into()),
+            )
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cannot query {pk} in {table}: {e:?}"));
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
 /// A fresh inbound queue and its dead-letter queue.
 pub struct FreshQueue {
     /// The adapter on the queue.

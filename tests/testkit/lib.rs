@@ -8,7 +8,7 @@ pub mod shared_store;
 
 pub use aws::{
     FreshOutbound, FreshQueue, config_for, fresh_inbound_queue, fresh_outbound_queue, fresh_table,
-    moto_config, moto_endpoint, unique_name, unreachable_config,
+    moto_config, moto_endpoint, raw_partition, unique_name, unreachable_config,
 };
 pub use fake_sqs::{FakeMessage, FakeSqs};
 pub use gateway::TestGateway;
