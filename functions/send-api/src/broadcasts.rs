@@ -27,7 +27,7 @@ use wa_domain::broadcast::create::{self, CreateError};
 use wa_domain::broadcast::{Broadcast, BroadcastId, BroadcastStore, LedgerEntry, StepQueue};
 use wa_domain::outbound::cloud_api_error_body;
 use wa_domain::ports::{ApiKeyStore, StoreError};
-use wa_domain::templates::TemplateStore;
+use wa_domain::templates::{TemplateRefusal, TemplateStore};
 
 /// The default ledger page.
 pub const DEFAULT_PAGE: usize = 100;
@@ -102,9 +102,9 @@ pub enum BroadcastApiError {
     /// A bad request; the text says what to fix.
     #[error("{0}")]
     Bad(String),
-    /// The template cannot be sent.
+    /// The registry refuses the template or the rows do not fit it.
     #[error(transparent)]
-    Template(CreateError),
+    Template(TemplateRefusal),
     /// The store or the step queue failed.
     #[error("unavailable")]
     Unavailable(String),
@@ -114,7 +114,7 @@ impl From<CreateError> for BroadcastApiError {
     fn from(e: CreateError) -> Self {
         match e {
             CreateError::Invalid(why) => BroadcastApiError::Bad(why),
-            e @ CreateError::TemplateNotSendable { .. } => BroadcastApiError::Template(e),
+            CreateError::Template(r) => BroadcastApiError::Template(r),
             CreateError::Store(e) => BroadcastApiError::Unavailable(e.to_string()),
             CreateError::Queue(e) => BroadcastApiError::Unavailable(e.to_string()),
         }
@@ -160,11 +160,11 @@ fn into_response(err: &BroadcastApiError, trace: &str) -> Response<Body> {
             "(#100) Invalid parameter",
             why.clone(),
         ),
-        BroadcastApiError::Template(e) => (
+        BroadcastApiError::Template(r) => (
             StatusCode::BAD_REQUEST,
-            132001,
-            "(#132001) Template name does not exist in the translation",
-            e.to_string(),
+            r.kind.code(),
+            r.kind.message(),
+            r.details.clone(),
         ),
         BroadcastApiError::Auth(AuthError::Store(_)) | BroadcastApiError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

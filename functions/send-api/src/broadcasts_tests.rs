@@ -12,7 +12,8 @@ use wa_domain::outbound::accept::AcceptConfig;
 use wa_domain::ports::KeyScope;
 use wa_domain::testing::{InMemoryStore, ManualClock, RecordingOutbound};
 
-use crate::test_support::{NOW_MS, fixture, keyed_store};
+use crate::test_support::{NOW_MS, PNID, fixture, keyed_store};
+use wa_domain::templates::{TemplateCategory, TemplateDef, TemplateStatus};
 /// The id the fixtures carry.
 const FIXTURE_ID: &str = "bc_01KAP7X5Z8M3Q9R2T4V6W8Y0AB";
 
@@ -137,6 +138,55 @@ async fn a_bad_body_is_a_400_naming_the_problem() {
             .contains("template"),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn a_template_the_registry_refuses_is_a_400_with_metas_code_and_nothing_is_queued() {
+    let w = world().await;
+    w.bc.templates.set_waba(PNID, "WABA1");
+    let def = |status, components| TemplateDef {
+        waba_id: "WABA1".into(),
+        name: "order_update".into(),
+        language: "en_US".into(),
+        id: None,
+        status,
+        category: TemplateCategory::Utility,
+        components,
+        quality: None,
+        updated_at: 0,
+    };
+    let put = |d: TemplateDef, at: i64| {
+        let templates = &w.bc.templates;
+        async move {
+            templates
+                .put_template(&TemplateDef {
+                    updated_at: at,
+                    ..d
+                })
+                .await
+                .unwrap()
+        }
+    };
+    put(def(TemplateStatus::Paused, Value::Null), 1).await;
+    let (status, v) = call_json(&w, &fixture("broadcast-create")).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], 132_015, "{v}");
+    assert!(
+        v["error"]["error_data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("PAUSED"),
+        "{v}"
+    );
+    // Approved, with a body of two placeholders where the fixture's rows give one.
+    let two = serde_json::json!([{"type": "BODY", "text": "Order {{1}} is {{2}}"}]);
+    put(def(TemplateStatus::Approved, two), 2).await;
+    let (status, v) = call_json(&w, &fixture("broadcast-create")).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], 132_000, "{v}");
+    let details = v["error"]["error_data"]["details"].as_str().unwrap();
+    assert!(details.starts_with("recipients[0]: "), "{details}");
+    assert!(w.bc.steps.take_steps().is_empty(), "no planner step queued");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::customer::CustomerRef;
 use crate::outbound::MessagesRequest;
 use crate::ports::{QueueError, Recorded, StoreError};
-use crate::templates::TemplateStore;
+use crate::templates::{TemplateDef, TemplateRefusal, TemplateStore, check, status_refusal};
 
 use super::{
     Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, LedgerEntry, RecipientList,
@@ -26,16 +26,11 @@ pub enum CreateError {
     /// The request is malformed; the message names what is wrong.
     #[error("{0}")]
     Invalid(String),
-    /// The template is known and cannot be sent (not approved, paused, disabled).
-    #[error("template {name} ({language}) is {status}, not APPROVED")]
-    TemplateNotSendable {
-        /// Template name.
-        name: String,
-        /// Language.
-        language: String,
-        /// Its status.
-        status: String,
-    },
+    /// The registry refuses the template (not approved, paused, disabled, or unknown to an
+    /// account that was synced), or inline recipients' parameters or buttons do not fit it:
+    /// Meta's code for it, and what is wrong, naming the rows.
+    #[error("{}", .0.details)]
+    Template(TemplateRefusal),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -215,8 +210,52 @@ pub fn recipient_of(t: &TemplateRef, row: &RecipientRow) -> Result<CustomerRef, 
     }
 }
 
-/// Creates the broadcast: checks the template against the registry when it knows it,
-/// writes the inline ledger, stores the job (running, chain 1) and queues its first step.
+/// How many misfitting rows a refusal names.
+const MISFITS_NAMED: usize = 3;
+
+/// Whether the registry lets the broadcast's template be sent, and whether every inline row
+/// fits it (rows already invalid in shape are left to be skipped as invalid).
+fn check_against(
+    def: &TemplateDef,
+    t: &TemplateRef,
+    rows: &[RecipientRow],
+) -> Result<(), TemplateRefusal> {
+    if let Some(r) = status_refusal(def) {
+        return Err(r);
+    }
+    let mut misfits = rows.iter().enumerate().filter_map(|(i, row)| {
+        if row.problem.is_some() {
+            return None;
+        }
+        check(&template_body(t, row)["template"], def)
+            .err()
+            .map(|r| (i, r))
+    });
+    let Some((i, first)) = misfits.next() else {
+        return Ok(());
+    };
+    let mut named = vec![format!("recipients[{i}]: {}", first.details)];
+    let mut more = 0usize;
+    for (i, r) in misfits {
+        if named.len() < MISFITS_NAMED {
+            named.push(format!("recipients[{i}]: {}", r.details));
+        } else {
+            more += 1;
+        }
+    }
+    let mut details = named.join("; ");
+    if more > 0 {
+        details.push_str(&format!("; and {more} more"));
+    }
+    Err(TemplateRefusal {
+        kind: first.kind,
+        details,
+    })
+}
+
+/// Creates the broadcast: checks the template against the registry when it knows it (its
+/// status, and every inline row's parameters and buttons; an account that was synced must
+/// have it), writes the inline ledger, stores the job (running, chain 1) and queues its first step.
 /// Returns its id.
 pub async fn create<S, T, Q>(
     store: &S,
@@ -237,16 +276,20 @@ where
         .waba_of(&req.phone_number_id)
         .await?
         .unwrap_or_else(|| format!("pn:{}", req.phone_number_id));
-    if let Some(def) = templates
+    match templates
         .template(&waba_id, &req.template.name, &req.template.language)
         .await?
-        && !def.status.sendable()
     {
-        return Err(CreateError::TemplateNotSendable {
-            name: req.template.name,
-            language: req.template.language,
-            status: def.status.as_str().to_owned(),
-        });
+        Some(def) => {
+            check_against(&def, &req.template, &req.recipients).map_err(CreateError::Template)?
+        }
+        None if templates.synced_at(&waba_id).await?.is_some() => {
+            return Err(CreateError::Template(TemplateRefusal::unknown(
+                &req.template.name,
+                &req.template.language,
+            )));
+        }
+        None => {}
     }
     let id = BroadcastId::new(now_ms, random);
     let expires_at = now + retention_secs;

@@ -22,7 +22,7 @@ use crate::model::MessagingLimit;
 use crate::outbound::{SendFailure, SendKind, SendRecord, SendState};
 use crate::ports::{Clock, QueueError, SendJob, StoreError};
 use crate::status::DeliveryStatus;
-use crate::templates::{TemplateStatus, TemplateStore};
+use crate::templates::{TemplateDef, TemplateStatus, TemplateStore, check};
 
 use super::create::recipient_of;
 use super::limit::{BUCKET_SECS, WINDOW_SECS, tier_count};
@@ -136,6 +136,7 @@ where
         return Ok(StepResult::Idle);
     }
     let mut marketing = true;
+    let mut def = None;
     let mut checked = false;
     let started_ms = d.clock.now_ms();
     let out_of_time = || d.clock.now_ms() - started_ms >= cfg.step_budget_ms;
@@ -154,7 +155,12 @@ where
         if !checked && b.cursor < b.total {
             checked = true;
             match sendability(d, &b).await? {
-                Ok(m) => marketing = m,
+                Ok(known) => {
+                    marketing = known
+                        .as_ref()
+                        .is_none_or(|t| t.category.needs_marketing_consent());
+                    def = known;
+                }
                 Err(reason) => {
                     b.state = BroadcastState::Paused { reason };
                     b.chain += 1;
@@ -174,7 +180,7 @@ where
             changed = true;
         }
         let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() {
-            match plan_page(d, cfg, &mut b, now, marketing).await? {
+            match plan_page(d, cfg, &mut b, now, marketing, def.as_ref()).await? {
                 Page::Planned => true,
                 Page::Busy { after_secs } => {
                     return Ok(StepResult::Again {
@@ -229,11 +235,12 @@ where
     })
 }
 
-/// Whether the template may be sent (and whether it is marketing), or why to pause.
+/// Whether the template may be sent (with the registry's definition, when it has one), or
+/// why to pause.
 async fn sendability<S, L, T, R, O, C>(
     d: &Deps<'_, S, L, T, R, O, C>,
     b: &Broadcast,
-) -> Result<Result<bool, PauseReason>, StoreError>
+) -> Result<Result<Option<TemplateDef>, PauseReason>, StoreError>
 where
     S: BroadcastStore,
     T: TemplateStore,
@@ -253,8 +260,8 @@ where
     if d.store.quality_red(&b.waba_id, &b.phone_number_id).await? {
         return Ok(Err(PauseReason::QualityRed));
     }
-    // Unknown templates (no sync yet) are held to marketing rules: the safe side.
-    Ok(Ok(def.is_none_or(|t| t.category.needs_marketing_consent())))
+    // Unknown templates (no sync yet) are held to marketing rules (the safe side): see step.
+    Ok(Ok(def))
 }
 
 async fn import_page<S, L, T, R, O, C>(
@@ -341,6 +348,7 @@ async fn plan_page<S, L, T, R, O, C>(
     b: &mut Broadcast,
     now: i64,
     marketing: bool,
+    def: Option<&TemplateDef>,
 ) -> Result<Page, PlanError>
 where
     S: BroadcastStore,
@@ -369,13 +377,19 @@ where
     if entries.is_empty() {
         return Err(StoreError::Corrupt(format!("ledger of {} ends early", b.id)).into());
     }
-    // 1. Valid rows, and who they name.
+    // 1. Valid rows that fit the template as the registry knows it, and who they name.
     let mut decided: Vec<Option<(Outcome, Option<SendFailure>)>> = vec![None; entries.len()];
     let mut refs: Vec<(usize, CustomerRef)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        match recipient_of(&b.template, &e.row) {
-            Ok(r) => refs.push((i, r)),
-            Err(problem) => {
+        let misfit = def.and_then(|def| {
+            check(&template_body(&b.template, &e.row)["template"], def)
+                .err()
+                .map(|r| SendFailure::new(r.kind.code(), r.details))
+        });
+        match (recipient_of(&b.template, &e.row), misfit) {
+            (Ok(r), None) => refs.push((i, r)),
+            (Ok(_), Some(misfit)) => decided[i] = Some((Outcome::SkippedInvalid, Some(misfit))),
+            (Err(problem), _) => {
                 decided[i] = Some((Outcome::SkippedInvalid, Some(SendFailure::new(0, problem))))
             }
         }

@@ -64,6 +64,18 @@ impl World {
     }
 
     async fn template(&self, status: TemplateStatus, at: i64) {
+        self.template_shaped(status, serde_json::Value::Null, at)
+            .await;
+    }
+
+    /// The template as a Graph listing gives it (`components`), or as a webhook tells of it
+    /// (`Null`: its status only).
+    async fn template_shaped(
+        &self,
+        status: TemplateStatus,
+        components: serde_json::Value,
+        at: i64,
+    ) {
         self.mem
             .store
             .put_template(&TemplateDef {
@@ -73,7 +85,7 @@ impl World {
                 id: None,
                 status,
                 category: TemplateCategory::Marketing,
-                components: serde_json::Value::Null,
+                components,
                 quality: None,
                 updated_at: at,
             })
@@ -101,6 +113,10 @@ impl World {
     }
 
     async fn create_req(&self, req: CreateRequest) -> BroadcastId {
+        self.try_create(req).await.unwrap()
+    }
+
+    async fn try_create(&self, req: CreateRequest) -> Result<BroadcastId, create::CreateError> {
         create::create(
             &self.mem,
             &*self.mem.store,
@@ -111,7 +127,6 @@ impl World {
             86_400 * 30,
         )
         .await
-        .unwrap()
     }
 
     fn deps(
@@ -472,6 +487,135 @@ async fn duplicates_and_invalid_rows_in_a_csv_list_are_skipped_once() {
             .count(),
         1
     );
+}
+
+/// A row whose body carries these texts as parameters.
+fn row_with(i: usize, texts: &[&str]) -> serde_json::Value {
+    let params: Vec<_> = texts
+        .iter()
+        .map(|t| json!({"type": "text", "text": t}))
+        .collect();
+    json!({"to": phone(i), "components": [{"type": "body", "parameters": params}]})
+}
+
+fn two_placeholders() -> serde_json::Value {
+    json!([{"type": "BODY", "text": "Hi {{1}}, your order {{2}} has shipped"}])
+}
+
+#[tokio::test]
+async fn inline_rows_that_do_not_fit_the_registered_template_refuse_the_broadcast_naming_them() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    w.template_shaped(TemplateStatus::Approved, two_placeholders(), 2)
+        .await;
+    let mut rows: Vec<_> = (0..8).map(|i| row_with(i, &["Ana", "A-1"])).collect();
+    rows[3] = row_with(3, &["Ana"]);
+    rows[5] = row_with(5, &[]);
+    rows[6] = json!({"to": "not a phone"});
+    let body = |rows: &[serde_json::Value]| {
+        let b = json!({"phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+            "recipients": rows, "release": {"all_at_once": true}});
+        create::parse(&serde_json::to_vec(&b).unwrap()).unwrap()
+    };
+    let Err(create::CreateError::Template(r)) = w.try_create(body(&rows)).await else {
+        panic!("misfitting rows must refuse the broadcast");
+    };
+    assert_eq!(r.kind.code(), 132_000);
+    assert!(
+        r.details
+            .starts_with("recipients[3]: template promo (es) body expects 2 parameters")
+            && r.details.contains("; recipients[5]: ")
+            && !r.details.contains("recipients[6]"),
+        "{}",
+        r.details
+    );
+    assert!(w.mem.jobs().is_empty(), "nothing queued");
+    // Fitting rows (and a row invalid in itself, skipped later) make a broadcast.
+    rows[3] = row_with(3, &["Ana", "A-3"]);
+    rows[5] = row_with(5, &["Ana", "A-5"]);
+    let id = w.try_create(body(&rows)).await.unwrap();
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!((b.counts.delivered, b.counts.skipped_invalid), (7, 1));
+}
+
+#[tokio::test]
+async fn a_template_the_registry_refuses_is_answered_with_metas_code_for_it() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let req = |name: &str| {
+        let b = json!({"phone_number_id": PN, "template": {"name": name, "language": "es"},
+            "recipients": recipients(2), "release": {"all_at_once": true}});
+        create::parse(&serde_json::to_vec(&b).unwrap()).unwrap()
+    };
+    for (at, (status, code)) in [
+        (TemplateStatus::Paused, 132_015),
+        (TemplateStatus::Disabled, 132_016),
+        (TemplateStatus::Rejected, 132_001),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        w.template(status.clone(), 10 + at as i64).await;
+        let Err(create::CreateError::Template(r)) = w.try_create(req("promo")).await else {
+            panic!("{status:?} must be refused");
+        };
+        assert_eq!(r.kind.code(), code, "{status:?}: {}", r.details);
+    }
+    // A template the account does not have: unchecked until the account is synced once.
+    assert!(w.try_create(req("no_such")).await.is_ok());
+    w.mem.store.mark_synced(WABA, T0).await.unwrap();
+    let Err(create::CreateError::Template(r)) = w.try_create(req("no_such")).await else {
+        panic!("a synced account without the template must refuse it");
+    };
+    assert_eq!(r.kind.code(), 132_001);
+}
+
+#[tokio::test]
+async fn rows_of_a_list_that_do_not_fit_the_template_are_skipped_as_invalid_with_metas_code() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    w.template_shaped(TemplateStatus::Approved, two_placeholders(), 2)
+        .await;
+    let list = RecipientList {
+        bucket: "b".into(),
+        key: "k.csv".into(),
+    };
+    let row = |i: usize, texts: &[&str]| {
+        let v = row_with(i, texts);
+        RecipientRow {
+            to: Some(phone(i)),
+            components: v["components"].clone(),
+            ..Default::default()
+        }
+    };
+    w.mem.put_list(
+        &list,
+        vec![
+            row(0, &["Ana", "A-0"]),
+            row(1, &["Ana"]),
+            row(2, &["Ana", "A-2"]),
+        ],
+    );
+    let body = json!({
+        "phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+        "recipients_csv": {"bucket": "b", "key": "k.csv"}, "release": {"all_at_once": true},
+    });
+    let id = w
+        .create_req(create::parse(&serde_json::to_vec(&body).unwrap()).unwrap())
+        .await;
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!((b.counts.delivered, b.counts.skipped_invalid), (2, 1));
+    let ledger = w.mem.ledger(&id);
+    assert_eq!(ledger[1].outcome, Outcome::SkippedInvalid);
+    let err = ledger[1].error.as_ref().unwrap();
+    assert_eq!(err.code, 132_000);
+    assert!(
+        err.message.contains("expects 2 parameters"),
+        "{}",
+        err.message
+    );
+    let mut sent = queued_phones(&w.mem);
+    sent.sort();
+    assert_eq!(sent, vec![phone(0), phone(2)]);
 }
 
 #[tokio::test]

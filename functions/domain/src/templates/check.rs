@@ -98,28 +98,10 @@ const TEXT_TYPES: [&str; 3] = ["text", "currency", "date_time"];
 /// the registry's `def`. A definition known only from a webhook (`components` null) is
 /// checked for its status only.
 pub fn check(template: &Value, def: &TemplateDef) -> Result<(), TemplateRefusal> {
-    let label = format!("template {} ({})", def.name, def.language);
-    match &def.status {
-        TemplateStatus::Approved => {}
-        TemplateStatus::Paused => {
-            return Err(TemplateRefusal::new(
-                RefusalKind::Paused,
-                format!("{label} is PAUSED for low quality"),
-            ));
-        }
-        TemplateStatus::Disabled => {
-            return Err(TemplateRefusal::new(
-                RefusalKind::Disabled,
-                format!("{label} is DISABLED"),
-            ));
-        }
-        other => {
-            return Err(TemplateRefusal::new(
-                RefusalKind::NotApproved,
-                format!("{label} is {}, not APPROVED", other.as_str()),
-            ));
-        }
+    if let Some(r) = status_refusal(def) {
+        return Err(r);
     }
+    let label = format!("template {} ({})", def.name, def.language);
     if def.components.is_null() {
         return Ok(());
     }
@@ -128,6 +110,26 @@ pub fn check(template: &Value, def: &TemplateDef) -> Result<(), TemplateRefusal>
     check_header(&label, shape.header.as_ref(), sent.header)?;
     check_text("body", &label, &shape.body, sent.body.unwrap_or(&[]))?;
     check_buttons(&label, &shape.buttons, &sent.buttons)
+}
+
+/// Why `def` cannot be sent at all, whatever the parameters: it is not APPROVED.
+pub fn status_refusal(def: &TemplateDef) -> Option<TemplateRefusal> {
+    let label = format!("template {} ({})", def.name, def.language);
+    match &def.status {
+        TemplateStatus::Approved => None,
+        TemplateStatus::Paused => Some(TemplateRefusal::new(
+            RefusalKind::Paused,
+            format!("{label} is PAUSED for low quality"),
+        )),
+        TemplateStatus::Disabled => Some(TemplateRefusal::new(
+            RefusalKind::Disabled,
+            format!("{label} is DISABLED"),
+        )),
+        other => Some(TemplateRefusal::new(
+            RefusalKind::NotApproved,
+            format!("{label} is {}, not APPROVED", other.as_str()),
+        )),
+    }
 }
 
 /// The parts of a send's `components`.

@@ -24,7 +24,7 @@ mod shape;
 mod sync;
 mod update;
 
-pub use check::{RefusalKind, TemplateRefusal, check, name_and_language};
+pub use check::{RefusalKind, TemplateRefusal, check, name_and_language, status_refusal};
 pub use listing::{ListingError, TemplatePage, parse_listing};
 pub use shape::{ButtonShape, HeaderShape, Placeholders, TemplateShape};
 pub use sync::{DELETED, MAX_PAGES, SourceError, SyncError, SyncReport, TemplateSource, sync};
