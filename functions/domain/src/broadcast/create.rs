@@ -9,6 +9,7 @@ use crate::outbound::MessagesRequest;
 use crate::ports::{QueueError, Recorded, StoreError};
 use crate::templates::{TemplateDef, TemplateRefusal, TemplateStore, check, status_refusal};
 
+use super::limit::portfolio_of;
 use super::{
     Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, LedgerEntry, RecipientList,
     RecipientRow, Release, StepQueue, TemplateRef, template_body,
@@ -272,10 +273,7 @@ where
     Q: StepQueue,
 {
     let now = now_ms.div_euclid(1000);
-    let waba_id = templates
-        .waba_of(&req.phone_number_id)
-        .await?
-        .unwrap_or_else(|| format!("pn:{}", req.phone_number_id));
+    let waba_id = portfolio_of(templates, &req.phone_number_id).await?;
     match templates
         .template(&waba_id, &req.template.name, &req.template.language)
         .await?

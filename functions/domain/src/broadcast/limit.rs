@@ -90,6 +90,24 @@ pub struct LimitFull {
     pub retry_at: Option<i64>,
 }
 
+/// The portfolio whose limit a number's sends count against: its WhatsApp Business Account
+/// once known (a webhook's `entry[].id`, a template sync), else `pn:<phone_number_id>`, so
+/// that the number's broadcasts and API sends share one count until the account is known
+/// (the tier is then the default one). Charges made under `pn:` stay there when the account
+/// becomes known: for up to 24 h after that the two counts are kept apart.
+pub async fn portfolio_of<T: crate::templates::TemplateStore>(
+    templates: &T,
+    phone_number_id: &str,
+) -> Result<String, crate::ports::StoreError> {
+    Ok(templates
+        .waba_of(phone_number_id)
+        .await?
+        .unwrap_or_else(|| format!("{UNKNOWN_ACCOUNT}{phone_number_id}")))
+}
+
+/// The prefix of a portfolio named after its number, while the account is unknown.
+pub const UNKNOWN_ACCOUNT: &str = "pn:";
+
 /// Charges one business-initiated send (an API template send) to `customer` (storage key)
 /// against `portfolio`'s limit at `now`: free when the customer's window is open or they
 /// were charged in the last 24 hours. `Err(LimitFull)`: the limit is reached and nothing

@@ -25,7 +25,7 @@ use crate::status::DeliveryStatus;
 use crate::templates::{TemplateDef, TemplateStatus, TemplateStore, check};
 
 use super::create::recipient_of;
-use super::limit::{BUCKET_SECS, WINDOW_SECS, tier_count};
+use super::limit::{BUCKET_SECS, UNKNOWN_ACCOUNT, WINDOW_SECS, portfolio_of, tier_count};
 use super::{
     Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
     Outcome, PageClaim, PauseReason, RecipientSource, send_id_for, template_body,
@@ -154,6 +154,11 @@ where
         }
         if !checked && b.cursor < b.total {
             checked = true;
+            // An account learnt since the job was made (a webhook, a sync): its templates,
+            // quality and limit apply from now on.
+            if b.waba_id.starts_with(UNKNOWN_ACCOUNT) {
+                b.waba_id = portfolio_of(d.templates, &b.phone_number_id).await?;
+            }
             match sendability(d, &b).await? {
                 Ok(known) => {
                     marketing = known

@@ -619,6 +619,42 @@ async fn rows_of_a_list_that_do_not_fit_the_template_are_skipped_as_invalid_with
 }
 
 #[tokio::test]
+async fn a_job_made_before_its_numbers_account_was_known_takes_the_account_up_when_learnt() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    const PN2: &str = "2002";
+    let body = json!({
+        "phone_number_id": PN2, "template": {"name": "promo", "language": "es"},
+        "recipients": recipients(20), "release": {"percent": 10, "every_secs": 60},
+    });
+    let id = w
+        .create_req(create::parse(&serde_json::to_vec(&body).unwrap()).unwrap())
+        .await;
+    assert_eq!(w.get(&id).await.waba_id, "pn:2002");
+    w.drive(T0 + 30, true).await;
+    assert_eq!(w.mem.jobs().len(), 2);
+    // Charged under the number's own name meanwhile (the default tier applies to it).
+    let charged = w
+        .mem
+        .charged_since("pn:2002", &[format!("p:{}", phone(0))], 0)
+        .await
+        .unwrap();
+    assert_eq!(charged.len(), 1);
+    // A webhook names the account, whose template is paused: the job follows the account.
+    w.mem.store.set_waba(PN2, WABA);
+    w.template(TemplateStatus::Paused, 2).await;
+    w.drive(T0 + 600, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.waba_id, WABA);
+    assert_eq!(
+        b.state,
+        BroadcastState::Paused {
+            reason: PauseReason::TemplatePaused
+        }
+    );
+    assert_eq!(w.mem.jobs().len(), 2, "nothing more queued");
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w

@@ -13,7 +13,7 @@ use super::send::{
 };
 use super::{MessagesRequest, SendError, SendRequest, cloud_api_error_body};
 use crate::broadcast::LimitStore;
-use crate::broadcast::limit::charge_one;
+use crate::broadcast::limit::{charge_one, portfolio_of};
 use crate::model::MessagingLimit;
 use crate::ports::{
     ConversationReader, Created, OutboundQueue, QueueError, SendJob, SendStore, StoreError,
@@ -380,7 +380,8 @@ where
 /// Charges a template send against the messaging limit of the number's portfolio (its
 /// WhatsApp Business Account, as the broadcast planner charges it): free inside the
 /// customer-service window or for a customer charged in the last 24 hours. A number whose
-/// account is not known yet (no webhook, no sync) is not charged.
+/// account is not known yet (no webhook, no sync) is charged under its own name
+/// ([`portfolio_of`]), as its broadcasts are.
 async fn charge<S: TemplateStore + LimitStore>(
     store: &S,
     config: &AcceptConfig,
@@ -392,9 +393,7 @@ async fn charge<S: TemplateStore + LimitStore>(
     if window_open {
         return Ok(Ok(()));
     }
-    let Some(waba) = store.waba_of(phone_number_id).await? else {
-        return Ok(Ok(()));
-    };
+    let waba = portfolio_of(store, phone_number_id).await?;
     let who = customer.as_storage();
     let charged = charge_one(store, &waba, &who, false, config.default_tier, now_secs).await?;
     Ok(charged.map_err(|full| Refusal::LimitReached {

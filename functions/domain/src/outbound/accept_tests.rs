@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::broadcast::LimitStore;
 use crate::customer::{CustomerKey, CustomerRef};
 use crate::outbound::SendKind;
 use crate::ports::{Consent, ConsentRecord, ConsentSource, InboundStore};
@@ -550,17 +551,33 @@ async fn template_sends_outside_the_window_are_charged_against_the_messaging_lim
 }
 
 #[tokio::test]
-async fn a_number_whose_account_is_unknown_is_not_charged() {
+async fn a_number_whose_account_is_unknown_is_charged_under_its_own_name() {
     let (store, queue) = (InMemoryStore::default(), RecordingOutbound::default());
     let config = AcceptConfig {
         default_tier: MessagingLimit::Tier50,
         ..AcceptConfig::default()
     };
-    for i in 0..60u8 {
-        let body = template_to(&format!("55119000000{i:02}"));
-        let a = accept(&store, &queue, &config, call(body.as_bytes(), None, i))
-            .await
-            .unwrap();
-        assert_eq!(a.http_status, 200, "{}", a.body);
+    let send = |i: u8| {
+        let (store, queue, config) = (&store, &queue, &config);
+        async move {
+            let body = template_to(&format!("55119000{i:03}"));
+            accept(store, queue, config, call(body.as_bytes(), None, i))
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..50u8 {
+        assert_eq!(send(i).await.http_status, 200);
     }
+    let over = send(50).await;
+    assert_eq!(over.http_status, 429, "{}", over.body);
+    assert_eq!(over.body["error"]["code"], 80_007);
+    let charged = store
+        .charged_since(&format!("pn:{PNID}"), &["p:55119000049".to_owned()], 0)
+        .await
+        .unwrap();
+    assert_eq!(charged.len(), 1, "charged under pn:{PNID}");
+    // Once a webhook names the account, its own count applies.
+    store.set_waba(PNID, "WABA1");
+    assert_eq!(send(51).await.http_status, 200);
 }
