@@ -3,10 +3,11 @@
 //! Run with moto on `$AWS_ENDPOINT_URL` (`make test`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 use wa_domain::broadcast::create;
+use wa_domain::broadcast::limit::bucket_of;
 use wa_domain::broadcast::planner::{Deps, PlannerConfig, StepResult, step};
 use wa_domain::broadcast::*;
 use wa_domain::ports::*;
@@ -183,7 +184,7 @@ async fn a_broadcast_is_planned_into_sends_and_jobs_within_the_limit_and_once() 
 
 #[tokio::test]
 async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
-    let (store, _, _) = fresh_table().await;
+    let (store, observer_client, table) = fresh_table().await;
     let id = BroadcastId::new(T0 * 1000, [1; 10]);
     let entries: Vec<_> = (9_990..10_010)
         .map(|i| LedgerEntry::pending(&id, i, RecipientRow::default(), T0 + 100))
@@ -228,13 +229,46 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
         .charged_since("W", &["p:1".into(), "p:2".into()], T0 - 1)
         .await
         .unwrap();
-    assert_eq!(seen, HashSet::from(["p:1".to_owned()]));
+    assert_eq!(seen, HashMap::from([("p:1".to_owned(), T0)]));
     assert!(
         store
             .charged_since("W", &["p:1".into()], T0)
             .await
             .unwrap()
             .is_empty()
+    );
+
+    // Moving counted customers between hours: up, then down; a gone bucket stays gone.
+    let (t1, hour) = (T0 + 30 * 86_400, 3600);
+    assert_eq!(store.reserve("V", 40, 50, t1).await.unwrap().0, 40);
+    store
+        .adjust_buckets("V", &[(bucket_of(t1) + hour, 7)])
+        .await
+        .unwrap();
+    store
+        .adjust_buckets("V", &[(bucket_of(t1), -7), (bucket_of(t1) - 5 * hour, -3)])
+        .await
+        .unwrap();
+    let later = t1 + hour;
+    assert_eq!(
+        store.reserve("V", 50, 50, later).await.unwrap().0,
+        10,
+        "33 + 7 of 50 used, the gone bucket's -3 not applied"
+    );
+    let buckets = raw_partition(&observer_client, &table, "LIMIT#V")
+        .await
+        .into_iter()
+        .map(|i| {
+            (
+                i["sk"].as_s().unwrap().clone(),
+                i["count"].as_n().unwrap().clone(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        buckets.len(),
+        2,
+        "no bucket made by a count down: {buckets:?}"
     );
 }
 

@@ -252,8 +252,17 @@ impl<T: wa_domain::broadcast::LimitStore> wa_domain::broadcast::LimitStore for S
         portfolio: &str,
         customers: &[String],
         since: i64,
-    ) -> impl Future<Output = Result<std::collections::HashSet<String>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, i64>, StoreError>> + Send
+    {
         self.0.charged_since(portfolio, customers, since)
+    }
+
+    fn adjust_buckets(
+        &self,
+        portfolio: &str,
+        deltas: &[(i64, i64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.adjust_buckets(portfolio, deltas)
     }
 
     fn reserve(

@@ -2,7 +2,7 @@
 //! the real adapters (conditional writes, forward-only windows, monotonic statuses), so tests
 //! against them assert behaviour, not calls.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -680,17 +680,34 @@ impl crate::broadcast::LimitStore for InMemoryStore {
         portfolio: &str,
         customers: &[String],
         since: i64,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, i64>, StoreError> {
         let s = self.lock()?;
         Ok(customers
             .iter()
-            .filter(|c| {
+            .filter_map(|c| {
                 s.charges
-                    .get(&(portfolio.to_owned(), (*c).clone()))
-                    .is_some_and(|at| *at > since)
+                    .get(&(portfolio.to_owned(), c.clone()))
+                    .filter(|at| **at > since)
+                    .map(|at| (c.clone(), *at))
             })
-            .cloned()
             .collect())
+    }
+
+    async fn adjust_buckets(
+        &self,
+        portfolio: &str,
+        deltas: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        for (bucket, delta) in deltas {
+            let key = (portfolio.to_owned(), *bucket);
+            if *delta >= 0 {
+                *s.buckets.entry(key).or_default() += delta.unsigned_abs();
+            } else if let Some(count) = s.buckets.get_mut(&key) {
+                *count = count.saturating_sub(delta.unsigned_abs());
+            }
+        }
+        Ok(())
     }
 
     async fn reserve(

@@ -500,7 +500,7 @@ impl LimitStore for DynamoStore {
         portfolio: &str,
         customers: &[String],
         since: i64,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, i64>, StoreError> {
         let keys = customers
             .iter()
             .collect::<HashSet<_>>()
@@ -508,16 +508,47 @@ impl LimitStore for DynamoStore {
             .map(|c| key(charge_pk(portfolio, c), CHARGE_SK))
             .collect();
         let prefix = format!("{}#", limit_pk(portfolio));
-        let mut out = HashSet::new();
+        let mut out = HashMap::new();
         for item in self.batch_get(keys, true).await? {
-            if opt_n(&item, "at")?.is_some_and(|at| at > since)
+            if let Some(at) = opt_n(&item, "at")?.filter(|at| *at > since)
                 && let Some(c) =
                     pk_of(&item).and_then(|pk| pk.strip_prefix(&prefix).map(str::to_owned))
             {
-                out.insert(c);
+                out.insert(c, at);
             }
         }
         Ok(out)
+    }
+
+    async fn adjust_buckets(
+        &self,
+        portfolio: &str,
+        deltas: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        for (bucket, delta) in deltas.iter().filter(|(_, d)| *d != 0) {
+            self.metrics.write();
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(limit_pk(portfolio), &bucket_sk(*bucket))))
+                .expression_attribute_names("#c", COUNT)
+                .expression_attribute_values(":d", AttributeValue::N(delta.to_string()));
+            let update = if *delta > 0 {
+                // Counted up: the bucket lives as long as one made by a reservation.
+                update
+                    .update_expression("ADD #c :d SET #t = :ttl")
+                    .expression_attribute_names("#t", TTL)
+                    .expression_attribute_values(":ttl", n(bucket + WINDOW_SECS + 2 * BUCKET_SECS))
+            } else {
+                // Counted down: only a bucket that is still there (a gone one counts nothing).
+                update
+                    .update_expression("ADD #c :d")
+                    .condition_expression("attribute_exists(#c)")
+            };
+            conditional(update.send().await)?;
+        }
+        Ok(())
     }
 
     async fn reserve(

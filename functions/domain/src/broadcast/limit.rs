@@ -5,9 +5,11 @@
 //! # Scheme (what [`super::LimitStore`] keeps)
 //!
 //! - One *charge* item per portfolio and customer, holding when the customer was last
-//!   charged (TTL 24 h + a margin). A customer charged in the last 24 hours is not charged
-//!   again, whichever broadcast or API send reaches them; nor is a customer whose
-//!   customer-service window is open (messages inside it are not business-initiated).
+//!   charged (TTL 24 h + a margin). A customer charged in the last 24 hours takes no new
+//!   unit, whichever broadcast or API send reaches them (they are already among the window's
+//!   unique customers), but is moved to the current hour ([`recount`]) so that they stay
+//!   counted for 24 hours from this send; a customer whose customer-service window is open
+//!   is not charged (messages inside it are not business-initiated).
 //! - One *bucket* counter per portfolio and hour (TTL 25 h). The rolling count is the sum of
 //!   the 24 buckets that overlap the last 24 hours (the current hour included). A bucket is
 //!   counted until its whole hour has left the window, so capacity comes back up to one hour
@@ -90,6 +92,42 @@ pub struct LimitFull {
     pub retry_at: Option<i64>,
 }
 
+/// Keeps customers charged earlier in the last 24 hours counted for 24 hours from `now`, as
+/// they are sent to again (free: they are already among the unique customers of the window).
+/// A customer is counted in the bucket of their last charge, and a bucket leaves the count
+/// 24–25 h after its hour; sent to again in a later hour, they must stay counted until 24 h
+/// after this send, so they move to the current hour's bucket: its count goes up first, then
+/// the charge is recorded at `now`, then the older bucket's count goes down. The rolling sum
+/// is the same once done; a crash in between leaves it higher (never lower) until the older
+/// bucket leaves the window.
+pub async fn recount<L: super::LimitStore>(
+    limits: &L,
+    portfolio: &str,
+    charged: &std::collections::HashMap<String, i64>,
+    now: i64,
+) -> Result<(), crate::ports::StoreError> {
+    let current = bucket_of(now);
+    let mut from: std::collections::BTreeMap<i64, i64> = Default::default();
+    let mut who = Vec::new();
+    for (customer, at) in charged {
+        let bucket = bucket_of(*at);
+        if bucket < current {
+            *from.entry(bucket).or_default() += 1;
+            who.push(customer.clone());
+        }
+    }
+    if who.is_empty() {
+        return Ok(());
+    }
+    let moved = i64::try_from(who.len()).unwrap_or(i64::MAX);
+    limits
+        .adjust_buckets(portfolio, &[(current, moved)])
+        .await?;
+    limits.record_charges(portfolio, &who, now).await?;
+    let back: Vec<(i64, i64)> = from.into_iter().map(|(b, n)| (b, -n)).collect();
+    limits.adjust_buckets(portfolio, &back).await
+}
+
 /// The portfolio whose limit a number's sends count against: its WhatsApp Business Account
 /// once known (a webhook's `entry[].id`, a template sync), else `pn:<phone_number_id>`, so
 /// that the number's broadcasts and API sends share one count until the account is known
@@ -128,11 +166,11 @@ pub async fn charge_one<L: super::LimitStore>(
         return Ok(Ok(()));
     };
     let who = [customer.to_owned()];
-    if !limits
+    let earlier = limits
         .charged_since(portfolio, &who, now - WINDOW_SECS)
-        .await?
-        .is_empty()
-    {
+        .await?;
+    if !earlier.is_empty() {
+        recount(limits, portfolio, &earlier, now).await?;
         return Ok(Ok(()));
     }
     let (granted, retry_at) = limits.reserve(portfolio, 1, limit, now).await?;

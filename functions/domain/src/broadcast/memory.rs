@@ -244,8 +244,16 @@ impl LimitStore for MemoryBroadcasts {
         portfolio: &str,
         customers: &[String],
         since: i64,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, i64>, StoreError> {
         self.store.charged_since(portfolio, customers, since).await
+    }
+
+    async fn adjust_buckets(
+        &self,
+        portfolio: &str,
+        deltas: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        self.store.adjust_buckets(portfolio, deltas).await
     }
 
     async fn reserve(

@@ -25,7 +25,7 @@ use crate::status::DeliveryStatus;
 use crate::templates::{TemplateDef, TemplateStatus, TemplateStore, check};
 
 use super::create::recipient_of;
-use super::limit::{BUCKET_SECS, UNKNOWN_ACCOUNT, WINDOW_SECS, portfolio_of, tier_count};
+use super::limit::{BUCKET_SECS, UNKNOWN_ACCOUNT, WINDOW_SECS, portfolio_of, recount, tier_count};
 use super::{
     Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
     Outcome, PageClaim, PauseReason, RecipientSource, send_id_for, template_body,
@@ -468,7 +468,7 @@ where
             .iter()
             .filter(|s| !s.3)
             .map(|s| (s.0, s.2.as_storage()))
-            .filter(|(_, k)| !already.contains(k))
+            .filter(|(_, k)| !already.contains_key(k))
             .collect();
         if !need.is_empty() {
             let (granted, retry) = d
@@ -487,6 +487,17 @@ where
                 d.limits.record_charges(&portfolio, &charged, now).await?;
             }
         }
+        // Customers charged earlier in the window and sent to again on this page stay
+        // counted for 24 h from now.
+        let again: HashMap<String, i64> = sendable
+            .iter()
+            .filter(|s| !s.3 && s.0 < cut)
+            .filter_map(|s| {
+                let k = s.2.as_storage();
+                already.get(&k).map(|at| (k, *at))
+            })
+            .collect();
+        recount(d.limits, &portfolio, &again, now).await?;
     }
     // 5. Sends for the sendable entries before the cut, then the queue, then the ledger.
     let now_ms = d.clock.now_ms();

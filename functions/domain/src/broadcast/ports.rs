@@ -1,7 +1,7 @@
 //! The broadcast ports. Every method works on a batch, so a page of recipients costs a few
 //! requests rather than a few per recipient.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 
 use crate::customer::{CustomerKey, CustomerRef};
@@ -106,13 +106,23 @@ pub trait LimitStore: Send + Sync {
         portfolio: &str,
     ) -> impl Future<Output = Result<Option<MessagingLimit>, StoreError>> + Send;
 
-    /// Which of `customers` (storage keys) were charged after `since` (unix s).
+    /// Which of `customers` (storage keys) were charged after `since` (unix s), and when each
+    /// was charged last.
     fn charged_since(
         &self,
         portfolio: &str,
         customers: &[String],
         since: i64,
-    ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<HashMap<String, i64>, StoreError>> + Send;
+
+    /// Adds each `(bucket, delta)` to the count of the hour bucket starting at `bucket`,
+    /// without condition (a negative delta takes units away; a bucket that is gone stays
+    /// gone): how [`super::limit::recount`] moves customers to the current hour.
+    fn adjust_buckets(
+        &self,
+        portfolio: &str,
+        deltas: &[(i64, i64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Takes up to `want` units of the rolling-24-hour `limit` at `now` (unix s): adds them
     /// to the current hour's bucket, provided the buckets of the last 24 hours stay within

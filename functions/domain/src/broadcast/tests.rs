@@ -655,6 +655,62 @@ async fn a_job_made_before_its_numbers_account_was_known_takes_the_account_up_wh
 }
 
 #[tokio::test]
+async fn a_customer_sent_to_again_stays_counted_for_24_hours_from_the_later_send() {
+    let store = InMemoryStore::default();
+    let charge = |who: String, at: i64| {
+        let store = &store;
+        async move {
+            charge_one(store, WABA, &who, false, MessagingLimit::Tier50, at)
+                .await
+                .unwrap()
+        }
+    };
+    let old = |i: usize| format!("p:old{i}");
+    for i in 0..50 {
+        assert!(charge(old(i), T0).await.is_ok());
+    }
+    // 23 hours later the same 50 again: free, they are among the window's 50 already.
+    for i in 0..50 {
+        assert!(charge(old(i), T0 + 23 * 3600).await.is_ok());
+    }
+    // Two hours after that the first sends' hour has left the window, but the later sends
+    // have not: the window still holds 50 unique customers, and a new one must wait.
+    let full = charge("p:new".into(), T0 + 25 * 3600 + 60).await;
+    assert!(full.is_err(), "the 50 sent to at T0 + 23 h still count");
+    assert!(charge("p:new".into(), T0 + 48 * 3600 + 60).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_broadcast_to_customers_charged_the_day_before_keeps_them_counted_from_its_sends() {
+    let w = World::new(Some("TIER_50")).await;
+    let all = json!({"all_at_once": true});
+    let a = w.create(recipients(50), all.clone()).await;
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.get(&a).await.counts.delivered, 50);
+    w.clock.advance((T0 + 23 * 3600 - w.now()) * 1000);
+    let b = w.create(recipients(50), all.clone()).await;
+    w.drive(i64::MAX, true).await;
+    assert_eq!(
+        w.get(&b).await.counts.delivered,
+        50,
+        "free: charged the day before"
+    );
+    // Two hours later T0's hour has left the window, B's sends have not.
+    w.clock.advance((T0 + 25 * 3600 + 60 - w.now()) * 1000);
+    let c = w.create(vec![json!({"to": phone(100)})], all).await;
+    w.drive(T0 + 26 * 3600, true).await;
+    let v = w.get(&c).await.view();
+    assert_eq!(v["counts"]["waiting_for_limit"], 1, "{v}");
+    w.drive(i64::MAX, true).await;
+    let done = w.get(&c).await;
+    assert_eq!(done.counts.delivered, 1);
+    assert!(
+        w.now() >= T0 + 47 * 3600,
+        "sent once B's hour left the window"
+    );
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
@@ -860,8 +916,11 @@ impl LimitStore for Crashy<'_> {
         p: &str,
         c: &[String],
         since: i64,
-    ) -> Result<HashSet<String>, StoreError> {
+    ) -> Result<HashMap<String, i64>, StoreError> {
         crashy!(self, self.inner.charged_since(p, c, since))
+    }
+    async fn adjust_buckets(&self, p: &str, deltas: &[(i64, i64)]) -> Result<(), StoreError> {
+        crashy!(self, self.inner.adjust_buckets(p, deltas))
     }
     async fn reserve(
         &self,
