@@ -250,14 +250,18 @@ pub struct SendRecord {
     pub version: u64,
 }
 
-/// The public state of a send (`GET /v1/messages/{id}`'s `status`).
+/// The public state of a send (`GET /v1/messages/{id}`'s `status`, one of the contract's
+/// `queued`, `sent`, `delivered`, `read`, `played`, `failed`, `unconfirmed`). A send Meta
+/// accepted (it has a wamid) is `queued` until its first status webhook: it is in Meta's
+/// queue, not yet reported sent.
 pub fn public_status(r: &SendRecord) -> &'static str {
     if let Some(s) = r.statuses.current() {
         return s.as_str();
     }
     match r.state {
-        SendState::Pending { .. } | SendState::Attempting { .. } => "queued",
-        SendState::Accepted { .. } => "accepted",
+        SendState::Pending { .. } | SendState::Attempting { .. } | SendState::Accepted { .. } => {
+            "queued"
+        }
         SendState::Unconfirmed { .. } => "unconfirmed",
         SendState::Failed | SendState::DeadLettered => "failed",
     }
@@ -537,6 +541,24 @@ pub(crate) mod tests {
         assert_eq!(a.statuses, b.statuses);
         assert_eq!(public_status(&a), "read");
         assert_eq!(public_status(&b), "read");
+    }
+
+    #[test]
+    fn a_send_meta_accepted_is_queued_until_its_first_status_then_follows_the_statuses() {
+        let mut r = record();
+        assert_eq!(public_status(&r), "queued");
+        r.wamid = Some("wamid.A".into());
+        r.state = SendState::Accepted {
+            at_ms: 1_000,
+            by_webhook: false,
+        };
+        let v = r.view();
+        assert_eq!(
+            (v["status"].as_str(), v["wamid"].as_str()),
+            (Some("queued"), Some("wamid.A"))
+        );
+        r.apply_status("wamid.A", DeliveryStatus::Delivered, 100, None, 9_000);
+        assert_eq!(public_status(&r), "delivered");
     }
 
     #[test]
