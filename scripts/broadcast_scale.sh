@@ -81,7 +81,9 @@ lines = [
     f" ({r['csv_bytes']:,} bytes, `to,body.1`) by the planner's S3 source (`wa_s3::S3RecipientSource`, ranged GETs);"
     " all at once, unlimited tier, no opt-outs or windows stored (every audience read misses)."
     f" Planner settings: page {r['config']['page']}, import page {r['config']['import_page']},"
-    f" {r['config']['pages_per_step']} pages per step ({r['steps']} steps)",
+    f" {r['config']['pages_per_step']} pages per step ({r['steps']} steps)"
+    + (", unpaced (queue ahead 0: the job's own pace to its number, 30 s ahead by default, is"
+       " off, to measure the planner)" if r['config'].get('queue_ahead_secs') == 0 else ""),
     "",
     "| | value |",
     "| --- | ---: |",

@@ -5,8 +5,9 @@ use wa_domain::model::MessagingLimit;
 use wa_edge::ConfigError;
 
 /// [`PlannerConfig`] from `HISTORY_RETENTION_DAYS`, `MESSAGING_LIMIT_DEFAULT_TIER`,
-/// `BROADCAST_SETTLE_AFTER_SECS`, `BROADCAST_RECHECK_SECS` and `BROADCAST_STEP_BUDGET_SECS`
-/// (defaults otherwise).
+/// `BROADCAST_SETTLE_AFTER_SECS`, `BROADCAST_RECHECK_SECS`, `BROADCAST_STEP_BUDGET_SECS`,
+/// `BROADCAST_QUEUE_AHEAD_SECS` and the deliver worker's rates, `PACING_DEFAULT_MPS` and
+/// `PACING_NUMBER_MPS` (defaults otherwise).
 pub fn planner_config() -> Result<PlannerConfig, ConfigError> {
     let d = PlannerConfig::default();
     Ok(PlannerConfig {
@@ -23,6 +24,9 @@ pub fn planner_config() -> Result<PlannerConfig, ConfigError> {
             MessagingLimit::parse,
             MessagingLimit::NAMES,
         )?,
+        queue_ahead_secs: wa_edge::number("BROADCAST_QUEUE_AHEAD_SECS", d.queue_ahead_secs)?,
+        default_mps: wa_edge::number("PACING_DEFAULT_MPS", d.default_mps)?,
+        number_mps: wa_edge::number_mps(&wa_edge::optional("PACING_NUMBER_MPS", ""))?,
         ..d
     })
 }

@@ -5,6 +5,8 @@
 //! once (honouring `AWS_ENDPOINT_URL`, which the tests and the local stack point at moto), and
 //! sets up logging. It knows nothing of WhatsApp: the domain lives in `wa-domain`.
 
+use std::collections::HashMap;
+
 use secrecy::SecretString;
 
 /// A configuration problem found at start-up. The binary fails its init, not a request.
@@ -73,6 +75,32 @@ pub fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T,
     }
 }
 
+/// Reads `PACING_NUMBER_MPS` (the deliver worker's and the broadcast planner's): `pnid=mps` pairs separated by commas (`106540352242922=1000,
+/// 106540352242923=20`); empty means none.
+pub fn number_mps(spec: &str) -> Result<HashMap<String, u32>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "PACING_NUMBER_MPS",
+        reason,
+    };
+    let mut limits = HashMap::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (pnid, mps) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("`{pair}` is not pnid=mps")))?;
+        let (pnid, mps) = (pnid.trim(), mps.trim());
+        if pnid.is_empty() || !pnid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(format!("`{pnid}` is not a phone number id")));
+        }
+        let mps: u32 = mps
+            .parse()
+            .ok()
+            .filter(|m| (1..=10_000).contains(m))
+            .ok_or_else(|| invalid(format!("`{mps}` is not a rate between 1 and 10000")))?;
+        limits.insert(pnid.to_owned(), mps);
+    }
+    Ok(limits)
+}
+
 /// Loads the AWS SDK configuration once, at init (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
@@ -128,4 +156,20 @@ pub fn init_logging() {
     } else {
         builder.with_ansi(false).try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_mps_are_read_and_checked() {
+        let l = number_mps(" 1=1000, 2=20 ,").unwrap();
+        assert_eq!(l.get("1"), Some(&1000));
+        assert_eq!(l.get("2"), Some(&20));
+        assert!(number_mps("").unwrap().is_empty());
+        for bad in ["1", "a=5", "1=0", "1=x", "=5", "1=100000"] {
+            assert!(number_mps(bad).is_err(), "{bad}");
+        }
+    }
 }

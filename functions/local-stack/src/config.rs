@@ -98,6 +98,7 @@ const PASSTHROUGH: &[&str] = &[
     "BROADCAST_SETTLE_AFTER_SECS",
     "BROADCAST_RECHECK_SECS",
     "BROADCAST_STEP_BUDGET_SECS",
+    "BROADCAST_QUEUE_AHEAD_SECS",
 ];
 
 /// The local stack's own defaults for function variables, where they differ from AWS's:

@@ -324,6 +324,7 @@ where
         counts: Counts::default(),
         chain: 1,
         page_claim: None,
+        paced_until_ms: 0,
         created_at_ms: now_ms,
         completed_at: None,
         expires_at,

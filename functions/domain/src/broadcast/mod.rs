@@ -334,6 +334,11 @@ pub struct Broadcast {
     /// `planner`): a page never claimed before has no sends yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_claim: Option<PageClaim>,
+    /// When the number, sending at its rate, is through the sends this job has queued so
+    /// far (unix ms): the planner queues at most `queue_ahead_secs` beyond now, so that a
+    /// pause stops the job within that time (see `planner`).
+    #[serde(default)]
+    pub paced_until_ms: i64,
     /// When it was created (unix ms).
     pub created_at_ms: i64,
     /// When it was completed (unix s).

@@ -13,6 +13,12 @@
 //! at the first one the limit has no room for; their sends are created (deterministic ids),
 //! queued, the entries written, and only then is the cursor advanced, with the counts, in
 //! the job's conditional save.
+//!
+//! Pacing: a job keeps at most `queue_ahead_secs` of its number's sending queued (at the
+//! deliver worker's rate for the number, `paced_until_ms`): the planner waits before the
+//! next page until what it queued is that close to being sent. Without it, a list released
+//! all at once would be queued in minutes and sent over far longer, and a pause (by the API,
+//! a paused template, a RED quality rating) would stop nothing already queued.
 
 use std::collections::HashMap;
 
@@ -55,6 +61,36 @@ pub struct PlannerConfig {
     /// The tier assumed while no webhook has told the portfolio's (Meta's default for a new
     /// portfolio is 250).
     pub default_tier: MessagingLimit,
+    /// How far ahead of its number's sending rate a job queues (seconds): the queue holds
+    /// at most this much of its sends at a time, so a pause (by the API, a paused template,
+    /// a RED quality rating) stops its sends within about this time. 0: as fast as the
+    /// planner goes (a pause then leaves whatever was queued to go).
+    pub queue_ahead_secs: i64,
+    /// Messages per second a number sends at (the deliver worker's `PACING_DEFAULT_MPS`).
+    pub default_mps: u32,
+    /// Per-number rates (phone number id → messages per second; `PACING_NUMBER_MPS`).
+    pub number_mps: HashMap<String, u32>,
+}
+
+impl PlannerConfig {
+    /// The rate `phone_number_id` sends at.
+    pub fn mps_of(&self, phone_number_id: &str) -> u32 {
+        self.number_mps
+            .get(phone_number_id)
+            .copied()
+            .unwrap_or(self.default_mps)
+            .max(1)
+    }
+
+    /// How long (ms) a job must wait at `now_ms` before it may queue more: until its queued
+    /// sends are within `queue_ahead_secs` of being sent. `None`: it may queue now.
+    fn pacing_wait_ms(&self, b: &Broadcast, now_ms: i64) -> Option<i64> {
+        if self.queue_ahead_secs <= 0 {
+            return None;
+        }
+        let ahead = b.paced_until_ms - now_ms;
+        (ahead > self.queue_ahead_secs * 1000).then(|| ahead - self.queue_ahead_secs * 1000)
+    }
 }
 
 impl Default for PlannerConfig {
@@ -68,6 +104,9 @@ impl Default for PlannerConfig {
             recheck_secs: 60,
             retention_secs: 30 * 86_400,
             default_tier: MessagingLimit::Tier250,
+            queue_ahead_secs: 30,
+            default_mps: crate::pacing::DEFAULT_LIMIT,
+            number_mps: HashMap::new(),
         }
     }
 }
@@ -184,7 +223,9 @@ where
             b.limit_wait_until = None;
             changed = true;
         }
-        let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() {
+        let paced = cfg.pacing_wait_ms(&b, d.clock.now_ms());
+        let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() && paced.is_none()
+        {
             match plan_page(d, cfg, &mut b, now, marketing, def.as_ref()).await? {
                 Page::Planned => true,
                 Page::Busy { after_secs } => {
@@ -222,6 +263,9 @@ where
         }
         if let Some(t) = b.limit_wait_until {
             next = next.min(t);
+        }
+        if let Some(wait_ms) = paced.filter(|_| b.cursor < b.released) {
+            next = next.min(now + (wait_ms + 999).div_euclid(1000));
         }
         if b.settled < b.cursor {
             next = next.min(now + cfg.recheck_secs);
@@ -526,6 +570,10 @@ where
         d.store.create_sends(&sends, first_attempt).await?;
         let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
         d.outbound.enqueue_batch(&jobs).await?;
+        // The number sends them at its rate, after what this job queued before.
+        let rate = i64::from(cfg.mps_of(&b.phone_number_id));
+        let n = i64::try_from(sends.len()).unwrap_or(i64::MAX);
+        b.paced_until_ms = b.paced_until_ms.max(now_ms) + n.saturating_mul(1000) / rate;
     }
     entries.truncate(cut);
     for (e, dec) in entries.iter_mut().zip(decided) {

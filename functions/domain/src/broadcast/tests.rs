@@ -749,6 +749,47 @@ async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
 }
 
 #[tokio::test]
+async fn a_job_queues_only_a_little_ahead_of_its_numbers_rate_so_a_pause_stops_it_soon() {
+    let mut w = World::new(Some("TIER_UNLIMITED")).await;
+    w.cfg.default_mps = 80;
+    w.cfg.queue_ahead_secs = 30;
+    let id = w
+        .create(recipients(10_000), json!({"all_at_once": true}))
+        .await;
+    // Queued at most 30 s of sending ahead (and a page): not all 10,000 at once.
+    let bound = |elapsed: i64| (80 * (30 + elapsed) + 100) as usize;
+    w.drive(T0 + 1, true).await;
+    let first = w.mem.jobs().len();
+    assert!((2_400..=bound(1)).contains(&first), "{first}");
+    w.drive(T0 + 60, true).await;
+    let at_60 = w.mem.jobs().len();
+    assert!((80 * 60..=bound(60)).contains(&at_60), "{at_60}");
+    // Paused: nothing more is queued, so at most ~30 s of sends were left to go.
+    create::pause(&w.mem, &id).await.unwrap();
+    w.drive(T0 + 3600, true).await;
+    assert_eq!(w.mem.jobs().len(), at_60);
+    // Resumed: the rest goes, at the number's pace.
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    let resumed_at = w.now();
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.mem.jobs().len(), 10_000);
+    let took = w
+        .mem
+        .store
+        .sends()
+        .iter()
+        .map(|s| s.created_at_ms / 1000)
+        .max()
+        .unwrap()
+        - resumed_at;
+    let left = (10_000 - at_60) as i64;
+    assert!(
+        took >= left / 80 - 30 - 2,
+        "{took} s for {left} sends at 80/s"
+    );
+}
+
+#[tokio::test]
 async fn api_pause_and_a_red_quality_rating_stop_planning() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
