@@ -6,7 +6,8 @@
 //! [`crate::ports::InboundStore::record_consent`]):
 //! - `all`: a STOP / START keyword, or the API. An opt-out stops every business message.
 //! - `marketing`: WhatsApp's own "stop marketing messages" control (`user_preferences`), a
-//!   131050, or the API (an explicit opt-in from a web form, a checkout, …).
+//!   131050, a tap on a template's opt-out button ("Stop promotions", [`crate::optout`]), or
+//!   the API (an explicit opt-in from a web form, a checkout, …).
 //!
 //! The rules, newest wins and a tie goes to the opt-out (not sending is the safe side):
 //! - [`Purpose::Other`] (session messages, utility and authentication templates): refused while

@@ -29,7 +29,7 @@ use crate::window::WindowUpdate;
 pub struct InboundConfig {
     /// How long history items (messages, statuses, events) are kept, in seconds.
     pub retention_secs: i64,
-    /// Opt-out and opt-in keywords.
+    /// Opt-out and opt-in keywords, and opt-out buttons.
     pub keywords: Keywords,
 }
 
@@ -116,13 +116,18 @@ async fn message<S: InboundStore>(
             .advance_window(pnid, &key, who, &update, m.profile_name.as_deref())
             .await?;
     }
-    if let Some(consent) = m.keyword_text().and_then(|t| cfg.keywords.classify(t)) {
+    // Typed keywords change scope `all`; a template's opt-out button, `marketing`; an
+    // interactive reply nothing (the module docs of `optout` say why).
+    if let Some(change) = m
+        .consent_text()
+        .and_then(|t| cfg.keywords.consent_change(t))
+    {
         store
             .record_consent(&ConsentRecord {
                 phone_number_id: pnid.to_owned(),
                 customer: key.clone(),
-                scope: "all".into(),
-                consent,
+                scope: change.scope.into(),
+                consent: change.consent,
                 source: ConsentSource::Keyword,
                 at: m.timestamp,
                 detail: None,
@@ -531,14 +536,48 @@ mod tests {
         )
     }
 
+    /// A message of Ana's whose content is `content` (`"type":"…","…":{…}`).
+    fn from_ana(wamid: &str, ts: i64, content: &str) -> Vec<InboundEvent> {
+        webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"profile":{{"name":"Ana"}},"wa_id":"5511999","user_id":"BR.42"}}],"messages":[{{"from":"5511999","from_user_id":"BR.42","id":"{wamid}","timestamp":"{ts}",{content}}}]}}"#
+            ),
+            "messages",
+        )
+    }
+
+    /// A tap on a template's quick-reply button.
+    fn template_button(wamid: &str, ts: i64, text: &str, payload: &str) -> Vec<InboundEvent> {
+        from_ana(
+            wamid,
+            ts,
+            &format!(r#""type":"button","button":{{"payload":"{payload}","text":"{text}"}}"#),
+        )
+    }
+
+    /// A tap on an interactive reply button (`button_reply`).
+    fn reply_button(wamid: &str, ts: i64, id: &str, title: &str) -> Vec<InboundEvent> {
+        from_ana(
+            wamid,
+            ts,
+            &format!(
+                r#""type":"interactive","interactive":{{"type":"button_reply","button_reply":{{"id":"{id}","title":"{title}"}}}}"#
+            ),
+        )
+    }
+
     async fn apply_all(store: &InMemoryStore, events: &[InboundEvent]) -> Vec<Applied> {
+        apply_with(store, events, &InboundConfig::default()).await
+    }
+
+    async fn apply_with(
+        store: &InMemoryStore,
+        events: &[InboundEvent],
+        cfg: &InboundConfig,
+    ) -> Vec<Applied> {
         let mut out = Vec::new();
         for e in events {
-            out.push(
-                apply(store, e, &InboundConfig::default(), T0 + 10)
-                    .await
-                    .unwrap(),
-            );
+            out.push(apply(store, e, cfg, T0 + 10).await.unwrap());
         }
         out
     }
@@ -620,6 +659,137 @@ mod tests {
             store.consent_of(PNID, &key(), "all").unwrap().consent,
             Consent::OptedIn
         );
+    }
+
+    #[tokio::test]
+    async fn typed_generic_stop_words_still_opt_out_of_everything() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.c", T0, "cancel", "")).await;
+        let c = store.consent_of(PNID, &key(), "all").unwrap();
+        assert_eq!(
+            (c.consent, c.source, c.at),
+            (Consent::OptedOut, ConsentSource::Keyword, T0)
+        );
+        assert_eq!(store.consent_of(PNID, &key(), "marketing"), None);
+    }
+
+    #[tokio::test]
+    async fn an_interactive_cancel_button_changes_no_consent_and_the_reply_goes_out() {
+        use crate::outbound::SendKind;
+        use crate::outbound::policy::check;
+        let store = InMemoryStore::default();
+        // Meta's own example of a button reply, then a list row and a button titled STOP: the
+        // business's menu, whatever its words.
+        let mut events = reply_button("wamid.i1", T0, "cancel-button", "Cancel");
+        events.extend(from_ana(
+            "wamid.i2",
+            T0 + 1,
+            r#""type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"q","title":"Quit"}}"#,
+        ));
+        events.extend(reply_button("wamid.i3", T0 + 2, "s", "STOP"));
+        assert_eq!(
+            apply_all(&store, &events).await,
+            vec![Applied::NewMessage; 3]
+        );
+        let consents = store.consents(PNID, &key()).await.unwrap();
+        assert_eq!(consents, vec![]);
+        let w = store.window_of(PNID, &key()).unwrap();
+        assert_eq!(
+            check(SendKind::Session, Some(&w), &consents, T0 + 10, 60),
+            Ok(()),
+            "the business answers the tap"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_promotions_button_opts_out_of_marketing_only() {
+        use crate::outbound::SendKind;
+        use crate::outbound::policy::{Refusal, check_for};
+        let store = InMemoryStore::default();
+        apply_all(
+            &store,
+            &template_button("wamid.b", T0, "Stop promotions", "Stop promotions"),
+        )
+        .await;
+        let c = store.consent_of(PNID, &key(), "marketing").unwrap();
+        assert_eq!(
+            (c.consent, c.source, c.at),
+            (Consent::OptedOut, ConsentSource::Keyword, T0)
+        );
+        assert_eq!(store.consent_of(PNID, &key(), "all"), None);
+        let consents = store.consents(PNID, &key()).await.unwrap();
+        let w = store.window_of(PNID, &key()).unwrap();
+        let now = T0 + 10;
+        assert_eq!(
+            check_for(SendKind::Template, true, Some(&w), &consents, now, 60),
+            Err(Refusal::OptedOut {
+                scope: "marketing".into()
+            }),
+            "a marketing template is refused"
+        );
+        assert_eq!(
+            check_for(SendKind::Template, false, Some(&w), &consents, now, 60),
+            Ok(()),
+            "a utility template goes out"
+        );
+        assert_eq!(
+            check_for(SendKind::Session, false, Some(&w), &consents, now, 60),
+            Ok(()),
+            "a reply goes out"
+        );
+    }
+
+    #[tokio::test]
+    async fn generic_words_on_a_template_button_change_no_consent() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &template_button("wamid.b1", T0, "Cancel", "cancel")).await;
+        apply_all(&store, &template_button("wamid.b2", T0 + 1, "End", "QUIT")).await;
+        assert_eq!(store.consents(PNID, &key()).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_voltar_or_iniciar_button_does_not_opt_back_in() {
+        let store = InMemoryStore::default();
+        apply_all(&store, &text("wamid.s", T0, "SAIR", "")).await;
+        apply_all(
+            &store,
+            &template_button("wamid.v", T0 + 1, "Voltar", "Voltar"),
+        )
+        .await;
+        apply_all(&store, &reply_button("wamid.i", T0 + 2, "menu", "Iniciar")).await;
+        let c = store.consent_of(PNID, &key(), "all").unwrap();
+        assert_eq!((c.consent, c.at), (Consent::OptedOut, T0));
+        // Typed, it still does.
+        apply_all(&store, &text("wamid.t", T0 + 3, "voltar", "")).await;
+        assert_eq!(
+            store.consent_of(PNID, &key(), "all").unwrap().consent,
+            Consent::OptedIn
+        );
+    }
+
+    #[tokio::test]
+    async fn the_opt_out_buttons_come_from_the_config() {
+        use crate::optout::{DEFAULT_START, DEFAULT_STOP};
+        let cfg = InboundConfig {
+            keywords: Keywords::parse(DEFAULT_STOP, DEFAULT_START, "Sair das promoções"),
+            ..InboundConfig::default()
+        };
+        let store = InMemoryStore::default();
+        apply_with(
+            &store,
+            &template_button("wamid.en", T0, "Stop promotions", "promo-stop"),
+            &cfg,
+        )
+        .await;
+        assert_eq!(store.consents(PNID, &key()).await.unwrap(), vec![]);
+        apply_with(
+            &store,
+            &template_button("wamid.pt", T0 + 1, "Sair das promoções", "promo-stop"),
+            &cfg,
+        )
+        .await;
+        let c = store.consent_of(PNID, &key(), "marketing").unwrap();
+        assert_eq!((c.consent, c.at), (Consent::OptedOut, T0 + 1));
     }
 
     #[tokio::test]

@@ -162,7 +162,9 @@ pub enum Consent {
 pub enum ConsentSource {
     /// A `user_preferences` webhook (WhatsApp's own "stop marketing messages" control).
     UserPreferences,
-    /// A keyword such as STOP in a customer's message.
+    /// A keyword such as STOP a customer typed (scope `all`), or a tap on a template's
+    /// opt-out button such as "Stop promotions" (scope `marketing`); see [`crate::optout`].
+    /// One source for both, so a record stays readable by a deployment that predates buttons.
     Keyword,
     /// A send failed with 131050 (the user stopped marketing messages).
     Error131050,
@@ -189,7 +191,8 @@ pub struct ConsentRecord {
     pub phone_number_id: String,
     /// The customer.
     pub customer: CustomerKey,
-    /// `marketing` (WhatsApp's preference, 131050) or `all` (a STOP keyword).
+    /// `marketing` (WhatsApp's preference, 131050, an opt-out button) or `all` (a STOP
+    /// keyword).
     pub scope: String,
     /// Stop or resume.
     pub consent: Consent,

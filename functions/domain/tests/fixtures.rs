@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use wa_domain::event::{EventKind, InboundEvent};
 use wa_domain::model::{
-    ApiError, FieldUpdate, IdentityChange, InboundMessage, Interactive, MessageContent,
-    PreferenceValue, StatusReport, StatusValue, UserPreference,
+    ApiError, ConsentText, FieldUpdate, IdentityChange, InboundMessage, Interactive,
+    MessageContent, PreferenceValue, StatusReport, StatusValue, UserPreference,
 };
+use wa_domain::optout::{ConsentChange, Keywords};
+use wa_domain::ports::Consent;
 use wa_domain::status::DeliveryStatus;
 use wa_domain::webhook;
 
@@ -220,7 +222,7 @@ fn pywa_messages() {
     assert_eq!(m.timestamp, 1_697_043_223);
     assert_eq!(m.from.as_deref(), Some("972987654321"));
     assert_eq!(m.profile_name.as_deref(), Some("Test Name"));
-    assert_eq!(m.keyword_text(), Some("Body Text"));
+    assert_eq!(m.consent_text(), Some(ConsentText::Typed("Body Text")));
     assert!(m.opens_window());
     assert!(!m.from_referral());
 
@@ -405,7 +407,11 @@ fn pywa_buttons_lists_and_flows() {
             title: Some("title".into())
         })
     );
-    assert_eq!(m.keyword_text(), Some("title"));
+    assert_eq!(
+        m.consent_text(),
+        None,
+        "a reply button's title is the business's own words"
+    );
     let m = message(&ex, "quick_reply");
     assert_eq!(
         m.content,
@@ -414,7 +420,13 @@ fn pywa_buttons_lists_and_flows() {
             text: Some("title".into())
         }
     );
-    assert_eq!(m.keyword_text(), Some("title"));
+    assert_eq!(
+        m.consent_text(),
+        Some(ConsentText::TemplateButton {
+            text: Some("title"),
+            payload: Some("callback_data")
+        })
+    );
     assert!(m.context.is_some());
     let m = message(&ex, "quick_reply_without_context");
     assert_eq!(m.from_user_id.as_deref(), Some("US.13491208655302741918"));
@@ -643,7 +655,7 @@ fn pywa_calls_are_kept_whole() {
         };
         assert_eq!(kind, "call_permission_reply");
         assert!(raw.contains(&format!(r#""response":"{response}""#)));
-        assert_eq!(m.keyword_text(), None);
+        assert_eq!(m.consent_text(), None);
         assert!(m.opens_window());
     }
 
@@ -861,7 +873,10 @@ fn meta_openapi_webhook_examples() {
     assert_eq!(counts(&ex), expected);
 
     let m = message(&ex, "Text Message");
-    assert_eq!(m.keyword_text(), Some("Does it come in another color?"));
+    assert_eq!(
+        m.consent_text(),
+        Some(ConsentText::Typed("Does it come in another color?"))
+    );
     assert_eq!(
         m.timestamp, 1_749_416_383,
         "v23 sends timestamps as strings"
@@ -920,10 +935,18 @@ fn meta_openapi_webhook_examples() {
     assert!(matches!(m.content, MessageContent::Unsupported { .. }));
     assert_eq!(m.errors[0].code, 131_051);
 
+    // Meta's template quick-reply "Unsubscribe" is an opt-out button: marketing only.
+    let keywords = Keywords::default();
     let m = message(&ex, "Button Message");
-    assert_eq!(m.keyword_text(), Some("Unsubscribe"));
     assert!(
         matches!(&m.content, MessageContent::Button { payload, .. } if payload.as_deref() == Some("Unsubscribe"))
+    );
+    assert_eq!(
+        m.consent_text().and_then(|t| keywords.consent_change(t)),
+        Some(ConsentChange {
+            scope: "marketing",
+            consent: Consent::OptedOut
+        })
     );
 
     let MessageContent::Interactive(i) = &message(&ex, "Interactive List Reply Message").content
@@ -931,8 +954,24 @@ fn meta_openapi_webhook_examples() {
         panic!()
     };
     assert_eq!(i.reply_id(), Some("priority_express"));
+    // Meta's reply button {"id":"cancel-button","title":"Cancel"} is the business's own menu:
+    // tapping it is no opt-out, though typed "Cancel" is.
     let m = message(&ex, "Interactive Button Reply Message");
-    assert_eq!(m.keyword_text(), Some("Cancel"));
+    let MessageContent::Interactive(i) = &m.content else {
+        panic!("{:?}", m.content)
+    };
+    assert_eq!(
+        (i.reply_id(), i.reply_title()),
+        (Some("cancel-button"), Some("Cancel"))
+    );
+    assert_eq!(m.consent_text(), None);
+    assert_eq!(
+        keywords.consent_change(ConsentText::Typed("Cancel")),
+        Some(ConsentChange {
+            scope: "all",
+            consent: Consent::OptedOut
+        })
+    );
 
     let MessageContent::Order(o) = &message(&ex, "Order Message").content else {
         panic!()

@@ -4,7 +4,7 @@ mod handler;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use wa_domain::inbound::InboundConfig;
-use wa_domain::optout::{DEFAULT_START, DEFAULT_STOP, Keywords};
+use wa_domain::optout::{DEFAULT_START, DEFAULT_STOP, DEFAULT_STOP_BUTTONS, Keywords};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,6 +19,7 @@ async fn main() -> Result<(), Error> {
         keywords: Keywords::parse(
             &wa_edge::optional("OPT_OUT_KEYWORDS", DEFAULT_STOP),
             &wa_edge::optional("OPT_IN_KEYWORDS", DEFAULT_START),
+            &wa_edge::optional("OPT_OUT_BUTTONS", DEFAULT_STOP_BUTTONS),
         ),
     };
     run(service_fn(move |ev: LambdaEvent<_>| {

@@ -14,6 +14,22 @@ use super::lenient;
 use super::{ApiError, ModelError, parse_item};
 use crate::clock::lenient_unix;
 
+/// What a customer's message says that may change their consent, by where the words came
+/// from: the two are matched against different lists ([`crate::optout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentText<'a> {
+    /// A `text` message's body, as the customer typed it.
+    Typed(&'a str),
+    /// A tap on a template's quick-reply button (`type: button`): its label and the payload
+    /// the business set on it, either of which may be missing (never both).
+    TemplateButton {
+        /// The button's label, as the customer saw it.
+        text: Option<&'a str>,
+        /// The payload the business set on the button when it sent the template.
+        payload: Option<&'a str>,
+    },
+}
+
 /// A message a customer sent, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundMessage {
@@ -218,16 +234,21 @@ impl InboundMessage {
         self.referral.is_some()
     }
 
-    /// The text an opt-out keyword is matched against: a text body, a template button's text
-    /// (else its payload), or the title of a button or list reply.
-    pub fn keyword_text(&self) -> Option<&str> {
+    /// The words a consent change is looked for in ([`crate::optout`]), by where they came
+    /// from: a text body the customer typed, or a tap on a template's quick-reply button.
+    /// Interactive replies (a button or list row's title) give `None`: they are the business's
+    /// own menu, so a "Cancel" or "Voltar" there is not the customer asking to stop or resume.
+    pub fn consent_text(&self) -> Option<ConsentText<'_>> {
+        fn non_empty(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|t| !t.trim().is_empty())
+        }
         match &self.content {
-            MessageContent::Text { body } => Some(body),
-            MessageContent::Button { payload, text } => text
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .or(payload.as_deref()),
-            MessageContent::Interactive(i) => i.reply_title(),
+            MessageContent::Text { body } => Some(ConsentText::Typed(body)),
+            MessageContent::Button { payload, text } => {
+                let (text, payload) = (non_empty(text), non_empty(payload));
+                (text.is_some() || payload.is_some())
+                    .then_some(ConsentText::TemplateButton { text, payload })
+            }
             _ => None,
         }
     }
@@ -1059,7 +1080,7 @@ mod tests {
         assert_eq!(m.type_name(), "poll_creation");
         assert!(!m.content.is_malformed());
         assert!(m.opens_window());
-        assert_eq!(m.keyword_text(), None);
+        assert_eq!(m.consent_text(), None);
     }
 
     #[test]
@@ -1114,7 +1135,7 @@ mod tests {
         let item = r#"{"from":"1","id":"wamid.A","timestamp":"5","type":"text","text":{"body":"STOP"},"context":{"from":"1555","id":"wamid.B","referred_product":{"catalog_id":"c","product_retailer_id":"p"}}}"#;
         let contact = r#"{"profile":{"name":"Sheena","username":"@sheena"},"wa_id":"1"}"#;
         let m = InboundMessage::parse(item, Some(contact)).unwrap();
-        assert_eq!(m.keyword_text(), Some("STOP"));
+        assert_eq!(m.consent_text(), Some(ConsentText::Typed("STOP")));
         assert_eq!(m.profile_name.as_deref(), Some("Sheena"));
         assert_eq!(m.username.as_deref(), Some("@sheena"));
         let ctx = m.context.unwrap();
@@ -1151,25 +1172,43 @@ mod tests {
     }
 
     #[test]
-    fn keyword_text_covers_buttons_and_replies() {
+    fn consent_text_is_typed_text_or_a_template_button_never_an_interactive_reply() {
+        let button = |text, payload| Some(ConsentText::TemplateButton { text, payload });
         let m =
             msg(r#","type":"button","button":{"payload":"Unsubscribe","text":"Stop promotions"}"#);
-        assert_eq!(m.keyword_text(), Some("Stop promotions"));
-        let m = msg(r#","type":"button","button":{"payload":"Unsubscribe","text":""}"#);
-        assert_eq!(m.keyword_text(), Some("Unsubscribe"));
+        assert_eq!(
+            m.consent_text(),
+            button(Some("Stop promotions"), Some("Unsubscribe"))
+        );
+        let m = msg(r#","type":"button","button":{"payload":"Unsubscribe","text":" "}"#);
+        assert_eq!(m.consent_text(), button(None, Some("Unsubscribe")));
         let m = msg(r#","type":"button","button":{"payload":"STOP"}"#);
-        assert_eq!(m.keyword_text(), Some("STOP"));
+        assert_eq!(m.consent_text(), button(None, Some("STOP")));
+        let m = msg(r#","type":"button","button":{"text":"Parar promoções","payload":""}"#);
+        assert_eq!(m.consent_text(), button(Some("Parar promoções"), None));
+        assert_eq!(
+            msg(r#","type":"button","button":{}"#).consent_text(),
+            None,
+            "a button with neither text nor payload says nothing"
+        );
+        // Button and list replies are the business's own menu: their titles are not the
+        // customer's words.
         let m = msg(
             r#","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"r1","title":"Opt out","description":"d"}}"#,
         );
-        assert_eq!(m.keyword_text(), Some("Opt out"));
+        assert_eq!(m.consent_text(), None);
         let MessageContent::Interactive(i) = &m.content else {
             panic!()
         };
         assert_eq!(i.reply_id(), Some("r1"));
+        assert_eq!(i.reply_title(), Some("Opt out"));
         assert_eq!(i.kind(), "list_reply");
+        let m = msg(
+            r#","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"stop","title":"STOP"}}"#,
+        );
+        assert_eq!(m.consent_text(), None);
         let m = msg(r#","type":"image","image":{"id":"1","caption":"STOP"}"#);
-        assert_eq!(m.keyword_text(), None, "captions are not keywords");
+        assert_eq!(m.consent_text(), None, "captions are not keywords");
     }
 
     #[test]
@@ -1193,7 +1232,7 @@ mod tests {
         };
         assert_eq!(kind, "call_permission_reply");
         assert!(raw.contains(r#""response":"accept""#));
-        assert_eq!(m.keyword_text(), None);
+        assert_eq!(m.consent_text(), None);
         // A known interactive type without its reply object is kept as Other.
         let m = msg(r#","type":"interactive","interactive":{"type":"button_reply"}"#);
         assert!(matches!(

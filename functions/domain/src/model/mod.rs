@@ -27,9 +27,10 @@ pub use field::{
     TemplateComponents, TemplateQuality, TemplateStatus, UserPreference, VolumeTier,
 };
 pub use message::{
-    ContactAddress, ContactEmail, ContactName, ContactOrg, ContactPhone, ContactUrl, Context,
-    Identity, IdentityChange, InboundMessage, Interactive, Location, Media, MessageContent, Order,
-    ProductItem, Reaction, Referral, ReferredProduct, SharedContact, System, WelcomeMessage,
+    ConsentText, ContactAddress, ContactEmail, ContactName, ContactOrg, ContactPhone, ContactUrl,
+    Context, Identity, IdentityChange, InboundMessage, Interactive, Location, Media,
+    MessageContent, Order, ProductItem, Reaction, Referral, ReferredProduct, SharedContact, System,
+    WelcomeMessage,
 };
 pub use status::{Conversation, Pricing, StatusReport, StatusValue};
 

@@ -97,9 +97,10 @@ impl Refusal {
 /// - A STOP-style keyword (scope `all`) stops every send, except that a customer who wrote
 ///   again after it is in a conversation with the business: session replies inside the
 ///   window go out (templates still do not).
-/// - WhatsApp's "stop marketing messages" (scope `marketing`, from `user_preferences` or a
-///   131050) stops templates that need marketing consent (`marketing`: the registry's
-///   category says so, or the template is not known — not sending is the safe side).
+/// - WhatsApp's "stop marketing messages" (scope `marketing`, from `user_preferences`, a
+///   131050 or a template's opt-out button) stops templates that need marketing consent
+///   (`marketing`: the registry's category says so, or the template is not known — not
+///   sending is the safe side).
 /// - The newest record wins (an opt-in after an opt-out resumes sends).
 fn opted_out(
     kind: SendKind,
