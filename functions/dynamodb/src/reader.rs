@@ -301,7 +301,7 @@ impl ConversationReader for DynamoStore {
             CustomerKey::Phone(p) => Ok(self
                 .get_alias(pnid, p, true)
                 .await?
-                .unwrap_or_else(|| asked.clone())),
+                .map_or_else(|| asked.clone(), |a| a.customer)),
             CustomerKey::Bsuid(_) => Ok(asked.clone()),
         }
     }
