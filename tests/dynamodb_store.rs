@@ -343,9 +343,10 @@ async fn bsuid_and_phone_resolve_to_one_customer() {
 
     let before = store.metrics().snapshot();
     assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    // Read the alias, put it, read the phone's consents and window (none here), mark it.
     assert_eq!(
         cost(&store, before, "resolve_customer (new alias)"),
-        rw(1, 1)
+        rw(3, 2)
     );
     let before = store.metrics().snapshot();
     assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
@@ -410,6 +411,319 @@ async fn bsuid_and_phone_resolve_to_one_customer() {
         fake.resolve_customer(PNID, &phone_only).await.unwrap(),
         bsuid
     );
+}
+
+/// What a [`DynamoStore`] built on a [`Spy`]'s client asked for, and what it is told to fail.
+#[derive(Debug, Default)]
+struct SpyState {
+    /// `ConsistentRead` of each GetItem of a phone alias, in order.
+    alias_reads: Vec<bool>,
+    /// Fail every Query (before it is sent) while set.
+    fail_queries: bool,
+    /// Fail every UpdateItem (before it is sent) while set.
+    fail_updates: bool,
+}
+
+/// An SDK interceptor that watches the store's requests before they are sent.
+#[derive(Debug, Default, Clone)]
+struct Spy(std::sync::Arc<std::sync::Mutex<SpyState>>);
+
+impl aws_sdk_dynamodb::config::Intercept for Spy {
+    fn name(&self) -> &'static str {
+        "Spy"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_sdk_dynamodb::operation::{
+            get_item::GetItemInput, query::QueryInput, update_item::UpdateItemInput,
+        };
+        let mut state = self.0.lock().unwrap();
+        let input = context.input();
+        if let Some(get) = input.downcast_ref::<GetItemInput>() {
+            let pk = get
+                .key()
+                .and_then(|k| k.get("pk"))
+                .and_then(|v| v.as_s().ok());
+            if pk.is_some_and(|pk| pk.starts_with("ALIAS#")) {
+                state.alias_reads.push(get.consistent_read() == Some(true));
+            }
+        }
+        if state.fail_queries && input.downcast_ref::<QueryInput>().is_some() {
+            return Err("the spy fails this Query".into());
+        }
+        if state.fail_updates && input.downcast_ref::<UpdateItemInput>().is_some() {
+            return Err("the spy fails this UpdateItem".into());
+        }
+        Ok(())
+    }
+}
+
+/// A second store on `table` whose requests pass through a [`Spy`].
+async fn spied_store(table: &str) -> (DynamoStore, Spy) {
+    let spy = Spy::default();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&wa_tests::moto_config().await)
+        .interceptor(spy.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(conf);
+    (DynamoStore::new(client, table), spy)
+}
+
+/// A keyword consent record of `customer`.
+fn consent_record(customer: &CustomerKey, scope: &str, consent: Consent, at: i64) -> ConsentRecord {
+    ConsentRecord {
+        phone_number_id: PNID.into(),
+        customer: customer.clone(),
+        scope: scope.into(),
+        consent,
+        source: ConsentSource::Keyword,
+        at,
+        detail: None,
+    }
+}
+
+/// What the store holds for a customer looked up as `asked`: the key found, its consents
+/// (sorted by scope) and its window.
+async fn customer_state<S: ConversationReader + SendStore>(
+    store: &S,
+    asked: &CustomerKey,
+) -> (
+    CustomerKey,
+    Vec<ConsentRecord>,
+    Option<wa_domain::window::Window>,
+) {
+    let key = store.lookup_customer(PNID, asked).await.unwrap();
+    let mut consents = store.consents(PNID, &key).await.unwrap();
+    consents.sort_by(|a, b| a.scope.cmp(&b.scope));
+    let window = store.window(PNID, &key).await.unwrap().map(|w| w.0);
+    (key, consents, window)
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn an_opt_out_by_phone_alone_holds_once_the_phone_is_a_bsuid_alias() {
+    use wa_domain::consent::{Blocked, Purpose, may_send};
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let phone = CustomerKey::Phone("16505551234".into());
+    let bsuid = CustomerKey::Bsuid("US.13491208655302741918".into());
+    let phone_only = who(None, Some("16505551234"));
+    let bsuid_only = who(Some("US.13491208655302741918"), None);
+    let both = who(Some("US.13491208655302741918"), Some("16505551234"));
+
+    // Before Meta sends the BSUID with the phone: a STOP and a marketing opt-out by phone,
+    // and an ad's message under the phone; a newer marketing opt-in and message under the
+    // BSUID alone (a message without a phone).
+    let stop = consent_record(&phone, "all", Consent::OptedOut, 1_000);
+    let phone_marketing = consent_record(&phone, "marketing", Consent::OptedOut, 1_100);
+    let bsuid_opt_in = ConsentRecord {
+        source: ConsentSource::Api,
+        detail: Some(ConsentDetail {
+            origin: "checkout".into(),
+            proof: Some("form v3".into()),
+        }),
+        ..consent_record(&bsuid, "marketing", Consent::OptedIn, 1_200)
+    };
+    let before = store.metrics().snapshot();
+    store.record_consent(&stop).await.unwrap();
+    assert_eq!(
+        cost(&store, before, "record_consent (phone, no alias)"),
+        rw(1, 1),
+        "a consent under a phone reads the phone's alias after writing"
+    );
+    store.record_consent(&phone_marketing).await.unwrap();
+    store.record_consent(&bsuid_opt_in).await.unwrap();
+    let phone_ad = WindowUpdate::for_message(900, true);
+    let bsuid_msg = WindowUpdate::for_message(2_000, false);
+    store
+        .advance_window(PNID, &phone, &phone_only, &phone_ad, None)
+        .await
+        .unwrap();
+    store
+        .advance_window(PNID, &bsuid, &bsuid_only, &bsuid_msg, None)
+        .await
+        .unwrap();
+    for c in [&stop, &phone_marketing, &bsuid_opt_in] {
+        fake.record_consent(c).await.unwrap();
+    }
+    fake.advance_window(PNID, &phone, &phone_only, &phone_ad, None)
+        .await
+        .unwrap();
+    fake.advance_window(PNID, &bsuid, &bsuid_only, &bsuid_msg, None)
+        .await
+        .unwrap();
+    assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), phone);
+
+    let before = store.metrics().snapshot();
+    assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    // Alias read and put; the phone's consents and window read; two consents and the
+    // window's two attributes copied (the older marketing opt-out's condition fails); marked.
+    assert_eq!(
+        cost(&store, before, "resolve_customer (new alias, carried over)"),
+        rw(3, 6)
+    );
+    fake.resolve_customer(PNID, &both).await.unwrap();
+
+    let stop_for_bsuid = ConsentRecord {
+        customer: bsuid.clone(),
+        ..stop.clone()
+    };
+    for asked in [&phone, &bsuid] {
+        let (key, consents, window) = customer_state(&store, asked).await;
+        assert_eq!(key, bsuid, "asked by {asked:?}");
+        assert_eq!(
+            consents,
+            vec![stop_for_bsuid.clone(), bsuid_opt_in.clone()],
+            "asked by {asked:?}: the STOP came along; the newer opt-in was not overwritten"
+        );
+        assert_eq!(
+            may_send(&consents, Purpose::Marketing, false),
+            Err(Blocked::OptedOut("all"))
+        );
+        assert_eq!(
+            window,
+            Some(wa_domain::window::Window {
+                last_inbound_at: Some(2_000),
+                customer_service_until: Some(2_000 + CUSTOMER_SERVICE_SECS),
+                free_entry_point_until: Some(900 + FREE_ENTRY_POINT_SECS),
+            }),
+            "asked by {asked:?}: the ad's window came along; the newer one did not move back"
+        );
+        assert_eq!(
+            (key, consents, window),
+            customer_state(&fake, asked).await,
+            "the fake agrees"
+        );
+    }
+    // The phone's own records stay (a reader with a stale alias still sees the STOP).
+    assert_eq!(
+        store.consent(PNID, &phone, "all").await.unwrap(),
+        Some(stop.clone())
+    );
+
+    // Known and carried over: one read, as before.
+    let before = store.metrics().snapshot();
+    assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    assert_eq!(
+        cost(&store, before, "resolve_customer (known alias)"),
+        rw(1, 0)
+    );
+
+    // A writer that resolved the phone before the alias existed (send-api's PUT by phone,
+    // a 131050 for an old send) writes under the phone after the copy: the BSUID gets it.
+    let late = consent_record(&phone, "marketing", Consent::OptedOut, 1_300);
+    store.record_consent(&late).await.unwrap();
+    fake.record_consent(&late).await.unwrap();
+    let expected = ConsentRecord {
+        customer: bsuid.clone(),
+        ..late
+    };
+    assert_eq!(
+        store.consent(PNID, &bsuid, "marketing").await.unwrap(),
+        Some(expected.clone())
+    );
+    assert_eq!(fake.consent_of(PNID, &bsuid, "marketing"), Some(expected));
+    // An older one does not overwrite the BSUID's newer record.
+    let stale = consent_record(&phone, "all", Consent::OptedIn, 500);
+    store.record_consent(&stale).await.unwrap();
+    assert_eq!(
+        store.consent(PNID, &bsuid, "all").await.unwrap(),
+        Some(stop_for_bsuid)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_carry_over_cut_short_is_finished_by_the_retry() {
+    let (store, client, table) = fresh_table().await;
+    let (spied, spy) = spied_store(&table).await;
+    let phone = CustomerKey::Phone("4915112345678".into());
+    let bsuid = CustomerKey::Bsuid("DE.77".into());
+    let both = who(Some("DE.77"), Some("4915112345678"));
+    let stop = consent_record(&phone, "all", Consent::OptedOut, 1_000);
+    store.record_consent(&stop).await.unwrap();
+    store
+        .advance_window(
+            PNID,
+            &phone,
+            &who(None, Some("4915112345678")),
+            &WindowUpdate::for_message(900, false),
+            None,
+        )
+        .await
+        .unwrap();
+    let alias_item = || async {
+        raw_partition(&client, &table, &format!("ALIAS#{PNID}#4915112345678"))
+            .await
+            .pop()
+            .unwrap()
+    };
+
+    // The alias is put, then the read of the phone's consents fails: no copy, no mark.
+    spy.0.lock().unwrap().fail_queries = true;
+    assert!(matches!(
+        spied.resolve_customer(PNID, &both).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert_eq!(
+        store.lookup_customer(PNID, &phone).await.unwrap(),
+        bsuid,
+        "the alias exists"
+    );
+    assert_eq!(store.consent(PNID, &bsuid, "all").await.unwrap(), None);
+    assert!(!alias_item().await.contains_key("carried"));
+
+    // A retry gets further: the consents are copied, then the window's update fails.
+    spy.0.lock().unwrap().fail_queries = false;
+    spy.0.lock().unwrap().fail_updates = true;
+    assert!(spied.resolve_customer(PNID, &both).await.is_err());
+    assert!(store.consent(PNID, &bsuid, "all").await.unwrap().is_some());
+    assert_eq!(store.window(PNID, &bsuid).await.unwrap(), None);
+    assert!(!alias_item().await.contains_key("carried"));
+
+    // The next delivery finishes the copy and marks the alias.
+    spy.0.lock().unwrap().fail_updates = false;
+    assert_eq!(spied.resolve_customer(PNID, &both).await.unwrap(), bsuid);
+    assert_eq!(
+        store.consent(PNID, &bsuid, "all").await.unwrap(),
+        Some(ConsentRecord {
+            customer: bsuid.clone(),
+            ..stop
+        })
+    );
+    let (w, _) = store.window(PNID, &bsuid).await.unwrap().unwrap();
+    assert_eq!(w.customer_service_until, Some(900 + CUSTOMER_SERVICE_SECS));
+    assert_eq!(
+        alias_item().await.get("carried"),
+        Some(&AttributeValue::Bool(true))
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn phone_lookups_read_the_alias_strongly_consistent() {
+    let (_, _, table) = fresh_table().await;
+    let (store, spy) = spied_store(&table).await;
+    let phone = CustomerKey::Phone("16505551234".into());
+    let both = who(Some("US.1"), Some("16505551234"));
+    store.resolve_customer(PNID, &both).await.unwrap();
+    spy.0.lock().unwrap().alias_reads.clear();
+    assert_eq!(
+        store.lookup_customer(PNID, &phone).await.unwrap(),
+        CustomerKey::Bsuid("US.1".into())
+    );
+    store
+        .resolve_customer(PNID, &who(None, Some("16505551234")))
+        .await
+        .unwrap();
+    // send-api reads the window and consents strongly consistent next: the alias must be
+    // read the same way, or a phone made an alias a moment ago still resolves to itself.
+    assert_eq!(spy.0.lock().unwrap().alias_reads, vec![true, true]);
 }
 
 #[tokio::test]

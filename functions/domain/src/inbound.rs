@@ -639,6 +639,90 @@ mod tests {
         assert_eq!(store.resolve_customer(PNID, &who).await.unwrap(), key());
     }
 
+    /// A text message that names the customer by phone only (no BSUID yet).
+    fn phone_text(wamid: &str, ts: i64, body: &str, extra: &str) -> Vec<InboundEvent> {
+        webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"wa_id":"5511999"}}],"messages":[{{"from":"5511999","id":"{wamid}","timestamp":"{ts}","type":"text","text":{{"body":"{body}"}}{extra}}}]}}"#
+            ),
+            "messages",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stop_sent_by_phone_alone_still_holds_once_the_customer_has_a_bsuid() {
+        use crate::consent::{Purpose, may_send};
+        use crate::ports::{ConversationReader, SendStore};
+        let store = InMemoryStore::default();
+        let phone = CustomerKey::Phone("5511999".into());
+        let referral = r#","referral":{"source_type":"ad","source_id":"1","ctwa_clid":"x"}"#;
+        apply_all(&store, &phone_text("wamid.ad", T0 - 100, "hi", referral)).await;
+        apply_all(&store, &phone_text("wamid.stop", T0, "STOP", "")).await;
+        assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), phone);
+
+        // Meta now sends the BSUID with the phone: the phone becomes its alias.
+        apply_all(&store, &text("wamid.bsuid", T0 + 60, "hola", "")).await;
+        assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), key());
+        for asked in [phone.clone(), key()] {
+            let found = store.lookup_customer(PNID, &asked).await.unwrap();
+            let consents = store.consents(PNID, &found).await.unwrap();
+            assert!(
+                may_send(&consents, Purpose::Marketing, false).is_err(),
+                "asked by {asked:?}: the STOP must still hold"
+            );
+            let stop = store.consent_of(PNID, &found, "all").unwrap();
+            assert_eq!(
+                (stop.consent, stop.source, stop.at, stop.customer),
+                (Consent::OptedOut, ConsentSource::Keyword, T0, key())
+            );
+        }
+        // The window came along: the ad's 72-hour window opened under the phone.
+        let w = store.window_of(PNID, &key()).unwrap();
+        assert_eq!(w.free_entry_point_until, Some(T0 - 100 + 72 * 3600));
+        assert_eq!(w.last_inbound_at, Some(T0 + 60));
+    }
+
+    #[tokio::test]
+    async fn carrying_a_phone_over_keeps_the_newest_record_of_each_scope() {
+        let store = InMemoryStore::default();
+        let phone = CustomerKey::Phone("5511999".into());
+        let rec = |customer: &CustomerKey, scope: &str, consent, at| ConsentRecord {
+            phone_number_id: PNID.into(),
+            customer: customer.clone(),
+            scope: scope.into(),
+            consent,
+            source: ConsentSource::Api,
+            at,
+            detail: None,
+        };
+        let write = |c: ConsentRecord| {
+            let store = &store;
+            async move { store.record_consent(&c).await.unwrap() }
+        };
+        write(rec(&phone, "marketing", Consent::OptedOut, T0)).await;
+        write(rec(&phone, "all", Consent::OptedOut, T0)).await;
+        write(rec(&key(), "marketing", Consent::OptedIn, T0 + 5)).await;
+        let both = CustomerRef::new(Some("BR.42"), Some("5511999")).unwrap();
+        assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), key());
+        let marketing = store.consent_of(PNID, &key(), "marketing").unwrap();
+        assert_eq!(
+            (marketing.consent, marketing.at),
+            (Consent::OptedIn, T0 + 5),
+            "the newer opt-in under the BSUID stays"
+        );
+        assert_eq!(
+            store.consent_of(PNID, &key(), "all").unwrap().consent,
+            Consent::OptedOut
+        );
+        // A writer that resolved the phone before the alias existed still reaches the BSUID.
+        write(rec(&phone, "marketing", Consent::OptedOut, T0 + 9)).await;
+        let marketing = store.consent_of(PNID, &key(), "marketing").unwrap();
+        assert_eq!(
+            (marketing.consent, marketing.at),
+            (Consent::OptedOut, T0 + 9)
+        );
+    }
+
     #[tokio::test]
     async fn a_stop_keyword_opts_the_customer_out_and_start_opts_back_in() {
         let store = InMemoryStore::default();

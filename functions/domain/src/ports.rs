@@ -254,6 +254,14 @@ pub struct EventRecord {
 pub trait InboundStore: Send + Sync {
     /// Resolves the customer's key: the BSUID when given (recording the phone as its alias),
     /// else the customer a phone alias points to, else the phone itself.
+    ///
+    /// When it makes the phone an alias of the BSUID, what was recorded under the phone alone
+    /// is carried over to the BSUID: every consent (kept only where no newer record of its
+    /// scope is there, as [`InboundStore::record_consent`] keeps) and the window (moved
+    /// forward only). So an opt-out given before Meta sent a BSUID still holds once lookups by
+    /// phone resolve to the BSUID. A retried call finishes a carry-over a failed one began.
+    /// The phone's own records stay as they were (a reader with a stale alias still finds
+    /// them); message history does not move.
     fn resolve_customer(
         &self,
         phone_number_id: &str,
@@ -288,6 +296,10 @@ pub trait InboundStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<SendId>, StoreError>> + Send;
 
     /// Records a consent change unless a newer one for the same scope is stored.
+    ///
+    /// A record under a phone that is (by now) another customer's alias is recorded for that
+    /// customer too: its key was resolved before the alias existed, and the carry-over of
+    /// [`InboundStore::resolve_customer`] may have run before this write.
     fn record_consent(
         &self,
         c: &ConsentRecord,

@@ -34,6 +34,76 @@ struct State {
     buckets: HashMap<(String, i64), u64>,
 }
 
+impl State {
+    /// Moves a window forward (never back) and keeps the ids and profile name of its newest
+    /// message.
+    fn advance_window(
+        &mut self,
+        pnid: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+        update: &WindowUpdate,
+        profile_name: Option<&str>,
+    ) {
+        let entry = self
+            .windows
+            .entry((pnid.to_owned(), customer.clone()))
+            .or_insert_with(|| (Window::default(), who.clone(), None));
+        let newer = entry
+            .0
+            .last_inbound_at
+            .is_none_or(|t| update.inbound_at >= t);
+        entry.0.apply(update);
+        if newer {
+            if who.user_id.is_some() {
+                entry.1.user_id = who.user_id.clone();
+            }
+            if who.wa_id.is_some() {
+                entry.1.wa_id = who.wa_id.clone();
+            }
+            if let Some(p) = profile_name {
+                entry.2 = Some(p.to_owned());
+            }
+        }
+    }
+
+    /// Keeps `c` unless a newer record of its scope is stored (equal `at` overwrites).
+    fn record_consent(&mut self, c: ConsentRecord) {
+        let k = (
+            c.phone_number_id.clone(),
+            c.customer.clone(),
+            c.scope.clone(),
+        );
+        if self.consent.get(&k).is_none_or(|old| old.at <= c.at) {
+            self.consent.insert(k, c);
+        }
+    }
+
+    /// Copies the consents (newest wins per scope) and the window (forward only) of `from`
+    /// to `to`; the profile name stays, as the adapter does not carry it.
+    fn carry_over(&mut self, pnid: &str, from: &CustomerKey, to: &CustomerKey, who: &CustomerRef) {
+        let carried: Vec<ConsentRecord> = self
+            .consent
+            .values()
+            .filter(|c| c.phone_number_id == pnid && &c.customer == from)
+            .map(|c| ConsentRecord {
+                customer: to.clone(),
+                ..c.clone()
+            })
+            .collect();
+        for c in carried {
+            self.record_consent(c);
+        }
+        let update = self
+            .windows
+            .get(&(pnid.to_owned(), from.clone()))
+            .and_then(|w| w.0.as_update());
+        if let Some(u) = update {
+            self.advance_window(pnid, to, who, &u, None);
+        }
+    }
+}
+
 /// A store in memory implementing every store port.
 #[derive(Default)]
 pub struct InMemoryStore {
@@ -136,9 +206,13 @@ impl InboundStore for InMemoryStore {
             (Some(u), phone) => {
                 let key = CustomerKey::Bsuid(u.clone());
                 if let Some(p) = phone {
-                    s.aliases
-                        .entry((pnid.to_owned(), p.clone()))
-                        .or_insert_with(|| key.clone());
+                    let alias = s.aliases.entry((pnid.to_owned(), p.clone()));
+                    if let std::collections::hash_map::Entry::Vacant(e) = alias {
+                        e.insert(key.clone());
+                        // As the adapter does, the phone's consents and window are carried
+                        // over when the alias is created (here under one lock).
+                        s.carry_over(pnid, &CustomerKey::Phone(p.clone()), &key, who);
+                    }
                 }
                 Ok(key)
             }
@@ -168,27 +242,8 @@ impl InboundStore for InMemoryStore {
         update: &WindowUpdate,
         profile_name: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut s = self.lock()?;
-        let entry = s
-            .windows
-            .entry((pnid.to_owned(), customer.clone()))
-            .or_insert_with(|| (Window::default(), who.clone(), None));
-        let newer = entry
-            .0
-            .last_inbound_at
-            .is_none_or(|t| update.inbound_at >= t);
-        entry.0.apply(update);
-        if newer {
-            if who.user_id.is_some() {
-                entry.1.user_id = who.user_id.clone();
-            }
-            if who.wa_id.is_some() {
-                entry.1.wa_id = who.wa_id.clone();
-            }
-            if let Some(p) = profile_name {
-                entry.2 = Some(p.to_owned());
-            }
-        }
+        self.lock()?
+            .advance_window(pnid, customer, who, update, profile_name);
         Ok(())
     }
 
@@ -212,13 +267,18 @@ impl InboundStore for InMemoryStore {
 
     async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
         let mut s = self.lock()?;
-        let k = (
-            c.phone_number_id.clone(),
-            c.customer.clone(),
-            c.scope.clone(),
-        );
-        if s.consent.get(&k).is_none_or(|old| old.at <= c.at) {
-            s.consent.insert(k, c.clone());
+        s.record_consent(c.clone());
+        // Recorded under a phone that is now another customer's alias (the key was resolved
+        // before the alias existed): that customer gets it too, as in the adapter.
+        if let CustomerKey::Phone(p) = &c.customer
+            && let Some(aliased) = s.aliases.get(&(c.phone_number_id.clone(), p.clone()))
+            && aliased != &c.customer
+        {
+            let customer = aliased.clone();
+            s.record_consent(ConsentRecord {
+                customer,
+                ..c.clone()
+            });
         }
         Ok(())
     }

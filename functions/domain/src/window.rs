@@ -80,6 +80,17 @@ impl Window {
         self.free_entry_point_until = self.free_entry_point_until.max(u.free_entry_point_until);
     }
 
+    /// The update that moves another window at least as far as this one, so a window is
+    /// carried to another key (a phone's to its BSUID's) under the same forward-only rule as
+    /// a message. `None` if no message was ever applied.
+    pub fn as_update(&self) -> Option<WindowUpdate> {
+        Some(WindowUpdate {
+            inbound_at: self.last_inbound_at?,
+            customer_service_until: self.customer_service_until?,
+            free_entry_point_until: self.free_entry_point_until,
+        })
+    }
+
     /// The window at `now`: the later-closing of the two windows that are open, or if none is
     /// open, the one that closed last.
     pub fn state(&self, now: i64) -> WindowState {
@@ -185,6 +196,32 @@ mod tests {
             }
         );
         assert!(!Window::default().allows_session_message(0, 0));
+    }
+
+    #[test]
+    fn a_window_carried_to_another_moves_it_forward_only() {
+        assert_eq!(Window::default().as_update(), None);
+        let mut phone = Window::default();
+        phone.apply(&WindowUpdate::for_message(1_000, true));
+        phone.apply(&WindowUpdate::for_message(2_000, false));
+        let carried = phone.as_update().unwrap();
+
+        let mut empty = Window::default();
+        empty.apply(&carried);
+        assert_eq!(empty, phone, "an empty window becomes the same window");
+
+        let mut newer = Window::default();
+        newer.apply(&WindowUpdate::for_message(3_000, false));
+        let before = newer;
+        newer.apply(&carried);
+        assert_eq!(
+            newer,
+            Window {
+                free_entry_point_until: phone.free_entry_point_until,
+                ..before
+            },
+            "a newer window keeps its times and gains only the later free-entry-point window"
+        );
     }
 
     impl WindowUpdate {

@@ -5,14 +5,14 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use wa_domain::customer::{CustomerKey, CustomerRef};
 use wa_domain::outbound::SendId;
 use wa_domain::ports::{
-    AccountRecord, ConsentRecord, Direction, EventRecord, InboundStore, MessageRecord, Recorded,
-    StatusRecord, StoreError,
+    AccountRecord, ConsentRecord, ConversationReader, Direction, EventRecord, InboundStore,
+    MessageRecord, Recorded, SendStore, StatusRecord, StoreError,
 };
 use wa_domain::status::{DeliveryStatus, StatusHistory};
 use wa_domain::window::WindowUpdate;
 
 use crate::DynamoStore;
-use crate::attr::{Item, Update, conditional, n, opt_n, opt_s, s, unavailable};
+use crate::attr::{Item, Update, conditional, flag, n, opt_n, opt_s, s, unavailable};
 use crate::keys::*;
 
 /// Attribute names of message items.
@@ -61,15 +61,26 @@ pub(crate) fn statuses_of(item: &Item) -> Result<StatusHistory, StoreError> {
 /// Attribute names shared by several items.
 pub(crate) const AT: &str = "at";
 pub(crate) const ALIAS_CUSTOMER: &str = "customer";
+/// Set on an alias item once the phone's consents and window were carried over to its
+/// customer (see [`DynamoStore::alias_phone`]).
+pub(crate) const ALIAS_CARRIED: &str = "carried";
+
+/// A phone alias as stored.
+pub(crate) struct Alias {
+    /// The customer the phone resolves to.
+    pub(crate) customer: CustomerKey,
+    /// Whether what was recorded under the phone alone was carried over to `customer`.
+    carried: bool,
+}
 
 impl DynamoStore {
-    /// The customer a phone alias points to.
+    /// The alias of a phone, if it is one.
     pub(crate) async fn get_alias(
         &self,
         pnid: &str,
         wa_id: &str,
         consistent: bool,
-    ) -> Result<Option<CustomerKey>, StoreError> {
+    ) -> Result<Option<Alias>, StoreError> {
         self.metrics.read();
         let out = self
             .client
@@ -85,23 +96,123 @@ impl DynamoStore {
         };
         let stored = opt_s(&item, ALIAS_CUSTOMER)?
             .ok_or_else(|| StoreError::Corrupt("alias without customer".into()))?;
-        CustomerKey::from_storage(stored)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt(format!("alias to unreadable customer {stored:?}")))
+        let customer = CustomerKey::from_storage(stored).ok_or_else(|| {
+            StoreError::Corrupt(format!("alias to unreadable customer {stored:?}"))
+        })?;
+        Ok(Some(Alias {
+            customer,
+            carried: flag(&item, ALIAS_CARRIED)?,
+        }))
     }
 
-    /// Records `wa_id` as an alias of `customer`, unless the phone already has one.
+    /// Records `wa_id` as an alias of `customer`, not yet carried over; `Ok(false)` when the
+    /// phone already has an alias.
     async fn put_alias(
         &self,
         pnid: &str,
         wa_id: &str,
         customer: &CustomerKey,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut item = key(alias_pk(pnid, wa_id), ALIAS_SK);
         item.insert(ALIAS_CUSTOMER.into(), s(customer.as_storage()));
-        self.put_if(item, "attribute_not_exists(pk)", [], [])
-            .await
-            .map(|_| ())
+        self.put_if(item, "attribute_not_exists(pk)", [], []).await
+    }
+
+    /// Makes `phone` an alias of the BSUID `customer` (unless it already is another
+    /// customer's: the first alias is kept) and carries what was recorded under the phone
+    /// alone over to `customer`: every consent, newest wins per scope (the rule of
+    /// `record_consent`), and the window, forward only (the conditions of `advance_window`).
+    /// Message history stays where it is, and so do the phone's own records.
+    ///
+    /// Why no opt-out recorded under the phone can be lost:
+    /// 1. The alias is put first, without [`ALIAS_CARRIED`]. Only then are the phone's
+    ///    consents and window read (strongly consistent) and copied; the mark is set last.
+    ///    Each copy is a conditional write by the record's own time, so copying twice, or
+    ///    racing a newer write under the BSUID, changes nothing.
+    /// 2. A failure or crash anywhere before the mark leaves an unmarked alias, and every
+    ///    later call for this phone and BSUID copies again: the queue's redelivery of this
+    ///    event, or any later event carrying both ids. (Aliases made before the mark existed
+    ///    are unmarked too, so they are carried over the same way on their next such event.)
+    /// 3. A consent written under the phone key by someone who resolved the phone before the
+    ///    alias existed (send-api's `PUT` by phone, a phone-only STOP in another message
+    ///    group, a worker's 131050 for a send accepted earlier) either lands before the read
+    ///    of step 1, which copies it, or after it, so after the alias exists: then
+    ///    `record_consent`'s strongly consistent alias read, made after its own write, finds
+    ///    the alias and writes the record for the BSUID too.
+    ///
+    /// The steady state is unchanged: one eventually consistent read, no write.
+    async fn alias_phone(
+        &self,
+        pnid: &str,
+        phone: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+    ) -> Result<(), StoreError> {
+        // A stale read costs at most a failed put and a consistent read, or one more copy.
+        let alias = match self.get_alias(pnid, phone, false).await? {
+            Some(a) => Some(a),
+            None if self.put_alias(pnid, phone, customer).await? => Some(Alias {
+                customer: customer.clone(),
+                carried: false,
+            }),
+            None => self.get_alias(pnid, phone, true).await?,
+        };
+        match alias {
+            Some(a) if a.customer == *customer && !a.carried => {
+                self.carry_over(pnid, phone, customer, who).await?;
+                self.mark_carried(pnid, phone, customer).await
+            }
+            // Carried over before, or the phone is another customer's alias.
+            _ => Ok(()),
+        }
+    }
+
+    /// Copies the phone's consents and window to `customer` (see [`DynamoStore::alias_phone`]).
+    async fn carry_over(
+        &self,
+        pnid: &str,
+        phone: &str,
+        customer: &CustomerKey,
+        who: &CustomerRef,
+    ) -> Result<(), StoreError> {
+        let from = CustomerKey::Phone(phone.to_owned());
+        // Both reads are strongly consistent.
+        for c in self.consents(pnid, &from).await? {
+            let c = ConsentRecord {
+                customer: customer.clone(),
+                ..c
+            };
+            self.put_newest(consent_item(&c), c.at).await?;
+        }
+        let update = self
+            .window(pnid, &from)
+            .await?
+            .and_then(|(w, _)| w.as_update());
+        if let Some(u) = update {
+            // The profile name is not carried: the customer's next message brings it.
+            self.advance_window(pnid, customer, who, &u, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the alias of `phone` to `customer` as carried over.
+    async fn mark_carried(
+        &self,
+        pnid: &str,
+        phone: &str,
+        customer: &CustomerKey,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set(ALIAS_CARRIED, AttributeValue::Bool(true));
+        let (c, v) = u.bind(ALIAS_CUSTOMER, s(customer.as_storage()));
+        // The condition also keeps the update from creating an alias that is not there.
+        self.update(
+            key(alias_pk(pnid, phone), ALIAS_SK),
+            u,
+            Some(&format!("{c} = {v}")),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Sends an UpdateItem on `key`, optionally conditional; `Ok(false)` when the condition
@@ -219,18 +330,14 @@ impl InboundStore for DynamoStore {
         match (&who.user_id, &who.wa_id) {
             (Some(u), Some(phone)) => {
                 let customer = CustomerKey::Bsuid(u.clone());
-                // Read first (½ unit, and no write once the alias exists); the put is
-                // conditional, so a stale read only costs a failed condition.
-                if self.get_alias(pnid, phone, false).await?.is_none() {
-                    self.put_alias(pnid, phone, &customer).await?;
-                }
+                self.alias_phone(pnid, phone, &customer, who).await?;
                 Ok(customer)
             }
             (Some(u), None) => Ok(CustomerKey::Bsuid(u.clone())),
             (None, Some(phone)) => Ok(self
                 .get_alias(pnid, phone, true)
                 .await?
-                .unwrap_or_else(|| CustomerKey::Phone(phone.clone()))),
+                .map_or_else(|| CustomerKey::Phone(phone.clone()), |a| a.customer)),
             (None, None) => Err(StoreError::Corrupt("customer without ids".into())),
         }
     }
@@ -345,25 +452,21 @@ impl InboundStore for DynamoStore {
     }
 
     async fn record_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
-        let mut item = key(
-            conv_pk(&c.phone_number_id, &c.customer),
-            &consent_sk(&c.scope),
-        );
-        item.extend([
-            (msg::PNID.into(), s(&c.phone_number_id)),
-            (msg::CUSTOMER.into(), s(c.customer.as_storage())),
-            ("scope".into(), s(&c.scope)),
-            ("consent".into(), s(consent_str(c.consent))),
-            ("source".into(), s(c.source.as_str())),
-            (AT.into(), n(c.at)),
-        ]);
-        if let Some(d) = &c.detail {
-            item.insert(CONSENT_ORIGIN.into(), s(&d.origin));
-            if let Some(p) = &d.proof {
-                item.insert(CONSENT_PROOF.into(), s(p));
-            }
+        self.put_newest(consent_item(c), c.at).await?;
+        // A phone key may have been resolved before the phone became an alias, and the
+        // carry-over may have read the phone's consents before this write: the alias, read
+        // strongly consistent after the write, tells (see `DynamoStore::alias_phone`).
+        if let CustomerKey::Phone(phone) = &c.customer
+            && let Some(alias) = self.get_alias(&c.phone_number_id, phone, true).await?
+            && alias.customer != c.customer
+        {
+            let aliased = ConsentRecord {
+                customer: alias.customer,
+                ..c.clone()
+            };
+            self.put_newest(consent_item(&aliased), c.at).await?;
         }
-        self.put_newest(item, c.at).await
+        Ok(())
     }
 
     async fn record_account(&self, a: &AccountRecord) -> Result<(), StoreError> {
@@ -414,6 +517,29 @@ impl InboundStore for DynamoStore {
             Recorded::Duplicate
         })
     }
+}
+
+/// The item of a consent record.
+fn consent_item(c: &ConsentRecord) -> Item {
+    let mut item = key(
+        conv_pk(&c.phone_number_id, &c.customer),
+        &consent_sk(&c.scope),
+    );
+    item.extend([
+        (msg::PNID.into(), s(&c.phone_number_id)),
+        (msg::CUSTOMER.into(), s(c.customer.as_storage())),
+        ("scope".into(), s(&c.scope)),
+        ("consent".into(), s(consent_str(c.consent))),
+        ("source".into(), s(c.source.as_str())),
+        (AT.into(), n(c.at)),
+    ]);
+    if let Some(d) = &c.detail {
+        item.insert(CONSENT_ORIGIN.into(), s(&d.origin));
+        if let Some(p) = &d.proof {
+            item.insert(CONSENT_PROOF.into(), s(p));
+        }
+    }
+    item
 }
 
 /// The origin (`web_form`, …) of a consent set through the API.

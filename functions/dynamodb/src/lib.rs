@@ -19,8 +19,8 @@
 //! | message | `MSG#{wamid}` | `MSG` | `CONV#{pnid}#{customer}` / `{timestamp:010}#{wamid}` | one UpdateItem, `attribute_not_exists(id)` (failure → `Duplicate`) |
 //! | its statuses | same item | | none (a status alone never enters a history) | UpdateItem `SET st_<status>` earliest-wins, `if_not_exists` for the rest |
 //! | window | `CONV#{pnid}#{customer}` | `WINDOW` | | UpdateItem, `cs_until` forward-only; a second one for `fep_until` |
-//! | consent | `CONV#{pnid}#{customer}` | `CONSENT#{scope}` | | PutItem, `at` newest-wins |
-//! | phone alias | `ALIAS#{pnid}#{wa_id}` | `ALIAS` | | PutItem, `attribute_not_exists(pk)` (first alias kept) |
+//! | consent | `CONV#{pnid}#{customer}` | `CONSENT#{scope}` | | PutItem, `at` newest-wins; under a phone key, then a consistent GetItem of its alias and, if there is one, the same PutItem for the aliased customer |
+//! | phone alias | `ALIAS#{pnid}#{wa_id}` | `ALIAS` | | PutItem, `attribute_not_exists(pk)` (first alias kept); then the phone's consents and window are copied to the customer (their own conditional writes) and `carried` is set (UpdateItem, `customer = :c`) |
 //! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
 //! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
@@ -41,7 +41,8 @@
 //! - **Cheap writes.** A message is one write; its statuses update the same item (no item per
 //!   status, no second index entry); a window is one write (two for ad referrals); aliases are
 //!   read (½ unit, eventually consistent) before the conditional put, so the steady state
-//!   costs no write.
+//!   costs no write. A new alias carries the phone's consents and window over to the BSUID
+//!   once (see `DynamoStore::alias_phone` for why that order loses no opt-out).
 //! - **Once and forward-only.** Everything that must happen once is a conditional write; the
 //!   window, consent and account records only move forward; the first timestamp of a status
 //!   (the earliest, as [`wa_domain::status::StatusHistory`] defines) and the first error are

@@ -295,10 +295,13 @@ impl ConversationReader for DynamoStore {
         asked: &CustomerKey,
     ) -> Result<CustomerKey, StoreError> {
         match asked {
+            // Strongly consistent, as the window and consent reads that follow: a phone made
+            // an alias a moment ago must resolve to the BSUID, under which everything about
+            // the customer is recorded from then on.
             CustomerKey::Phone(p) => Ok(self
-                .get_alias(pnid, p, false)
+                .get_alias(pnid, p, true)
                 .await?
-                .unwrap_or_else(|| asked.clone())),
+                .map_or_else(|| asked.clone(), |a| a.customer)),
             CustomerKey::Bsuid(_) => Ok(asked.clone()),
         }
     }
