@@ -971,9 +971,11 @@ mod tests {
             split(body.as_bytes()).unwrap()
         };
         let get = || async { store.template("WABA1", "order_update", "es").await.unwrap() };
-        // Not known, not approved: nothing to add.
+        // Not known: added with the status the webhook gives (not sendable while pending).
         apply_all(&store, &status("PENDING", T0)).await;
-        assert_eq!(get().await, None);
+        let pending = get().await.unwrap();
+        assert_eq!(pending.status, TemplateStatus::Pending);
+        assert!(!pending.status.sendable());
         apply_all(&store, &status("APPROVED", T0 + 1)).await;
         let t = get().await.unwrap();
         assert_eq!(

@@ -222,7 +222,7 @@ async fn a_webhook_newer_than_the_sync_is_kept() {
 }
 
 #[tokio::test]
-async fn webhooks_change_one_field_and_only_approval_adds_a_template() {
+async fn webhooks_change_one_field_and_a_status_adds_an_unknown_template() {
     let store = InMemoryStore::default();
     let t = TemplateRef {
         waba_id: "W",
@@ -230,15 +230,31 @@ async fn webhooks_change_one_field_and_only_approval_adds_a_template() {
         language: "es",
         id: Some("77"),
     };
-    let rejected = TemplateChange::Status {
-        status: TemplateStatus::Rejected,
-        category: None,
-    };
+    // A category or quality change says nothing of whether it may be sent: left to a sync.
     assert_eq!(
-        apply_change(&store, t, rejected, 10).await.unwrap(),
+        apply_change(&store, t, TemplateChange::Quality("RED".into()), 5)
+            .await
+            .unwrap(),
         Updated::Unknown
     );
     assert_eq!(store.template("W", "new_one", "es").await.unwrap(), None);
+    // A template approved before Ventana ran, never synced, then paused by Meta: kept
+    // paused, so send-api refuses it (132015) and its broadcasts pause.
+    let old = TemplateRef {
+        name: "old_one",
+        ..t
+    };
+    let paused = TemplateChange::Status {
+        status: TemplateStatus::Paused,
+        category: None,
+    };
+    assert_eq!(
+        apply_change(&store, old, paused, 10).await.unwrap(),
+        Updated::Stored
+    );
+    let got = store.template("W", "old_one", "es").await.unwrap().unwrap();
+    assert_eq!(got.status, TemplateStatus::Paused);
+    assert!(!got.status.sendable());
 
     let approved = TemplateChange::Status {
         status: TemplateStatus::Approved,

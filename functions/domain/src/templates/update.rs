@@ -48,17 +48,20 @@ pub struct TemplateRef<'a> {
 /// What applying a webhook did to the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Updated {
-    /// The template's entry was changed (or created, for an `APPROVED` webhook).
+    /// The template's entry was changed (or created, for a status webhook).
     Stored,
-    /// The registry does not know the template, and the webhook is not enough to add it.
+    /// The registry does not know the template, and the webhook (a category or quality
+    /// change, which says nothing of whether it may be sent) is not enough to add it.
     Unknown,
 }
 
 /// Applies `change`, true at `at` (the webhook's entry time), to the registry: reads the
 /// template, changes that one field and stores it newest-wins (a sync or webhook from after
-/// `at` is kept). An `APPROVED` status webhook for a template the registry does not know adds
-/// it with `components` null (sendable, its parameters unchecked until a sync); other changes
-/// to unknown templates are left to the next sync.
+/// `at` is kept). A status webhook for a template the registry does not know adds it with
+/// `components` null, its parameters unchecked until a sync: `APPROVED` makes it sendable,
+/// and `PAUSED`, `DISABLED`, `REJECTED`, … are kept too, so that a template approved before
+/// Ventana ran (never synced) is still refused, and its broadcasts paused, once Meta pauses
+/// it. Category and quality changes to unknown templates are left to the next sync.
 pub async fn apply_change<S: TemplateStore>(
     store: &S,
     t: TemplateRef<'_>,
@@ -68,18 +71,12 @@ pub async fn apply_change<S: TemplateStore>(
     let existing = store.template(t.waba_id, t.name, t.language).await?;
     let mut def = match (existing, &change) {
         (Some(d), _) => d,
-        (
-            None,
-            TemplateChange::Status {
-                status: TemplateStatus::Approved,
-                category,
-            },
-        ) => TemplateDef {
+        (None, TemplateChange::Status { status, category }) => TemplateDef {
             waba_id: t.waba_id.to_owned(),
             name: t.name.to_owned(),
             language: t.language.to_owned(),
             id: None,
-            status: TemplateStatus::Approved,
+            status: status.clone(),
             category: category
                 .clone()
                 .unwrap_or_else(|| TemplateCategory::Other("UNKNOWN".into())),
