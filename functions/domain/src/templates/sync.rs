@@ -11,6 +11,12 @@ use crate::ports::StoreError;
 /// an account may have), so a listing that never ends cannot hold a sync forever.
 pub const MAX_PAGES: usize = 200;
 
+/// Meta's code for a pagination cursor it no longer takes (v24+): list again without it.
+pub const INVALID_CURSOR: i64 = 131_059;
+
+/// How many times one sync lists again from the first page after [`INVALID_CURSOR`].
+const MAX_RESTARTS: usize = 2;
+
 /// Where the templates are listed: the Graph API (`wa-graph`) or a fake.
 pub trait TemplateSource: Send + Sync {
     /// One page of `waba_id`'s templates, after the cursor `after` (the first page when
@@ -90,11 +96,25 @@ where
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut cursors: HashSet<String> = HashSet::new();
     let mut after: Option<String> = None;
+    let mut restarts = 0;
     loop {
         if report.pages >= MAX_PAGES {
             return Err(SyncError::Endless);
         }
-        let page = source.page(waba_id, after.as_deref()).await?;
+        let page = match source.page(waba_id, after.as_deref()).await {
+            // Meta (v24+) no longer takes the cursor (131059): list again from the first
+            // page, a bounded number of times; what was stored stays (newest wins).
+            Err(SourceError::Refused {
+                code: Some(INVALID_CURSOR),
+                ..
+            }) if after.is_some() && restarts < MAX_RESTARTS => {
+                restarts += 1;
+                after = None;
+                cursors.clear();
+                continue;
+            }
+            page => page?,
+        };
         report.pages += 1;
         report.skipped += page.skipped;
         for mut t in page.templates {

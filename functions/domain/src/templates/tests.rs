@@ -12,6 +12,8 @@ struct Pages {
     pages: Vec<String>,
     asked: Mutex<Vec<Option<String>>>,
     fail_at: Option<usize>,
+    /// Refuse this many asks with a cursor as Meta does a stale one (131059).
+    stale_cursors: Mutex<usize>,
 }
 
 impl Pages {
@@ -20,6 +22,7 @@ impl Pages {
             pages: pages.iter().map(|p| (*p).to_owned()).collect(),
             asked: Mutex::new(Vec::new()),
             fail_at: None,
+            stale_cursors: Mutex::new(0),
         }
     }
 }
@@ -33,6 +36,15 @@ impl TemplateSource for Pages {
         };
         if self.fail_at == Some(i) {
             return Err(SourceError::Unavailable("down".into()));
+        }
+        let mut stale = self.stale_cursors.lock().unwrap();
+        if after.is_some() && *stale > 0 {
+            *stale -= 1;
+            return Err(SourceError::Refused {
+                status: 400,
+                code: Some(131_059),
+                message: "invalid cursor".into(),
+            });
         }
         parse_listing(waba_id, self.pages[i].as_bytes())
             .map_err(|e| SourceError::Malformed(e.into()))
@@ -119,6 +131,48 @@ async fn sync_reads_every_page_and_marks_the_unlisted_deleted() {
     // Marked once: the next sync does not count it again.
     let report = sync(&second, &store, "W", 3_000).await.unwrap();
     assert_eq!(report.deleted, 0);
+}
+
+#[tokio::test]
+async fn a_cursor_meta_no_longer_takes_lists_again_from_the_first_page_a_few_times() {
+    let pages = [
+        page(&[("a", "en", "APPROVED")], Some(1)),
+        page(&[("b", "en", "APPROVED")], None),
+    ];
+    let listing = || Pages::new(&[&pages[0], &pages[1]]);
+    let store = InMemoryStore::default();
+    let src = listing();
+    *src.stale_cursors.lock().unwrap() = 2;
+    let report = sync(&src, &store, "W", 1_000).await.unwrap();
+    assert_eq!((report.listed, report.pages), (4, 4), "{report:?}");
+    assert_eq!(
+        *src.asked.lock().unwrap(),
+        [
+            None,
+            Some("c1".into()),
+            None,
+            Some("c1".into()),
+            None,
+            Some("c1".into())
+        ]
+    );
+    assert_eq!(statuses(&store).await.len(), 2);
+    // A cursor refused every time ends the sync as refused, not as a sync.
+    let store = InMemoryStore::default();
+    let src = listing();
+    *src.stale_cursors.lock().unwrap() = 10;
+    let err = sync(&src, &store, "W", 1_000).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::Source(SourceError::Refused {
+                code: Some(131_059),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.synced_at("W").await.unwrap(), None);
 }
 
 #[tokio::test]
