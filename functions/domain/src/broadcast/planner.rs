@@ -592,6 +592,10 @@ where
     Ok(Page::Planned)
 }
 
+/// Meta's code for a customer who opted out of (marketing) messages, which the deliver worker
+/// also gives a send it refuses at dequeue for an opt-out.
+const OPTED_OUT: i64 = 131_050;
+
 /// The final outcome of a send, if it has one at `now`.
 fn settled_outcome(
     s: Option<&SendRecord>,
@@ -605,6 +609,11 @@ fn settled_outcome(
         ));
     };
     match (&s.state, s.statuses.current()) {
+        // Opted out after it was queued: refused at dequeue, or by Meta (the customer
+        // stopped marketing messages): skipped as opted out, like one found at planning.
+        (SendState::Failed, _) if s.error.as_ref().is_some_and(|e| e.code == OPTED_OUT) => {
+            return Some((Outcome::SkippedOptedOut, s.error.clone()));
+        }
         (SendState::Failed | SendState::DeadLettered, _) | (_, Some(DeliveryStatus::Failed)) => {
             return Some((Outcome::Failed, s.error.clone()));
         }

@@ -711,6 +711,34 @@ async fn a_broadcast_to_customers_charged_the_day_before_keeps_them_counted_from
 }
 
 #[tokio::test]
+async fn a_customer_who_opts_out_after_being_queued_ends_skipped_as_opted_out() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let id = w.create(recipients(3), json!({"all_at_once": true})).await;
+    w.drive(T0 + 1, false).await;
+    assert_eq!(w.mem.store.sends().len(), 3);
+    // One refused at dequeue (or by Meta) for an opt-out, one failed otherwise.
+    for (mut s, code) in w.mem.store.sends().into_iter().zip([131_050, 131_026, 0]) {
+        if code != 0 {
+            s.state = SendState::Failed;
+            s.error = Some(crate::outbound::SendFailure::new(code, "refused"));
+            assert!(w.mem.store.save_send(&mut s).await.unwrap());
+        }
+    }
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(
+        (
+            b.counts.skipped_opted_out,
+            b.counts.failed,
+            b.counts.delivered
+        ),
+        (1, 1, 1),
+        "{}",
+        b.view()
+    );
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
