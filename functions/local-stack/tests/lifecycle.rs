@@ -391,3 +391,115 @@ fn a_send_goes_out_through_the_sandbox_and_reads_read() {
         started.elapsed()
     );
 }
+
+#[test]
+#[ignore = "needs moto_server in .venv and the debug binaries (make test)"]
+fn a_broadcast_reaches_the_sandbox_once_per_allowed_recipient_and_its_report_adds_up() {
+    let env_file = temp_env_file("broadcast");
+    let (mut stack, lines) = start(&real_binaries(), "1", &env_file);
+    let addr = ready_addr(&lines);
+    let sandbox = read_env_file(&env_file)["SANDBOX_URL"]
+        .trim_start_matches("http://")
+        .to_owned();
+    let json_headers = [
+        ("Authorization", "Bearer dev-api-key"),
+        ("Content-Type", "application/json"),
+    ];
+    let phone = |i: usize| format!("1650556{i:04}");
+    // One customer asked to stop, through the consent API.
+    let stop = r#"{"scope":"all","status":"opted_out","source":"web_form"}"#;
+    let (status, answer) = request(
+        &addr,
+        "PUT",
+        &format!("/v1/consents/{PNID}/{}", phone(3)),
+        &json_headers,
+        stop,
+    );
+    assert_eq!(status, 200, "{answer}");
+    // 24 rows: 20 customers, 2 of them twice ("+1 650…" is the same customer), one row
+    // with no phone at all, one opted out.
+    let row = |to: String| serde_json::json!({"to": to, "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]});
+    let mut rows: Vec<Value> = (0..20).map(|i| row(phone(i))).collect();
+    rows.push(row(format!("+1 650 556 {:04}", 5)));
+    rows.push(row(phone(7)));
+    rows.push(serde_json::json!({"to": "12"}));
+    rows.push(row(phone(11)));
+    let body = serde_json::json!({"phone_number_id": PNID,
+        "template": {"name": "order_update", "language": "es"},
+        "recipients": rows, "release": {"all_at_once": true}});
+    let (status, answer) = request(
+        &addr,
+        "POST",
+        "/v1/broadcasts",
+        &json_headers,
+        &body.to_string(),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let id = json(&answer)["id"].as_str().unwrap().to_owned();
+
+    // The local stack settles a send 10 s after it was made (BROADCAST_SETTLE_AFTER_SECS).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let (status, body) = request(
+            &addr,
+            "GET",
+            &format!("/v1/broadcasts/{id}"),
+            &json_headers,
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        let view = json(&body);
+        if view["state"] == "completed" {
+            break view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not completed within 60 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let c = &view["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert_eq!(n("total"), 24, "{view}");
+    assert_eq!(
+        (
+            n("skipped_duplicate"),
+            n("skipped_invalid"),
+            n("skipped_opted_out")
+        ),
+        (3, 1, 1),
+        "{view}"
+    );
+    assert_eq!(n("sent") + n("delivered") + n("read"), 19, "{view}");
+    assert_eq!(
+        ["queued", "failed", "waiting_for_limit"].map(n),
+        [0, 0, 0],
+        "{view}"
+    );
+
+    // The sandbox got one template send per allowed customer, none for the opted-out one.
+    let (_, sends) = request(&sandbox, "GET", "/_sandbox/sends", &[], "");
+    let sends = json(&sends);
+    let mut to: Vec<String> = sends
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["body"]["type"] == "template")
+        .map(|s| s["body"]["to"].as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    let expected: Vec<String> = (0..20).filter(|i| *i != 3).map(phone).collect();
+    assert_eq!(to, expected, "{sends}");
+
+    // The ledger as CSV: a header and one row per recipient.
+    let (status, csv) = request(
+        &addr,
+        "GET",
+        &format!("/v1/broadcasts/{id}/recipients?format=csv&limit=100"),
+        &json_headers,
+        "",
+    );
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv.lines().count(), 25, "{csv}");
+    assert!(stack.terminate(), "exit status 0");
+}
