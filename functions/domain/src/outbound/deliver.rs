@@ -17,12 +17,20 @@
 //!   [`DeliverConfig::unconfirmed_grace_ms`] for a status webhook carrying its id in
 //!   `biz_opaque_callback_data` (applied by inbound-processor, [`SendRecord::apply_status`]),
 //!   and is resent at most once if none came. A second unconfirmed call goes to the DLQ.
+//!
+//! # What Meta's answer changes besides the send
+//!
+//! - A "stop sending" code (an expired token, a locked or unpaid account: [`Disposition::
+//!   StopSending`]) dead-letters the send (redrivable once fixed) and answers
+//!   [`JobOutcome::StopSending`] so that the worker alerts operations; for
+//!   [`DeliverConfig::stop_hold_ms`] this process then dead-letters the number's other sends
+//!   without calling Meta, instead of failing a whole backlog against a dead token.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::send::{SendFailure, SendKind, SendRecord, SendState};
-use super::{Disposition, GraphOutcome, classify, policy};
+use super::{Disposition, GraphOutcome, classify, code_rule, policy};
 use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
 use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
 use crate::ports::{
@@ -56,6 +64,10 @@ pub struct DeliverConfig {
     pub slow_down_ms: i64,
     /// How long outbound history is kept (seconds).
     pub retention_secs: i64,
+    /// After Meta answers a "stop sending" code for a number, its other sends are
+    /// dead-lettered without calling Meta for this long, in this process (ms); then the next
+    /// send tries Meta again.
+    pub stop_hold_ms: i64,
 }
 
 impl Default for DeliverConfig {
@@ -71,6 +83,7 @@ impl Default for DeliverConfig {
             limits: HashMap::new(),
             slow_down_ms: 60_000,
             retention_secs: 90 * 86_400,
+            stop_hold_ms: 60_000,
         }
     }
 }
@@ -99,6 +112,16 @@ pub enum JobOutcome {
     /// dead-lettered with the same reason).
     DeadLetter {
         /// Why.
+        reason: String,
+    },
+    /// Meta said stop sending from this number or account (an expired token, say): move it
+    /// to the dead-letter queue like [`JobOutcome::DeadLetter`] (the send is recorded as
+    /// dead-lettered with Meta's code, and a redrive sends it once the cause is fixed), and
+    /// alert operations.
+    StopSending {
+        /// Meta's code.
+        code: i64,
+        /// Why (the code and what it means; never a body or a token).
         reason: String,
     },
 }
@@ -192,6 +215,27 @@ impl SlowDowns {
     }
 }
 
+/// Numbers Meta told to stop sending from (in this process): until when, and the code.
+#[derive(Debug, Default)]
+struct Stops {
+    until: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl Stops {
+    /// The code that stopped the number, while the hold lasts.
+    fn held(&self, pnid: &str, now_ms: i64) -> Option<i64> {
+        let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(pnid)
+            .filter(|(until, _)| now_ms < *until)
+            .map(|(_, code)| *code)
+    }
+
+    fn stop(&self, pnid: &str, until_ms: i64, code: i64) {
+        let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(pnid.to_owned(), (until_ms, code));
+    }
+}
+
 /// The deliver-worker's engine: shared by every message of every batch of a process.
 pub struct Deliverer<S, L, P, G, C> {
     store: S,
@@ -201,6 +245,7 @@ pub struct Deliverer<S, L, P, G, C> {
     clock: C,
     config: DeliverConfig,
     slow: SlowDowns,
+    stops: Stops,
 }
 
 /// How many times a save is retried over a fresh read when someone else saved in between.
@@ -235,6 +280,7 @@ where
             clock,
             config,
             slow: SlowDowns::default(),
+            stops: Stops::default(),
         }
     }
 
@@ -295,6 +341,9 @@ where
                 }
                 Plan::Attempt { resend } => resend,
             };
+            if let Some(code) = self.stops.held(&r.phone_number_id, now) {
+                return self.held_back(r, code).await;
+            }
             // Checked again at dequeue: the window may have closed, the customer opted out.
             if let Some(outcome) = self.recheck(&mut r, now).await? {
                 return Ok(outcome);
@@ -440,6 +489,18 @@ where
         )
     }
 
+    /// Dead-letters a send of a number Meta told to stop sending from a moment ago, without
+    /// calling Meta: a redrive sends it once the cause is fixed.
+    async fn held_back(&self, mut r: SendRecord, code: i64) -> Result<JobOutcome, StoreError> {
+        let reason = format!(
+            "not sent: Meta answered code {code} ({}) for this number less than {} s ago; fix the access token or the account, then redrive",
+            meaning_of(code),
+            self.config.stop_hold_ms.div_euclid(1000),
+        );
+        r.error = Some(SendFailure::new(code, reason.clone()));
+        self.dead_letter(r, reason).await
+    }
+
     /// Records what came of a Graph API call.
     async fn settle(
         &self,
@@ -515,6 +576,19 @@ where
                     not_before_ms: retry_at,
                 };
                 result = defer(retry_at - now);
+            }
+            Disposition::StopSending { code } => {
+                r.error = Some(failure);
+                self.stops
+                    .stop(&r.phone_number_id, now + self.config.stop_hold_ms, code);
+                let reason = format!(
+                    "Meta said stop sending: code {code} ({}); fix the access token or the account, then redrive",
+                    meaning_of(code)
+                );
+                return Ok(match self.dead_letter(r, reason).await? {
+                    JobOutcome::DeadLetter { reason } => JobOutcome::StopSending { code, reason },
+                    other => other,
+                });
             }
             Disposition::WindowClosed | Disposition::Permanent { .. } => {
                 r.state = SendState::Failed;
@@ -626,6 +700,11 @@ pub fn history_record(
         raw: r.body.to_string(),
         expires_at: now.saturating_add(retention_secs),
     })
+}
+
+/// What Meta's table says a code means.
+fn meaning_of(code: i64) -> &'static str {
+    code_rule(code).map_or("not in Meta's table", |r| r.meaning)
 }
 
 fn defer(delay_ms: i64) -> JobOutcome {

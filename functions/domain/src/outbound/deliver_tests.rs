@@ -256,9 +256,7 @@ async fn pair_rate_errors_hold_the_recipient_four_to_the_n_seconds() {
 
 #[tokio::test]
 async fn permanent_errors_are_recorded_and_never_retried() {
-    for code in [
-        131_047, 131_026, 131_048, 131_049, 132_000, 132_012, 100, 190,
-    ] {
+    for code in [131_047, 131_026, 131_048, 131_049, 132_000, 132_012, 100] {
         let e = engine();
         wrote(&e, PHONE).await;
         let job = queued(&e, PHONE, SendKind::Session, 1).await;
@@ -609,4 +607,76 @@ fn read_receipts_are_grouped_by_the_message_they_mark() {
     r.kind = SendKind::ReadReceipt;
     r.body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"});
     assert_eq!(SendJob::for_send(&r).group, format!("{PNID}:g:wamid.IN"));
+}
+
+#[tokio::test]
+async fn an_expired_token_dead_letters_the_send_for_a_redrive_instead_of_failing_it() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(401, 190)]);
+    let JobOutcome::StopSending { code, reason } = deliver(&e, &job).await else {
+        panic!("190 should stop sending");
+    };
+    assert_eq!(code, 190);
+    assert!(reason.contains("190"), "{reason}");
+    assert!(reason.contains("access token expired"), "{reason}");
+    let mut r = send(&e, &job);
+    assert_eq!(r.state, SendState::DeadLettered);
+    assert_eq!(r.error.as_ref().unwrap().code, 190);
+    // The operator rotates the token and redrives: the same send goes out.
+    e.clock().advance(e.config().stop_hold_ms);
+    assert!(r.redrive());
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 2);
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Accepted { .. }));
+    assert_eq!(r.error, None);
+}
+
+#[tokio::test]
+async fn every_stop_sending_code_dead_letters_rather_than_fails() {
+    for code in [0, 3, 10, 131_005, 131_031, 131_042, 133_010, 200, 368] {
+        let e = engine();
+        wrote(&e, PHONE).await;
+        let job = queued(&e, PHONE, SendKind::Session, 1).await;
+        e.graph().answer([rejected(400, code)]);
+        assert!(
+            matches!(deliver(&e, &job).await, JobOutcome::StopSending { code: c, .. } if c == code),
+            "{code}"
+        );
+        assert_eq!(send(&e, &job).state, SendState::DeadLettered, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_stop_sending_code_the_numbers_backlog_is_dead_lettered_without_calling_meta() {
+    let e = engine();
+    let other = "5511888880000";
+    wrote(&e, PHONE).await;
+    wrote(&e, other).await;
+    let first = queued(&e, PHONE, SendKind::Session, 1).await;
+    let second = queued(&e, other, SendKind::Session, 2).await;
+    let third = queued(&e, other, SendKind::Session, 3).await;
+    e.graph().answer([rejected(401, 190)]);
+    assert!(matches!(
+        deliver(&e, &first).await,
+        JobOutcome::StopSending { code: 190, .. }
+    ));
+    // Within the hold: dead-lettered (redrivable) with the code, not posted.
+    let JobOutcome::DeadLetter { reason } = deliver(&e, &second).await else {
+        panic!("held back");
+    };
+    assert!(reason.contains("190"), "{reason}");
+    assert_eq!(e.graph().posted().len(), 1);
+    let r = send(&e, &second);
+    assert_eq!(
+        (r.state, r.error.unwrap().code, r.attempts),
+        (SendState::DeadLettered, 190, 0)
+    );
+    // Once the hold is over, Meta is asked again.
+    e.clock().advance(e.config().stop_hold_ms);
+    assert_eq!(deliver(&e, &third).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 2);
 }
