@@ -85,7 +85,11 @@ pub trait Engine: Send + Sync {
 
 impl<S, L, P, G, C> Engine for Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader + wa_domain::templates::TemplateStore,
+    S: SendStore
+        + InboundStore
+        + ConversationReader
+        + wa_domain::templates::TemplateStore
+        + wa_domain::broadcast::LimitStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,

@@ -25,12 +25,20 @@
 //!   [`JobOutcome::StopSending`] so that the worker alerts operations; for
 //!   [`DeliverConfig::stop_hold_ms`] this process then dead-letters the number's other sends
 //!   without calling Meta, instead of failing a whole backlog against a dead token.
+//! - A 131047 (window closed, by Meta's own clock) for a session message that has a fallback
+//!   template switches it to the template, as the recheck at dequeue does, and tries again.
+//! - A fallback the worker switches to is business-initiated: it is charged against the
+//!   messaging limit of the number's portfolio, and waits (deferred, not sent, not failed)
+//!   while the limit is full.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::send::{SendFailure, SendKind, SendRecord, SendState};
 use super::{Disposition, GraphOutcome, classify, code_rule, policy};
+use crate::broadcast::LimitStore;
+use crate::broadcast::limit::{BUCKET_SECS, LimitFull, charge_one, portfolio_of};
+use crate::model::MessagingLimit;
 use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
 use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
 use crate::ports::{
@@ -68,6 +76,9 @@ pub struct DeliverConfig {
     /// dead-lettered without calling Meta for this long, in this process (ms); then the next
     /// send tries Meta again.
     pub stop_hold_ms: i64,
+    /// The messaging-limit tier assumed for a portfolio no webhook has told the tier of, when
+    /// a fallback template is charged (as send-api and the broadcast planner assume it).
+    pub default_tier: MessagingLimit,
 }
 
 impl Default for DeliverConfig {
@@ -84,6 +95,7 @@ impl Default for DeliverConfig {
             slow_down_ms: 60_000,
             retention_secs: 90 * 86_400,
             stop_hold_ms: 60_000,
+            default_tier: MessagingLimit::Tier250,
         }
     }
 }
@@ -253,7 +265,7 @@ const SAVE_ATTEMPTS: usize = 5;
 
 impl<S, L, P, G, C> Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader + TemplateStore,
+    S: SendStore + InboundStore + ConversationReader + TemplateStore + LimitStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,
@@ -422,7 +434,8 @@ where
     }
 
     /// The window and consent, again at dequeue. A send that may no longer go is failed (or
-    /// switched to its fallback template).
+    /// switched to its fallback template, which is charged against the messaging limit and
+    /// waits while the limit is full).
     async fn recheck(
         &self,
         r: &mut SendRecord,
@@ -443,13 +456,14 @@ where
         let consents = self.store.consents(&r.phone_number_id, &customer).await?;
         let margin = self.config.window_margin_secs;
         let mut verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
-        if verdict == Err(policy::Refusal::WindowClosed)
-            && let Some(fallback) = r.fallback.take()
-        {
-            r.body = fallback;
-            r.kind = SendKind::Template;
-            r.message_type = "template".into();
-            verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+        // The session message as it was, while its switch to the fallback is not charged.
+        let mut session = None;
+        if verdict == Err(policy::Refusal::WindowClosed) && r.fallback.is_some() {
+            let before = r.clone();
+            if r.switch_to_fallback() {
+                session = Some(before);
+                verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+            }
         }
         if r.kind == SendKind::Template
             && matches!(&verdict, Err(policy::Refusal::OptedOut { scope }) if scope == crate::consent::SCOPE_MARKETING)
@@ -459,7 +473,26 @@ where
             verdict = policy::check_for(r.kind, false, window.as_ref(), &consents, now, margin);
         }
         let Err(refusal) = verdict else {
-            return Ok(None);
+            let Some(session) = session else {
+                return Ok(None);
+            };
+            // Open by Meta's measure (no margin) while closed by Ventana's: the template may
+            // still arrive inside the window, as send-api counts it.
+            let open = window
+                .as_ref()
+                .is_some_and(|w| w.allows_session_message(now, 0));
+            let Err(full) = self.charge_fallback(r, open, now_ms).await? else {
+                return Ok(None);
+            };
+            // Not sent, not failed: it waits as the session message it was (the window may
+            // open again meanwhile, and then that goes, free).
+            *r = session;
+            let delay = wait_for_limit(r, full, now_ms);
+            return Ok(Some(if self.save_or_reload(r).await? {
+                defer(delay)
+            } else {
+                defer(0)
+            }));
         };
         r.state = SendState::Failed;
         r.error = Some(SendFailure::new(
@@ -487,6 +520,34 @@ where
                 Verdict::Unchecked | Verdict::Refused(_) => true,
             },
         )
+    }
+
+    /// Charges a fallback template the worker switched `r` to against the messaging limit of
+    /// the number's portfolio, as send-api charges an API template send
+    /// ([`charge_one`]): free when the customer's window is open or they were charged in the
+    /// last 24 hours (charging again after a lost save is therefore free too).
+    async fn charge_fallback(
+        &self,
+        r: &SendRecord,
+        window_open: bool,
+        now_ms: i64,
+    ) -> Result<Result<(), LimitFull>, StoreError> {
+        let Some(customer) = &r.customer else {
+            return Ok(Ok(()));
+        };
+        if window_open {
+            return Ok(Ok(()));
+        }
+        let portfolio = portfolio_of(&self.store, &r.phone_number_id).await?;
+        charge_one(
+            &self.store,
+            &portfolio,
+            &customer.as_storage(),
+            false,
+            self.config.default_tier,
+            now_ms.div_euclid(1000),
+        )
+        .await
     }
 
     /// Dead-letters a send of a number Meta told to stop sending from a moment ago, without
@@ -576,6 +637,26 @@ where
                     not_before_ms: retry_at,
                 };
                 result = defer(retry_at - now);
+            }
+            Disposition::WindowClosed if r.kind == SendKind::Session && r.fallback.is_some() => {
+                // Meta's clock says the window is closed (Ventana's said open): the fallback
+                // goes instead, as at dequeue, and this attempt of the session message does
+                // not count against the template.
+                r.attempts = r.attempts.saturating_sub(1);
+                r.error = Some(failure);
+                let mut switched = r.clone();
+                switched.switch_to_fallback();
+                let delay = match self.charge_fallback(&switched, false, now).await? {
+                    Ok(()) => {
+                        r = switched;
+                        r.state = SendState::Pending { not_before_ms: now };
+                        0
+                    }
+                    // It waits as the session message (tried again then, in case the customer
+                    // wrote meanwhile).
+                    Err(full) => wait_for_limit(&mut r, full, now),
+                };
+                result = defer(delay);
             }
             Disposition::StopSending { code } => {
                 r.error = Some(failure);
@@ -700,6 +781,29 @@ pub fn history_record(
         raw: r.body.to_string(),
         expires_at: now.saturating_add(retention_secs),
     })
+}
+
+/// Holds `r` until the messaging limit has room (when [`charge_one`] said, else in an hour:
+/// capacity only comes back as an hour leaves the rolling window); returns the delay (ms).
+fn wait_for_limit(r: &mut SendRecord, full: LimitFull, now_ms: i64) -> i64 {
+    let now = now_ms.div_euclid(1000);
+    let retry_at = full.retry_at.unwrap_or(now + BUCKET_SECS).max(now + 1);
+    let refusal = policy::Refusal::LimitReached {
+        limit: full.limit,
+        retry_at: Some(retry_at),
+    };
+    r.state = SendState::Pending {
+        not_before_ms: retry_at.saturating_mul(1000),
+    };
+    r.error = Some(SendFailure::new(
+        refusal.code(),
+        format!(
+            "fallback template waiting: the messaging limit ({} unique customers a day) is reached until {}",
+            full.limit,
+            crate::clock::rfc3339(retry_at)
+        ),
+    ));
+    retry_at.saturating_mul(1000) - now_ms
 }
 
 /// What Meta's table says a code means.

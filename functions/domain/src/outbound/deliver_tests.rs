@@ -3,7 +3,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
+use crate::broadcast::LimitStore;
+use crate::broadcast::limit::charge_one;
 use crate::customer::{CustomerKey, CustomerRef};
+use crate::model::MessagingLimit;
 use crate::outbound::{SendId, TransportFailure, public_status};
 use crate::pacing::memory::InMemoryPacingStore;
 use crate::ports::{Consent, ConsentRecord, ConsentSource, SendJob};
@@ -418,6 +421,10 @@ async fn a_kept_fallback_goes_out_when_the_window_closed_before_dequeue() {
         job.send_id.as_str()
     );
     assert_eq!(send(&e, &job).message_type, "template");
+    assert!(
+        charged(&e, PHONE).await,
+        "the fallback is business-initiated"
+    );
 }
 
 #[tokio::test]
@@ -609,6 +616,59 @@ fn read_receipts_are_grouped_by_the_message_they_mark() {
     assert_eq!(SendJob::for_send(&r).group, format!("{PNID}:g:wamid.IN"));
 }
 
+/// The fallback template send-api keeps with a session message.
+fn fallback_body(phone: &str) -> serde_json::Value {
+    json!({"messaging_product": "whatsapp", "to": phone, "type": "template",
+           "template": {"name": "hello", "language": {"code": "en"}}})
+}
+
+/// A pending session message to `phone` that carries a fallback template.
+async fn queued_with_fallback(e: &Engine, phone: &str, n: u8) -> SendJob {
+    let job = queued(e, phone, SendKind::Session, n).await;
+    let mut r = send(e, &job);
+    r.fallback = Some(fallback_body(phone));
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    job
+}
+
+/// Whether `phone` is charged against the number's messaging limit (its account is not
+/// known in these tests, so the portfolio is `pn:<number>`).
+async fn charged(e: &Engine, phone: &str) -> bool {
+    let who = [CustomerKey::Phone(phone.into()).as_storage()];
+    let got = e
+        .store()
+        .charged_since(&format!("pn:{PNID}"), &who, 0)
+        .await
+        .unwrap();
+    !got.is_empty()
+}
+
+/// Charges `count` other customers to the number's portfolio now (50 use up a tier-50 limit).
+async fn charge_others(e: &Engine, count: u32) {
+    let now = e.clock().now_ms() / 1000;
+    for i in 0..count {
+        let who = format!("p:55110000{i:04}");
+        let charged = charge_one(
+            e.store(),
+            &format!("pn:{PNID}"),
+            &who,
+            false,
+            MessagingLimit::Tier50,
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(charged.is_ok(), "customer {i} fits");
+    }
+}
+
+fn tier_50() -> DeliverConfig {
+    DeliverConfig {
+        default_tier: MessagingLimit::Tier50,
+        ..DeliverConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn an_expired_token_dead_letters_the_send_for_a_redrive_instead_of_failing_it() {
     let e = engine();
@@ -679,4 +739,166 @@ async fn after_a_stop_sending_code_the_numbers_backlog_is_dead_lettered_without_
     e.clock().advance(e.config().stop_hold_ms);
     assert_eq!(deliver(&e, &third).await, JobOutcome::Done);
     assert_eq!(e.graph().posted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_131047_from_meta_sends_the_fallback_next_and_ends_accepted() {
+    let e = engine();
+    // Ventana's copy of the window says open; Meta's says closed.
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    assert_eq!(
+        deliver(&e, &job).await,
+        JobOutcome::Defer { delay_ms: 0 },
+        "tried again at once"
+    );
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::Pending { not_before_ms: T0 });
+    assert_eq!(
+        (r.kind, r.message_type.as_str()),
+        (SendKind::Template, "template")
+    );
+    assert_eq!(r.fallback, None);
+    assert_eq!(
+        r.attempts, 0,
+        "the session message's attempt does not count"
+    );
+    assert_eq!(r.error.unwrap().code, 131_047);
+    assert!(
+        charged(&e, PHONE).await,
+        "the fallback is business-initiated"
+    );
+
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 2);
+    assert_eq!(posted[0].1["type"], "text");
+    assert_eq!(posted[1].1["type"], "template");
+    assert_eq!(posted[1].1["template"]["name"], "hello");
+    assert_eq!(
+        posted[1].1["biz_opaque_callback_data"],
+        job.send_id.as_str()
+    );
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Accepted { .. }));
+    assert_eq!((r.attempts, r.error), (1, None));
+    assert_eq!(
+        e.store().message("wamid.2").unwrap().message_type,
+        "template"
+    );
+}
+
+#[tokio::test]
+async fn a_131047_from_meta_without_a_fallback_fails_with_131047() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::Failed);
+    assert_eq!(r.error.unwrap().code, 131_047);
+    assert_eq!(r.kind, SendKind::Session);
+    assert!(!charged(&e, PHONE).await);
+    e.clock().advance(3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fallback_switched_at_dequeue_waits_unsent_while_the_limit_is_full() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    charge_others(&e, 50).await;
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!("deferred until the limit has room");
+    };
+    // Room comes back when the hour of the charges leaves the rolling 24 hours.
+    assert!(
+        (24 * 3_600_000..=25 * 3_600_000).contains(&delay_ms),
+        "{delay_ms}"
+    );
+    assert!(e.graph().posted().is_empty(), "not sent");
+    let r = send(&e, &job);
+    let now = e.clock().now_ms();
+    assert_eq!(
+        r.state,
+        SendState::Pending {
+            not_before_ms: now + delay_ms
+        },
+        "not failed"
+    );
+    assert_eq!(r.error.as_ref().unwrap().code, 80_007);
+    assert_eq!((r.kind, r.fallback.is_some()), (SendKind::Session, true));
+    assert!(!charged(&e, PHONE).await);
+    // Redelivered early (SQS caps a delay at 12 h): still waiting, still not sent.
+    e.clock().advance(12 * 3_600_000);
+    assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+    assert!(e.graph().posted().is_empty());
+    // Then there is room: the fallback goes, charged.
+    e.clock().advance(delay_ms - 12 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].1["type"], "template");
+    assert!(charged(&e, PHONE).await);
+}
+
+#[tokio::test]
+async fn a_131047_fallback_waits_unsent_while_the_limit_is_full() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    charge_others(&e, 50).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!("deferred until the limit has room");
+    };
+    assert!(delay_ms > 23 * 3_600_000, "{delay_ms}");
+    assert_eq!(e.graph().posted().len(), 1, "only the session message");
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Pending { .. }));
+    assert_eq!(r.error.as_ref().unwrap().code, 80_007);
+    assert_eq!(r.attempts, 0);
+    assert!(!charged(&e, PHONE).await);
+}
+
+#[tokio::test]
+async fn a_fallback_to_a_customer_charged_in_the_last_day_is_free_at_a_full_limit() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    let now = e.clock().now_ms() / 1000;
+    let who = CustomerKey::Phone(PHONE.into()).as_storage();
+    let portfolio = format!("pn:{PNID}");
+    let first = charge_one(
+        e.store(),
+        &portfolio,
+        &who,
+        false,
+        MessagingLimit::Tier50,
+        now,
+    );
+    assert!(first.await.unwrap().is_ok());
+    e.clock().advance(60_000);
+    charge_others(&e, 49).await;
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted()[0].1["type"], "template");
+}
+
+#[tokio::test]
+async fn a_fallback_is_charged_to_the_numbers_account_once_known() {
+    let e = engine();
+    e.store().set_waba(PNID, "WABA1");
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let who = [CustomerKey::Phone(PHONE.into()).as_storage()];
+    let got = e.store().charged_since("WABA1", &who, 0).await.unwrap();
+    assert_eq!(got.len(), 1);
 }
