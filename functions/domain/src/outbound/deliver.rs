@@ -30,6 +30,8 @@
 //! - A fallback the worker switches to is business-initiated: it is charged against the
 //!   messaging limit of the number's portfolio, and waits (deferred, not sent, not failed)
 //!   while the limit is full.
+//! - 132015 / 132016 (template paused / disabled) mark the template so in the registry, so
+//!   that send-api refuses it at once and the broadcast planner pauses its jobs.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -45,7 +47,10 @@ use crate::ports::{
     Clock, Consent, ConsentRecord, ConsentSource, ConversationReader, Direction, GraphSender,
     InboundStore, MessageRecord, SendJob, SendStore, StoreError,
 };
-use crate::templates::{TemplateStore, Verdict, check_send};
+use crate::templates::{
+    TemplateChange, TemplateRef, TemplateStatus, TemplateStore, Verdict, apply_change, check_send,
+    name_and_language,
+};
 
 /// How the worker delivers.
 #[derive(Debug, Clone)]
@@ -562,6 +567,34 @@ where
         self.dead_letter(r, reason).await
     }
 
+    /// Marks the template of a template send `status` in the registry (at `now_ms`), when the
+    /// registry knows it: newer news (a sync, a webhook) is kept.
+    async fn mark_template(
+        &self,
+        r: &SendRecord,
+        status: TemplateStatus,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Some((name, language)) = r.body.get("template").and_then(name_and_language) else {
+            return Ok(());
+        };
+        let Some(waba_id) = self.store.waba_of(&r.phone_number_id).await? else {
+            return Ok(());
+        };
+        let template = TemplateRef {
+            waba_id: &waba_id,
+            name,
+            language,
+            id: None,
+        };
+        let change = TemplateChange::Status {
+            status,
+            category: None,
+        };
+        apply_change(&self.store, template, change, now_ms.div_euclid(1000)).await?;
+        Ok(())
+    }
+
     /// Records what came of a Graph API call.
     async fn settle(
         &self,
@@ -582,6 +615,17 @@ where
             classify(&outcome)
         };
         let failure = failure_of(&outcome);
+        // Meta paused or disabled the template: the registry learns it now, not at the next
+        // webhook or sync.
+        let template_status = match (&disposition, r.kind) {
+            (Disposition::Permanent { code: 132_015 }, SendKind::Template) => {
+                Some(TemplateStatus::Paused)
+            }
+            (Disposition::Permanent { code: 132_016 }, SendKind::Template) => {
+                Some(TemplateStatus::Disabled)
+            }
+            _ => None,
+        };
         let mut result = JobOutcome::Done;
         let mut history = None;
         match disposition {
@@ -722,6 +766,9 @@ where
         }
         if let Some(wamid) = history {
             self.record_history(&r, &wamid, now).await?;
+        }
+        if let Some(status) = template_status {
+            self.mark_template(&r, status, now).await?;
         }
         Ok(result)
     }

@@ -11,6 +11,9 @@ use crate::outbound::{SendId, TransportFailure, public_status};
 use crate::pacing::memory::InMemoryPacingStore;
 use crate::ports::{Consent, ConsentRecord, ConsentSource, SendJob};
 use crate::status::DeliveryStatus;
+use crate::templates::{
+    RefusalKind, TemplateCategory, TemplateDef, TemplateStatus, TemplateStore, Verdict, check_send,
+};
 use crate::testing::{InMemoryStore, ManualClock, ScriptedGraph};
 use crate::window::WindowUpdate;
 
@@ -452,7 +455,6 @@ async fn an_opt_out_after_queuing_stops_the_send_at_dequeue() {
 
 #[tokio::test]
 async fn a_marketing_opt_out_stops_marketing_templates_at_dequeue_but_not_utility_ones() {
-    use crate::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
     let e = engine();
     let (a, b) = ("5511999990001", "5511999990002");
     let first = queued(&e, a, SendKind::Template, 1).await;
@@ -476,21 +478,7 @@ async fn a_marketing_opt_out_stops_marketing_templates_at_dequeue_but_not_utilit
     assert_eq!(send(&e, &first).error.unwrap().code, 131_050);
     // Once the registry says it is a utility template, it goes.
     e.store().set_waba(PNID, "WABA1");
-    e.store()
-        .put_template(&TemplateDef {
-            waba_id: "WABA1".into(),
-            name: "hello".into(),
-            language: "en".into(),
-            id: None,
-            status: TemplateStatus::Approved,
-            category: TemplateCategory::Utility,
-            components: json!([{"type": "BODY", "text": "Hello"}]),
-            quality: None,
-            updated_at: 1,
-        })
-        .await
-        .unwrap();
-    e.store().mark_synced("WABA1", 1).await.unwrap();
+    registered(&e, "hello", TemplateStatus::Approved).await;
     assert_eq!(deliver(&e, &second).await, JobOutcome::Done);
     assert_eq!(e.graph().posted().len(), 1, "the utility template went out");
     assert_eq!(e.graph().posted()[0].1["to"], b);
@@ -667,6 +655,26 @@ fn tier_50() -> DeliverConfig {
         default_tier: MessagingLimit::Tier50,
         ..DeliverConfig::default()
     }
+}
+
+/// The number's account is `WABA1`, synced, with template `name` (en) in `status`.
+async fn registered(e: &Engine, name: &str, status: TemplateStatus) {
+    e.store().set_waba(PNID, "WABA1");
+    e.store()
+        .put_template(&TemplateDef {
+            waba_id: "WABA1".into(),
+            name: name.into(),
+            language: "en".into(),
+            id: None,
+            status,
+            category: TemplateCategory::Utility,
+            components: json!([{"type": "BODY", "text": "Hello"}]),
+            quality: None,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    e.store().mark_synced("WABA1", 1).await.unwrap();
 }
 
 #[tokio::test]
@@ -901,4 +909,69 @@ async fn a_fallback_is_charged_to_the_numbers_account_once_known() {
     let who = [CustomerKey::Phone(PHONE.into()).as_storage()];
     let got = e.store().charged_since("WABA1", &who, 0).await.unwrap();
     assert_eq!(got.len(), 1);
+}
+
+#[tokio::test]
+async fn a_paused_or_disabled_template_is_marked_so_in_the_registry() {
+    for (code, status, kind) in [
+        (132_015, TemplateStatus::Paused, RefusalKind::Paused),
+        (132_016, TemplateStatus::Disabled, RefusalKind::Disabled),
+    ] {
+        let e = engine();
+        registered(&e, "hello", TemplateStatus::Approved).await;
+        let job = queued(&e, PHONE, SendKind::Template, 1).await;
+        e.graph().answer([rejected(400, code)]);
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done, "{code}");
+        let r = send(&e, &job);
+        assert_eq!((r.state, r.error.unwrap().code), (SendState::Failed, code));
+        let def = e
+            .store()
+            .template("WABA1", "hello", "en")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(def.status, status, "{code}");
+        assert_eq!(def.updated_at, T0 / 1000);
+        // send-api now refuses it before queuing anything.
+        let verdict = check_send(e.store(), PNID, &r.body["template"])
+            .await
+            .unwrap();
+        let Verdict::Refused(refusal) = verdict else {
+            panic!("{verdict:?}");
+        };
+        assert_eq!(refusal.kind, kind);
+    }
+}
+
+#[tokio::test]
+async fn a_paused_template_the_registry_does_not_know_is_not_added() {
+    let e = engine();
+    registered(&e, "other", TemplateStatus::Approved).await;
+    let job = queued(&e, PHONE, SendKind::Template, 1).await;
+    e.graph().answer([rejected(400, 132_015)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(
+        e.store().template("WABA1", "hello", "en").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_newer_registry_update_is_not_overridden_by_a_paused_answer() {
+    let e = engine();
+    registered(&e, "hello", TemplateStatus::Approved).await;
+    // A sync from after the send already knows better (reinstated, say).
+    let mut def = e
+        .store()
+        .template("WABA1", "hello", "en")
+        .await
+        .unwrap()
+        .unwrap();
+    def.updated_at = T0 / 1000 + 10;
+    e.store().put_template(&def).await.unwrap();
+    let job = queued(&e, PHONE, SendKind::Template, 1).await;
+    e.graph().answer([rejected(400, 132_015)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let def = e.store().template("WABA1", "hello", "en").await.unwrap();
+    assert_eq!(def.unwrap().status, TemplateStatus::Approved);
 }
