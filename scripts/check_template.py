@@ -106,8 +106,10 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility")},
         "sqs:SendMessage": {"OutboundDeadLetterQueue"},
+        # BatchGetItem / BatchWriteItem: charging a fallback template to the messaging limit.
         **{a: {_TABLE} for a in (
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")},
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+            "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")},
         "secretsmanager:GetSecretValue": _ACCESS_TOKEN,
     },
     "BroadcastPlannerFunction": {

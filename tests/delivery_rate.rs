@@ -159,7 +159,9 @@ async fn worker(
                             jobs.lock().unwrap().push_back(job);
                         });
                     }
-                    JobOutcome::DeadLetter { reason } => dead.lock().unwrap().push(reason),
+                    JobOutcome::DeadLetter { reason } | JobOutcome::StopSending { reason, .. } => {
+                        dead.lock().unwrap().push(reason)
+                    }
                 }
             }
         }));

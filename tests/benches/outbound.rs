@@ -304,7 +304,9 @@ async fn run(
                     match engine.deliver(job, backlog).await {
                         Ok(JobOutcome::Done) => t.done += 1,
                         Ok(JobOutcome::Defer { .. }) => t.deferred += 1,
-                        Ok(JobOutcome::DeadLetter { .. }) => t.dead_lettered += 1,
+                        Ok(JobOutcome::DeadLetter { .. } | JobOutcome::StopSending { .. }) => {
+                            t.dead_lettered += 1
+                        }
                         Err(_) => t.store_errors += 1,
                     }
                 }

@@ -7,7 +7,9 @@
 //! - `Done` → success (Lambda deletes the message). `Defer` → `ChangeMessageVisibility` to the
 //!   delay, then a batch item failure (Lambda leaves it; it comes back after the delay).
 //!   `DeadLetter` → a copy with the reason goes to the DLQ, then success; if that copy cannot
-//!   be sent, a failure (the message comes back; nothing is lost).
+//!   be sent, a failure (the message comes back; nothing is lost). `StopSending` (Meta said
+//!   stop sending from the number: an expired token, a locked account) is dead-lettered the
+//!   same way, with an error-level log naming the code, for operations.
 //! - A body that is not an outbound job goes to the DLQ with the decoding error as reason.
 //! - Near the invocation's deadline no new send is started: the rest are made visible again
 //!   at once and reported as failures, so a slow batch never runs into the Lambda timeout
@@ -83,7 +85,11 @@ pub trait Engine: Send + Sync {
 
 impl<S, L, P, G, C> Engine for Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader + wa_domain::templates::TemplateStore,
+    S: SendStore
+        + InboundStore
+        + ConversationReader
+        + wa_domain::templates::TemplateStore
+        + wa_domain::broadcast::LimitStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,
@@ -217,34 +223,47 @@ async fn deliver_group<E: Engine, Q: QueueControl>(
             }),
             Ok(job) => engine.deliver(job, backlog(job)).await,
         };
-        let hold_rest_ms = match outcome {
+        let (reason, stop_code) = match outcome {
             Ok(JobOutcome::Done) => continue,
-            Ok(JobOutcome::Defer { delay_ms }) => delay_ms,
-            Ok(JobOutcome::DeadLetter { reason }) => {
-                let group = match &item.job {
-                    Ok(job) => job.group.as_str(),
-                    Err(_) => item.group.as_str(),
-                };
-                match control.dead_letter(item.body, group, &reason).await {
-                    Ok(()) => {
-                        tracing::warn!(message_id = item.id, reason = %wa_domain::redact::mask_digit_runs(&reason), "send dead-lettered");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = ?e, message_id = item.id, "could not dead-letter");
-                        failed.push(item.id.to_owned());
-                        hold(control, rest, 0, &mut failed).await;
-                        break;
-                    }
-                }
+            Ok(JobOutcome::Defer { delay_ms }) => {
+                hold(control, &items[n..], delay_ms, &mut failed).await;
+                break;
             }
+            Ok(JobOutcome::DeadLetter { reason }) => (reason, None),
+            Ok(JobOutcome::StopSending { code, reason }) => (reason, Some(code)),
             Err(e) => {
                 tracing::error!(error = ?e, message_id = item.id, "store failed; will retry");
-                STORE_RETRY_MS
+                hold(control, &items[n..], STORE_RETRY_MS, &mut failed).await;
+                break;
             }
         };
-        hold(control, &items[n..], hold_rest_ms, &mut failed).await;
-        break;
+        let group = match &item.job {
+            Ok(job) => job.group.as_str(),
+            Err(_) => item.group.as_str(),
+        };
+        let masked = wa_domain::redact::mask_digit_runs(&reason);
+        if let Some(code) = stop_code {
+            // For operations: the token or the account needs fixing (no body, no token here:
+            // the reason is the code and what Meta's table says of it).
+            tracing::error!(
+                code,
+                phone_number_id = pnid_of(group),
+                message_id = item.id,
+                reason = %masked,
+                "Meta says stop sending from this number: fix the access token or the account, then redrive the DLQ"
+            );
+        }
+        match control.dead_letter(item.body, group, &reason).await {
+            Ok(()) => {
+                tracing::warn!(message_id = item.id, reason = %masked, "send dead-lettered");
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, message_id = item.id, "could not dead-letter");
+                failed.push(item.id.to_owned());
+                hold(control, rest, 0, &mut failed).await;
+                break;
+            }
+        }
     }
     failed
 }

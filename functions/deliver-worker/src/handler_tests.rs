@@ -278,3 +278,35 @@ async fn nothing_starts_past_the_deadline() {
     );
     assert!(matches!(state(&e, A), SendState::Pending { .. }));
 }
+
+#[tokio::test]
+async fn an_expired_token_dead_letters_the_send_and_holds_the_numbers_others_back() {
+    let e = engine();
+    pending(&e, A, "16505551234").await;
+    pending(&e, B, "16505551234").await;
+    pending(&e, C, "16505550000").await;
+    e.graph().answer([GraphOutcome::Rejected {
+        http_status: 401,
+        code: 190,
+        subcode: Some(463),
+        message: "Error validating access token: Session has expired".into(),
+        details: None,
+        fbtrace_id: Some("AbCdEfG".into()),
+    }]);
+    let control = FakeControl::default();
+    let r = handle(&e, &control, fixture("batch"), i64::MAX)
+        .await
+        .unwrap();
+    // Nothing is retried by the queue: all three are in the DLQ, redrivable.
+    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
+    assert_eq!(e.graph().posted().len(), 1, "Meta is asked once");
+    let dead = control.dead.lock().unwrap().clone();
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|(_, _, reason)| reason.contains("190")));
+    assert!(dead[0].2.contains("stop sending"), "{}", dead[0].2);
+    for id in [A, B, C] {
+        let r = e.store().send(&SendId::parse(id).unwrap()).unwrap();
+        assert_eq!(r.state, SendState::DeadLettered, "{id}");
+        assert_eq!(r.error.unwrap().code, 190);
+    }
+}

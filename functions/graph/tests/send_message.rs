@@ -192,7 +192,7 @@ async fn opt_out_131050_is_recorded_as_opted_out() {
 
 #[tokio::test]
 async fn permanent_codes_are_not_retried() {
-    for code in [131_026, 100, 190, 132_001] {
+    for code in [131_026, 100, 132_001] {
         let (outcome, _) = send(answer(400, meta_error(code, "nope"))).await;
         assert_eq!(
             classify(&outcome),
@@ -200,6 +200,16 @@ async fn permanent_codes_are_not_retried() {
             "{code}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_expired_token_190_says_stop_sending() {
+    let (outcome, _) = send(answer(
+        401,
+        meta_error(190, "Error validating access token: Session has expired"),
+    ))
+    .await;
+    assert_eq!(classify(&outcome), Disposition::StopSending { code: 190 });
 }
 
 #[tokio::test]

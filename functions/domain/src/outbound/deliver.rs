@@ -17,19 +17,40 @@
 //!   [`DeliverConfig::unconfirmed_grace_ms`] for a status webhook carrying its id in
 //!   `biz_opaque_callback_data` (applied by inbound-processor, [`SendRecord::apply_status`]),
 //!   and is resent at most once if none came. A second unconfirmed call goes to the DLQ.
+//!
+//! # What Meta's answer changes besides the send
+//!
+//! - A "stop sending" code (an expired token, a locked or unpaid account: [`Disposition::
+//!   StopSending`]) dead-letters the send (redrivable once fixed) and answers
+//!   [`JobOutcome::StopSending`] so that the worker alerts operations; for
+//!   [`DeliverConfig::stop_hold_ms`] this process then dead-letters the number's other sends
+//!   without calling Meta, instead of failing a whole backlog against a dead token.
+//! - A 131047 (window closed, by Meta's own clock) for a session message that has a fallback
+//!   template switches it to the template, as the recheck at dequeue does, and tries again.
+//! - A fallback the worker switches to is business-initiated: it is charged against the
+//!   messaging limit of the number's portfolio, and waits (deferred, not sent, not failed)
+//!   while the limit is full.
+//! - 132015 / 132016 (template paused / disabled) mark the template so in the registry, so
+//!   that send-api refuses it at once and the broadcast planner pauses its jobs.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::send::{SendFailure, SendKind, SendRecord, SendState};
-use super::{Disposition, GraphOutcome, classify, policy};
+use super::{Disposition, GraphOutcome, classify, code_rule, policy};
+use crate::broadcast::LimitStore;
+use crate::broadcast::limit::{BUCKET_SECS, LimitFull, charge_one, portfolio_of};
+use crate::model::MessagingLimit;
 use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
 use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
 use crate::ports::{
     Clock, Consent, ConsentRecord, ConsentSource, ConversationReader, Direction, GraphSender,
     InboundStore, MessageRecord, SendJob, SendStore, StoreError,
 };
-use crate::templates::{TemplateStore, Verdict, check_send};
+use crate::templates::{
+    TemplateChange, TemplateRef, TemplateStatus, TemplateStore, Verdict, apply_change, check_send,
+    name_and_language,
+};
 
 /// How the worker delivers.
 #[derive(Debug, Clone)]
@@ -56,6 +77,13 @@ pub struct DeliverConfig {
     pub slow_down_ms: i64,
     /// How long outbound history is kept (seconds).
     pub retention_secs: i64,
+    /// After Meta answers a "stop sending" code for a number, its other sends are
+    /// dead-lettered without calling Meta for this long, in this process (ms); then the next
+    /// send tries Meta again.
+    pub stop_hold_ms: i64,
+    /// The messaging-limit tier assumed for a portfolio no webhook has told the tier of, when
+    /// a fallback template is charged (as send-api and the broadcast planner assume it).
+    pub default_tier: MessagingLimit,
 }
 
 impl Default for DeliverConfig {
@@ -71,6 +99,8 @@ impl Default for DeliverConfig {
             limits: HashMap::new(),
             slow_down_ms: 60_000,
             retention_secs: 90 * 86_400,
+            stop_hold_ms: 60_000,
+            default_tier: MessagingLimit::Tier250,
         }
     }
 }
@@ -99,6 +129,16 @@ pub enum JobOutcome {
     /// dead-lettered with the same reason).
     DeadLetter {
         /// Why.
+        reason: String,
+    },
+    /// Meta said stop sending from this number or account (an expired token, say): move it
+    /// to the dead-letter queue like [`JobOutcome::DeadLetter`] (the send is recorded as
+    /// dead-lettered with Meta's code, and a redrive sends it once the cause is fixed), and
+    /// alert operations.
+    StopSending {
+        /// Meta's code.
+        code: i64,
+        /// Why (the code and what it means; never a body or a token).
         reason: String,
     },
 }
@@ -192,6 +232,27 @@ impl SlowDowns {
     }
 }
 
+/// Numbers Meta told to stop sending from (in this process): until when, and the code.
+#[derive(Debug, Default)]
+struct Stops {
+    until: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl Stops {
+    /// The code that stopped the number, while the hold lasts.
+    fn held(&self, pnid: &str, now_ms: i64) -> Option<i64> {
+        let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(pnid)
+            .filter(|(until, _)| now_ms < *until)
+            .map(|(_, code)| *code)
+    }
+
+    fn stop(&self, pnid: &str, until_ms: i64, code: i64) {
+        let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(pnid.to_owned(), (until_ms, code));
+    }
+}
+
 /// The deliver-worker's engine: shared by every message of every batch of a process.
 pub struct Deliverer<S, L, P, G, C> {
     store: S,
@@ -201,6 +262,7 @@ pub struct Deliverer<S, L, P, G, C> {
     clock: C,
     config: DeliverConfig,
     slow: SlowDowns,
+    stops: Stops,
 }
 
 /// How many times a save is retried over a fresh read when someone else saved in between.
@@ -208,7 +270,7 @@ const SAVE_ATTEMPTS: usize = 5;
 
 impl<S, L, P, G, C> Deliverer<S, L, P, G, C>
 where
-    S: SendStore + InboundStore + ConversationReader + TemplateStore,
+    S: SendStore + InboundStore + ConversationReader + TemplateStore + LimitStore,
     L: LeaseStore,
     P: PairStore,
     G: GraphSender,
@@ -235,6 +297,7 @@ where
             clock,
             config,
             slow: SlowDowns::default(),
+            stops: Stops::default(),
         }
     }
 
@@ -295,6 +358,9 @@ where
                 }
                 Plan::Attempt { resend } => resend,
             };
+            if let Some(code) = self.stops.held(&r.phone_number_id, now) {
+                return self.held_back(r, code).await;
+            }
             // Checked again at dequeue: the window may have closed, the customer opted out.
             if let Some(outcome) = self.recheck(&mut r, now).await? {
                 return Ok(outcome);
@@ -373,7 +439,8 @@ where
     }
 
     /// The window and consent, again at dequeue. A send that may no longer go is failed (or
-    /// switched to its fallback template).
+    /// switched to its fallback template, which is charged against the messaging limit and
+    /// waits while the limit is full).
     async fn recheck(
         &self,
         r: &mut SendRecord,
@@ -394,13 +461,14 @@ where
         let consents = self.store.consents(&r.phone_number_id, &customer).await?;
         let margin = self.config.window_margin_secs;
         let mut verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
-        if verdict == Err(policy::Refusal::WindowClosed)
-            && let Some(fallback) = r.fallback.take()
-        {
-            r.body = fallback;
-            r.kind = SendKind::Template;
-            r.message_type = "template".into();
-            verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+        // The session message as it was, while its switch to the fallback is not charged.
+        let mut session = None;
+        if verdict == Err(policy::Refusal::WindowClosed) && r.fallback.is_some() {
+            let before = r.clone();
+            if r.switch_to_fallback() {
+                session = Some(before);
+                verdict = policy::check(r.kind, window.as_ref(), &consents, now, margin);
+            }
         }
         if r.kind == SendKind::Template
             && matches!(&verdict, Err(policy::Refusal::OptedOut { scope }) if scope == crate::consent::SCOPE_MARKETING)
@@ -410,7 +478,26 @@ where
             verdict = policy::check_for(r.kind, false, window.as_ref(), &consents, now, margin);
         }
         let Err(refusal) = verdict else {
-            return Ok(None);
+            let Some(session) = session else {
+                return Ok(None);
+            };
+            // Open by Meta's measure (no margin) while closed by Ventana's: the template may
+            // still arrive inside the window, as send-api counts it.
+            let open = window
+                .as_ref()
+                .is_some_and(|w| w.allows_session_message(now, 0));
+            let Err(full) = self.charge_fallback(r, open, now_ms).await? else {
+                return Ok(None);
+            };
+            // Not sent, not failed: it waits as the session message it was (the window may
+            // open again meanwhile, and then that goes, free).
+            *r = session;
+            let delay = wait_for_limit(r, full, now_ms);
+            return Ok(Some(if self.save_or_reload(r).await? {
+                defer(delay)
+            } else {
+                defer(0)
+            }));
         };
         r.state = SendState::Failed;
         r.error = Some(SendFailure::new(
@@ -440,6 +527,75 @@ where
         )
     }
 
+    /// Charges a fallback template the worker switched `r` to against the messaging limit of
+    /// the number's portfolio, as send-api charges an API template send
+    /// ([`charge_one`]): free when the customer's window is open or they were charged in the
+    /// last 24 hours (charging again after a lost save is therefore free too).
+    async fn charge_fallback(
+        &self,
+        r: &SendRecord,
+        window_open: bool,
+        now_ms: i64,
+    ) -> Result<Result<(), LimitFull>, StoreError> {
+        let Some(customer) = &r.customer else {
+            return Ok(Ok(()));
+        };
+        if window_open {
+            return Ok(Ok(()));
+        }
+        let portfolio = portfolio_of(&self.store, &r.phone_number_id).await?;
+        charge_one(
+            &self.store,
+            &portfolio,
+            &customer.as_storage(),
+            false,
+            self.config.default_tier,
+            now_ms.div_euclid(1000),
+        )
+        .await
+    }
+
+    /// Dead-letters a send of a number Meta told to stop sending from a moment ago, without
+    /// calling Meta: a redrive sends it once the cause is fixed.
+    async fn held_back(&self, mut r: SendRecord, code: i64) -> Result<JobOutcome, StoreError> {
+        let reason = format!(
+            "not sent: Meta answered code {code} ({}) for this number less than {} s ago; fix the access token or the account, then redrive",
+            meaning_of(code),
+            self.config.stop_hold_ms.div_euclid(1000),
+        );
+        r.error = Some(SendFailure::new(code, reason.clone()));
+        self.dead_letter(r, reason).await
+    }
+
+    /// Marks the template of a template send `status` in the registry (at `now_ms`), as a
+    /// status webhook would (an unknown template is added with it): newer news (a sync, a
+    /// webhook) is kept. Nothing when the number's account is not known.
+    async fn mark_template(
+        &self,
+        r: &SendRecord,
+        status: TemplateStatus,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Some((name, language)) = r.body.get("template").and_then(name_and_language) else {
+            return Ok(());
+        };
+        let Some(waba_id) = self.store.waba_of(&r.phone_number_id).await? else {
+            return Ok(());
+        };
+        let template = TemplateRef {
+            waba_id: &waba_id,
+            name,
+            language,
+            id: None,
+        };
+        let change = TemplateChange::Status {
+            status,
+            category: None,
+        };
+        apply_change(&self.store, template, change, now_ms.div_euclid(1000)).await?;
+        Ok(())
+    }
+
     /// Records what came of a Graph API call.
     async fn settle(
         &self,
@@ -460,6 +616,17 @@ where
             classify(&outcome)
         };
         let failure = failure_of(&outcome);
+        // Meta paused or disabled the template: the registry learns it now, not at the next
+        // webhook or sync.
+        let template_status = match (&disposition, r.kind) {
+            (Disposition::Permanent { code: 132_015 }, SendKind::Template) => {
+                Some(TemplateStatus::Paused)
+            }
+            (Disposition::Permanent { code: 132_016 }, SendKind::Template) => {
+                Some(TemplateStatus::Disabled)
+            }
+            _ => None,
+        };
         let mut result = JobOutcome::Done;
         let mut history = None;
         match disposition {
@@ -516,6 +683,39 @@ where
                 };
                 result = defer(retry_at - now);
             }
+            Disposition::WindowClosed if r.kind == SendKind::Session && r.fallback.is_some() => {
+                // Meta's clock says the window is closed (Ventana's said open): the fallback
+                // goes instead, as at dequeue, and this attempt of the session message does
+                // not count against the template.
+                r.attempts = r.attempts.saturating_sub(1);
+                r.error = Some(failure);
+                let mut switched = r.clone();
+                switched.switch_to_fallback();
+                let delay = match self.charge_fallback(&switched, false, now).await? {
+                    Ok(()) => {
+                        r = switched;
+                        r.state = SendState::Pending { not_before_ms: now };
+                        0
+                    }
+                    // It waits as the session message (tried again then, in case the customer
+                    // wrote meanwhile).
+                    Err(full) => wait_for_limit(&mut r, full, now),
+                };
+                result = defer(delay);
+            }
+            Disposition::StopSending { code } => {
+                r.error = Some(failure);
+                self.stops
+                    .stop(&r.phone_number_id, now + self.config.stop_hold_ms, code);
+                let reason = format!(
+                    "Meta said stop sending: code {code} ({}); fix the access token or the account, then redrive",
+                    meaning_of(code)
+                );
+                return Ok(match self.dead_letter(r, reason).await? {
+                    JobOutcome::DeadLetter { reason } => JobOutcome::StopSending { code, reason },
+                    other => other,
+                });
+            }
             Disposition::WindowClosed | Disposition::Permanent { .. } => {
                 r.state = SendState::Failed;
                 r.error = Some(failure);
@@ -567,6 +767,9 @@ where
         }
         if let Some(wamid) = history {
             self.record_history(&r, &wamid, now).await?;
+        }
+        if let Some(status) = template_status {
+            self.mark_template(&r, status, now).await?;
         }
         Ok(result)
     }
@@ -626,6 +829,34 @@ pub fn history_record(
         raw: r.body.to_string(),
         expires_at: now.saturating_add(retention_secs),
     })
+}
+
+/// Holds `r` until the messaging limit has room (when [`charge_one`] said, else in an hour:
+/// capacity only comes back as an hour leaves the rolling window); returns the delay (ms).
+fn wait_for_limit(r: &mut SendRecord, full: LimitFull, now_ms: i64) -> i64 {
+    let now = now_ms.div_euclid(1000);
+    let retry_at = full.retry_at.unwrap_or(now + BUCKET_SECS).max(now + 1);
+    let refusal = policy::Refusal::LimitReached {
+        limit: full.limit,
+        retry_at: Some(retry_at),
+    };
+    r.state = SendState::Pending {
+        not_before_ms: retry_at.saturating_mul(1000),
+    };
+    r.error = Some(SendFailure::new(
+        refusal.code(),
+        format!(
+            "fallback template waiting: the messaging limit ({} unique customers a day) is reached until {}",
+            full.limit,
+            crate::clock::rfc3339(retry_at)
+        ),
+    ));
+    retry_at.saturating_mul(1000) - now_ms
+}
+
+/// What Meta's table says a code means.
+fn meaning_of(code: i64) -> &'static str {
+    code_rule(code).map_or("not in Meta's table", |r| r.meaning)
 }
 
 fn defer(delay_ms: i64) -> JobOutcome {

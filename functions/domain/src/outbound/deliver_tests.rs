@@ -3,11 +3,17 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
+use crate::broadcast::LimitStore;
+use crate::broadcast::limit::charge_one;
 use crate::customer::{CustomerKey, CustomerRef};
+use crate::model::MessagingLimit;
 use crate::outbound::{SendId, TransportFailure, public_status};
 use crate::pacing::memory::InMemoryPacingStore;
 use crate::ports::{Consent, ConsentRecord, ConsentSource, SendJob};
 use crate::status::DeliveryStatus;
+use crate::templates::{
+    RefusalKind, TemplateCategory, TemplateDef, TemplateStatus, TemplateStore, Verdict, check_send,
+};
 use crate::testing::{InMemoryStore, ManualClock, ScriptedGraph};
 use crate::window::WindowUpdate;
 
@@ -256,9 +262,7 @@ async fn pair_rate_errors_hold_the_recipient_four_to_the_n_seconds() {
 
 #[tokio::test]
 async fn permanent_errors_are_recorded_and_never_retried() {
-    for code in [
-        131_047, 131_026, 131_048, 131_049, 132_000, 132_012, 100, 190,
-    ] {
+    for code in [131_047, 131_026, 131_048, 131_049, 132_000, 132_012, 100] {
         let e = engine();
         wrote(&e, PHONE).await;
         let job = queued(&e, PHONE, SendKind::Session, 1).await;
@@ -420,6 +424,10 @@ async fn a_kept_fallback_goes_out_when_the_window_closed_before_dequeue() {
         job.send_id.as_str()
     );
     assert_eq!(send(&e, &job).message_type, "template");
+    assert!(
+        charged(&e, PHONE).await,
+        "the fallback is business-initiated"
+    );
 }
 
 #[tokio::test]
@@ -447,7 +455,6 @@ async fn an_opt_out_after_queuing_stops_the_send_at_dequeue() {
 
 #[tokio::test]
 async fn a_marketing_opt_out_stops_marketing_templates_at_dequeue_but_not_utility_ones() {
-    use crate::templates::{TemplateCategory, TemplateDef, TemplateStatus, TemplateStore};
     let e = engine();
     let (a, b) = ("5511999990001", "5511999990002");
     let first = queued(&e, a, SendKind::Template, 1).await;
@@ -471,21 +478,7 @@ async fn a_marketing_opt_out_stops_marketing_templates_at_dequeue_but_not_utilit
     assert_eq!(send(&e, &first).error.unwrap().code, 131_050);
     // Once the registry says it is a utility template, it goes.
     e.store().set_waba(PNID, "WABA1");
-    e.store()
-        .put_template(&TemplateDef {
-            waba_id: "WABA1".into(),
-            name: "hello".into(),
-            language: "en".into(),
-            id: None,
-            status: TemplateStatus::Approved,
-            category: TemplateCategory::Utility,
-            components: json!([{"type": "BODY", "text": "Hello"}]),
-            quality: None,
-            updated_at: 1,
-        })
-        .await
-        .unwrap();
-    e.store().mark_synced("WABA1", 1).await.unwrap();
+    registered(&e, "hello", TemplateStatus::Approved).await;
     assert_eq!(deliver(&e, &second).await, JobOutcome::Done);
     assert_eq!(e.graph().posted().len(), 1, "the utility template went out");
     assert_eq!(e.graph().posted()[0].1["to"], b);
@@ -609,4 +602,382 @@ fn read_receipts_are_grouped_by_the_message_they_mark() {
     r.kind = SendKind::ReadReceipt;
     r.body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"});
     assert_eq!(SendJob::for_send(&r).group, format!("{PNID}:g:wamid.IN"));
+}
+
+/// The fallback template send-api keeps with a session message.
+fn fallback_body(phone: &str) -> serde_json::Value {
+    json!({"messaging_product": "whatsapp", "to": phone, "type": "template",
+           "template": {"name": "hello", "language": {"code": "en"}}})
+}
+
+/// A pending session message to `phone` that carries a fallback template.
+async fn queued_with_fallback(e: &Engine, phone: &str, n: u8) -> SendJob {
+    let job = queued(e, phone, SendKind::Session, n).await;
+    let mut r = send(e, &job);
+    r.fallback = Some(fallback_body(phone));
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    job
+}
+
+/// Whether `phone` is charged against the number's messaging limit (its account is not
+/// known in these tests, so the portfolio is `pn:<number>`).
+async fn charged(e: &Engine, phone: &str) -> bool {
+    let who = [CustomerKey::Phone(phone.into()).as_storage()];
+    let got = e
+        .store()
+        .charged_since(&format!("pn:{PNID}"), &who, 0)
+        .await
+        .unwrap();
+    !got.is_empty()
+}
+
+/// Charges `count` other customers to the number's portfolio now (50 use up a tier-50 limit).
+async fn charge_others(e: &Engine, count: u32) {
+    let now = e.clock().now_ms() / 1000;
+    for i in 0..count {
+        let who = format!("p:55110000{i:04}");
+        let charged = charge_one(
+            e.store(),
+            &format!("pn:{PNID}"),
+            &who,
+            false,
+            MessagingLimit::Tier50,
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(charged.is_ok(), "customer {i} fits");
+    }
+}
+
+fn tier_50() -> DeliverConfig {
+    DeliverConfig {
+        default_tier: MessagingLimit::Tier50,
+        ..DeliverConfig::default()
+    }
+}
+
+/// The number's account is `WABA1`, synced, with template `name` (en) in `status`.
+async fn registered(e: &Engine, name: &str, status: TemplateStatus) {
+    e.store().set_waba(PNID, "WABA1");
+    e.store()
+        .put_template(&TemplateDef {
+            waba_id: "WABA1".into(),
+            name: name.into(),
+            language: "en".into(),
+            id: None,
+            status,
+            category: TemplateCategory::Utility,
+            components: json!([{"type": "BODY", "text": "Hello"}]),
+            quality: None,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    e.store().mark_synced("WABA1", 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_token_dead_letters_the_send_for_a_redrive_instead_of_failing_it() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(401, 190)]);
+    let JobOutcome::StopSending { code, reason } = deliver(&e, &job).await else {
+        panic!("190 should stop sending");
+    };
+    assert_eq!(code, 190);
+    assert!(reason.contains("190"), "{reason}");
+    assert!(reason.contains("access token expired"), "{reason}");
+    let mut r = send(&e, &job);
+    assert_eq!(r.state, SendState::DeadLettered);
+    assert_eq!(r.error.as_ref().unwrap().code, 190);
+    // The operator rotates the token and redrives: the same send goes out.
+    e.clock().advance(e.config().stop_hold_ms);
+    assert!(r.redrive());
+    assert!(e.store().save_send(&mut r).await.unwrap());
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 2);
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Accepted { .. }));
+    assert_eq!(r.error, None);
+}
+
+#[tokio::test]
+async fn every_stop_sending_code_dead_letters_rather_than_fails() {
+    for code in [0, 3, 10, 131_005, 131_031, 131_042, 133_010, 200, 368] {
+        let e = engine();
+        wrote(&e, PHONE).await;
+        let job = queued(&e, PHONE, SendKind::Session, 1).await;
+        e.graph().answer([rejected(400, code)]);
+        assert!(
+            matches!(deliver(&e, &job).await, JobOutcome::StopSending { code: c, .. } if c == code),
+            "{code}"
+        );
+        assert_eq!(send(&e, &job).state, SendState::DeadLettered, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_stop_sending_code_the_numbers_backlog_is_dead_lettered_without_calling_meta() {
+    let e = engine();
+    let other = "5511888880000";
+    wrote(&e, PHONE).await;
+    wrote(&e, other).await;
+    let first = queued(&e, PHONE, SendKind::Session, 1).await;
+    let second = queued(&e, other, SendKind::Session, 2).await;
+    let third = queued(&e, other, SendKind::Session, 3).await;
+    e.graph().answer([rejected(401, 190)]);
+    assert!(matches!(
+        deliver(&e, &first).await,
+        JobOutcome::StopSending { code: 190, .. }
+    ));
+    // Within the hold: dead-lettered (redrivable) with the code, not posted.
+    let JobOutcome::DeadLetter { reason } = deliver(&e, &second).await else {
+        panic!("held back");
+    };
+    assert!(reason.contains("190"), "{reason}");
+    assert_eq!(e.graph().posted().len(), 1);
+    let r = send(&e, &second);
+    assert_eq!(
+        (r.state, r.error.unwrap().code, r.attempts),
+        (SendState::DeadLettered, 190, 0)
+    );
+    // Once the hold is over, Meta is asked again.
+    e.clock().advance(e.config().stop_hold_ms);
+    assert_eq!(deliver(&e, &third).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_131047_from_meta_sends_the_fallback_next_and_ends_accepted() {
+    let e = engine();
+    // Ventana's copy of the window says open; Meta's says closed.
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    assert_eq!(
+        deliver(&e, &job).await,
+        JobOutcome::Defer { delay_ms: 0 },
+        "tried again at once"
+    );
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::Pending { not_before_ms: T0 });
+    assert_eq!(
+        (r.kind, r.message_type.as_str()),
+        (SendKind::Template, "template")
+    );
+    assert_eq!(r.fallback, None);
+    assert_eq!(
+        r.attempts, 0,
+        "the session message's attempt does not count"
+    );
+    assert_eq!(r.error.unwrap().code, 131_047);
+    assert!(
+        charged(&e, PHONE).await,
+        "the fallback is business-initiated"
+    );
+
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 2);
+    assert_eq!(posted[0].1["type"], "text");
+    assert_eq!(posted[1].1["type"], "template");
+    assert_eq!(posted[1].1["template"]["name"], "hello");
+    assert_eq!(
+        posted[1].1["biz_opaque_callback_data"],
+        job.send_id.as_str()
+    );
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Accepted { .. }));
+    assert_eq!((r.attempts, r.error), (1, None));
+    assert_eq!(
+        e.store().message("wamid.2").unwrap().message_type,
+        "template"
+    );
+}
+
+#[tokio::test]
+async fn a_131047_from_meta_without_a_fallback_fails_with_131047() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let r = send(&e, &job);
+    assert_eq!(r.state, SendState::Failed);
+    assert_eq!(r.error.unwrap().code, 131_047);
+    assert_eq!(r.kind, SendKind::Session);
+    assert!(!charged(&e, PHONE).await);
+    e.clock().advance(3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fallback_switched_at_dequeue_waits_unsent_while_the_limit_is_full() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    charge_others(&e, 50).await;
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!("deferred until the limit has room");
+    };
+    // Room comes back when the hour of the charges leaves the rolling 24 hours.
+    assert!(
+        (24 * 3_600_000..=25 * 3_600_000).contains(&delay_ms),
+        "{delay_ms}"
+    );
+    assert!(e.graph().posted().is_empty(), "not sent");
+    let r = send(&e, &job);
+    let now = e.clock().now_ms();
+    assert_eq!(
+        r.state,
+        SendState::Pending {
+            not_before_ms: now + delay_ms
+        },
+        "not failed"
+    );
+    assert_eq!(r.error.as_ref().unwrap().code, 80_007);
+    assert_eq!((r.kind, r.fallback.is_some()), (SendKind::Session, true));
+    assert!(!charged(&e, PHONE).await);
+    // Redelivered early (SQS caps a delay at 12 h): still waiting, still not sent.
+    e.clock().advance(12 * 3_600_000);
+    assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+    assert!(e.graph().posted().is_empty());
+    // Then there is room: the fallback goes, charged.
+    e.clock().advance(delay_ms - 12 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let posted = e.graph().posted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].1["type"], "template");
+    assert!(charged(&e, PHONE).await);
+}
+
+#[tokio::test]
+async fn a_131047_fallback_waits_unsent_while_the_limit_is_full() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    charge_others(&e, 50).await;
+    e.graph().answer([rejected(400, 131_047)]);
+    let JobOutcome::Defer { delay_ms } = deliver(&e, &job).await else {
+        panic!("deferred until the limit has room");
+    };
+    assert!(delay_ms > 23 * 3_600_000, "{delay_ms}");
+    assert_eq!(e.graph().posted().len(), 1, "only the session message");
+    let r = send(&e, &job);
+    assert!(matches!(r.state, SendState::Pending { .. }));
+    assert_eq!(r.error.as_ref().unwrap().code, 80_007);
+    assert_eq!(r.attempts, 0);
+    assert!(!charged(&e, PHONE).await);
+}
+
+#[tokio::test]
+async fn a_fallback_to_a_customer_charged_in_the_last_day_is_free_at_a_full_limit() {
+    let e = engine_with(tier_50());
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    let now = e.clock().now_ms() / 1000;
+    let who = CustomerKey::Phone(PHONE.into()).as_storage();
+    let portfolio = format!("pn:{PNID}");
+    let first = charge_one(
+        e.store(),
+        &portfolio,
+        &who,
+        false,
+        MessagingLimit::Tier50,
+        now,
+    );
+    assert!(first.await.unwrap().is_ok());
+    e.clock().advance(60_000);
+    charge_others(&e, 49).await;
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    assert_eq!(e.graph().posted()[0].1["type"], "template");
+}
+
+#[tokio::test]
+async fn a_fallback_is_charged_to_the_numbers_account_once_known() {
+    let e = engine();
+    e.store().set_waba(PNID, "WABA1");
+    wrote(&e, PHONE).await;
+    let job = queued_with_fallback(&e, PHONE, 1).await;
+    e.clock().advance(24 * 3_600_000);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let who = [CustomerKey::Phone(PHONE.into()).as_storage()];
+    let got = e.store().charged_since("WABA1", &who, 0).await.unwrap();
+    assert_eq!(got.len(), 1);
+}
+
+#[tokio::test]
+async fn a_paused_or_disabled_template_is_marked_so_in_the_registry() {
+    for (code, status, kind) in [
+        (132_015, TemplateStatus::Paused, RefusalKind::Paused),
+        (132_016, TemplateStatus::Disabled, RefusalKind::Disabled),
+    ] {
+        let e = engine();
+        registered(&e, "hello", TemplateStatus::Approved).await;
+        let job = queued(&e, PHONE, SendKind::Template, 1).await;
+        e.graph().answer([rejected(400, code)]);
+        assert_eq!(deliver(&e, &job).await, JobOutcome::Done, "{code}");
+        let r = send(&e, &job);
+        assert_eq!((r.state, r.error.unwrap().code), (SendState::Failed, code));
+        let def = e
+            .store()
+            .template("WABA1", "hello", "en")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(def.status, status, "{code}");
+        assert_eq!(def.updated_at, T0 / 1000);
+        // send-api now refuses it before queuing anything.
+        let verdict = check_send(e.store(), PNID, &r.body["template"])
+            .await
+            .unwrap();
+        let Verdict::Refused(refusal) = verdict else {
+            panic!("{verdict:?}");
+        };
+        assert_eq!(refusal.kind, kind);
+    }
+}
+
+#[tokio::test]
+async fn a_paused_template_the_registry_does_not_know_is_added_paused() {
+    // As a status webhook would: Meta's answer says the template exists and is paused, so
+    // the next send of it is refused before it is queued, and its broadcasts pause.
+    let e = engine();
+    registered(&e, "other", TemplateStatus::Approved).await;
+    let job = queued(&e, PHONE, SendKind::Template, 1).await;
+    e.graph().answer([rejected(400, 132_015)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let added = e
+        .store()
+        .template("WABA1", "hello", "en")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(added.status, TemplateStatus::Paused);
+    assert!(added.components.is_null());
+}
+
+#[tokio::test]
+async fn a_newer_registry_update_is_not_overridden_by_a_paused_answer() {
+    let e = engine();
+    registered(&e, "hello", TemplateStatus::Approved).await;
+    // A sync from after the send already knows better (reinstated, say).
+    let mut def = e
+        .store()
+        .template("WABA1", "hello", "en")
+        .await
+        .unwrap()
+        .unwrap();
+    def.updated_at = T0 / 1000 + 10;
+    e.store().put_template(&def).await.unwrap();
+    let job = queued(&e, PHONE, SendKind::Template, 1).await;
+    e.graph().answer([rejected(400, 132_015)]);
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let def = e.store().template("WABA1", "hello", "en").await.unwrap();
+    assert_eq!(def.unwrap().status, TemplateStatus::Approved);
 }

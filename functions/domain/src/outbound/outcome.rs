@@ -86,6 +86,14 @@ pub enum Disposition {
         /// Meta's error code (0 when the answer was not a Cloud API error).
         code: i64,
     },
+    /// Meta says stop sending from this number or account (an expired or revoked token, a
+    /// missing permission, a locked, restricted or unpaid account): nothing is wrong with the
+    /// message, so it is dead-lettered (redrivable once operations fix the token or the
+    /// account) rather than failed, and operations are alerted.
+    StopSending {
+        /// Meta's error code (0 when the answer was not a Cloud API error).
+        code: i64,
+    },
     /// The request may have been sent, but no answer says so: record it as unconfirmed and
     /// reconcile against status webhooks (matched by `biz_opaque_callback_data`) before any
     /// resend.
@@ -138,6 +146,8 @@ pub enum Action {
     OptedOut,
     /// [`Disposition::Permanent`].
     Permanent,
+    /// [`Disposition::StopSending`]: dead-letter the send and alert operations.
+    DeadLetter,
 }
 
 /// One row of Meta's error-code table.
@@ -175,43 +185,45 @@ const fn rule(
     }
 }
 
-use Action::{OptedOut, PairRateLimited, Permanent, WindowClosed};
+use Action::{DeadLetter, OptedOut, PairRateLimited, Permanent, WindowClosed};
 use Advice::{DoNotRetry, Inbound, StopSending, Transient, WaitLong};
 
 /// Meta's error codes and what Ventana does with each (reference digest §8.2). Looked up by
 /// [`code_rule`]: the first row whose range holds the code wins, so single codes come before
-/// the ranges that contain them. "Wait long" codes are not retried by Ventana (131048 and
-/// 131049 get worse when retried; the others are not answers to a send), except 134101, a
-/// template still syncing for at most ten minutes.
+/// the ranges that contain them. Every "stop sending" code is dead-lettered: the message is
+/// fine, the token or the account is not, and once that is fixed a redrive sends it. "Wait
+/// long" codes are not retried by Ventana (131048 and 131049 get worse when retried; the
+/// others are not answers to a send), except 134101, a template still syncing for at most ten
+/// minutes.
 #[rustfmt::skip]
 pub static CODE_TABLE: &[CodeRule] = &[
-    rule(0..=0, "could not authenticate the app user (token expired or invalidated)", StopSending, Permanent),
+    rule(0..=0, "could not authenticate the app user (token expired or invalidated)", StopSending, DeadLetter),
     rule(1..=1, "invalid request or possible server error", Transient, retry(5, false, Some(1))),
     rule(2..=2, "temporary downtime or overload", Transient, retry(30, true, None)),
-    rule(3..=3, "capability or permission issue", StopSending, Permanent),
+    rule(3..=3, "capability or permission issue", StopSending, DeadLetter),
     rule(4..=4, "the app reached its API call rate limit", Transient, retry(60, true, None)),
-    rule(10..=10, "permission not granted or removed", StopSending, Permanent),
-    rule(33..=33, "business phone number deleted", StopSending, Permanent),
+    rule(10..=10, "permission not granted or removed", StopSending, DeadLetter),
+    rule(33..=33, "business phone number deleted", StopSending, DeadLetter),
     rule(100..=100, "invalid, unsupported or misspelled parameter", DoNotRetry, Permanent),
-    rule(190..=190, "access token expired", StopSending, Permanent),
-    rule(200..=299, "permission error (200: no token provided)", StopSending, Permanent),
-    rule(368..=368, "WABA restricted or disabled for a policy violation", StopSending, Permanent),
+    rule(190..=190, "access token expired", StopSending, DeadLetter),
+    rule(200..=299, "permission error (200: no token provided)", StopSending, DeadLetter),
+    rule(368..=368, "WABA restricted or disabled for a policy violation", StopSending, DeadLetter),
     rule(80_007..=80_007, "the WABA reached its rate limit", Transient, retry(300, true, None)),
     rule(130_403..=130_403, "the business has blocked this user", DoNotRetry, Permanent),
     rule(130_429..=130_429, "throughput reached for the number", Transient, retry(1, true, None)),
     rule(130_472..=130_472, "user is in a Meta experiment; not sent", DoNotRetry, Permanent),
     rule(130_497..=130_497, "the WABA may not message users in that country", DoNotRetry, Permanent),
     rule(131_000..=131_000, "unknown error", Transient, retry(5, false, Some(2))),
-    rule(131_005..=131_005, "permission not granted", StopSending, Permanent),
+    rule(131_005..=131_005, "permission not granted", StopSending, DeadLetter),
     rule(131_008..=131_008, "required parameter missing", DoNotRetry, Permanent),
     rule(131_009..=131_009, "parameter value invalid", DoNotRetry, Permanent),
     rule(131_016..=131_016, "service temporarily unavailable", Transient, retry(30, true, None)),
     rule(131_021..=131_021, "sender and recipient are the same number", DoNotRetry, Permanent),
     rule(131_026..=131_026, "undeliverable: not on WhatsApp, terms not accepted, or client too old", DoNotRetry, Permanent),
-    rule(131_031..=131_031, "account locked", StopSending, Permanent),
-    rule(131_037..=131_037, "the 555 number lacks an approved display name", StopSending, Permanent),
-    rule(131_042..=131_042, "payment or billing problem", StopSending, Permanent),
-    rule(131_045..=131_045, "phone number registration error", StopSending, Permanent),
+    rule(131_031..=131_031, "account locked", StopSending, DeadLetter),
+    rule(131_037..=131_037, "the 555 number lacks an approved display name", StopSending, DeadLetter),
+    rule(131_042..=131_042, "payment or billing problem", StopSending, DeadLetter),
+    rule(131_045..=131_045, "phone number registration error", StopSending, DeadLetter),
     rule(131_047..=131_047, "re-engagement: more than 24 hours since the user last wrote", DoNotRetry, WindowClosed),
     rule(131_048..=131_048, "spam rate limit: earlier messages were blocked or flagged", WaitLong, Permanent),
     rule(131_049..=131_049, "not delivered to keep the ecosystem healthy (per-user marketing limit)", WaitLong, Permanent),
@@ -226,7 +238,7 @@ pub static CODE_TABLE: &[CodeRule] = &[
     // retrying the same request cannot.
     rule(131_059..=131_059, "invalid pagination cursor", Transient, Permanent),
     rule(131_063..=131_063, "marketing templates disabled on Cloud API for this WABA", DoNotRetry, Permanent),
-    rule(131_064..=131_064, "messaging limit hit after template classification violations", StopSending, Permanent),
+    rule(131_064..=131_064, "messaging limit hit after template classification violations", StopSending, DeadLetter),
     rule(132_000..=132_000, "template parameter count mismatch", DoNotRetry, Permanent),
     rule(132_001..=132_001, "template missing in that language or not approved", DoNotRetry, Permanent),
     rule(132_005..=132_005, "translated text too long", DoNotRetry, Permanent),
@@ -239,12 +251,12 @@ pub static CODE_TABLE: &[CodeRule] = &[
     rule(132_069..=132_069, "flow throttled (10 sends an hour)", WaitLong, Permanent),
     rule(132_000..=132_999, "template error", DoNotRetry, Permanent),
     rule(133_004..=133_004, "server temporarily unavailable", Transient, retry(30, true, None)),
-    rule(133_010..=133_010, "phone number not registered on the platform", StopSending, Permanent),
+    rule(133_010..=133_010, "phone number not registered on the platform", StopSending, DeadLetter),
     rule(133_016..=133_016, "too many registration attempts", WaitLong, Permanent),
-    rule(134_011..=134_011, "WhatsApp Payments terms pending", StopSending, Permanent),
+    rule(134_011..=134_011, "WhatsApp Payments terms pending", StopSending, DeadLetter),
     rule(134_100..=134_100, "Marketing Messages API: marketing templates only", DoNotRetry, Permanent),
     rule(134_101..=134_101, "Marketing Messages API: template still syncing (at most 10 minutes)", WaitLong, retry(600, false, Some(2))),
-    rule(134_102..=134_102, "Marketing Messages API: template unavailable", StopSending, Permanent),
+    rule(134_102..=134_102, "Marketing Messages API: template unavailable", StopSending, DeadLetter),
     rule(135_000..=135_000, "unknown error with request parameters", DoNotRetry, Permanent),
     rule(2_388_019..=2_388_019, "template limit exceeded", DoNotRetry, Permanent),
 ];
@@ -267,8 +279,10 @@ const CONNECT_FAILED_BACKOFF_SECS: u64 = 2;
 ///   the message may be out, and a blind resend could deliver it twice.
 /// - An error code → its [`CODE_TABLE`] row. A row that retries always wins; otherwise any
 ///   5xx (including one without a Cloud API body) and a 429 are retried, since Meta's table
-///   and HTTP both call them transient; then the row's action; an unlisted 4xx code is
-///   permanent.
+///   and HTTP both call them transient; then the row's action (a "stop sending" row:
+///   [`Disposition::StopSending`]); an unlisted 4xx code is permanent. A 4xx without a Cloud
+///   API body is code 0, whose row says stop sending: an answer Meta's API would not give
+///   (a proxy, a wrong base URL) is for operations too.
 pub fn classify(outcome: &GraphOutcome) -> Disposition {
     match outcome {
         GraphOutcome::Accepted { wamid, .. } => Disposition::Delivered {
@@ -304,6 +318,7 @@ pub fn classify(outcome: &GraphOutcome) -> Disposition {
                 Some(Action::PairRateLimited) => Disposition::PairRateLimited,
                 Some(Action::WindowClosed) => Disposition::WindowClosed,
                 Some(Action::OptedOut) => Disposition::OptedOut,
+                Some(Action::DeadLetter) => Disposition::StopSending { code: *code },
                 Some(Action::Permanent) | None => Disposition::Permanent { code: *code },
             }
         }
@@ -421,40 +436,44 @@ mod tests {
         Disposition::Permanent { code }
     }
 
+    fn stop(code: i64) -> Disposition {
+        Disposition::StopSending { code }
+    }
+
     /// Every code in the reference's table (§8.2), as Meta answers it to a send (HTTP 400),
     /// with what Ventana must do. Written out by hand, not derived from `CODE_TABLE`.
     #[test]
     fn every_code_in_metas_table_is_classified() {
         let expected: Vec<(i64, Disposition)> = vec![
-            (0, permanent(0)),
+            (0, stop(0)),
             (1, retry(5, false, Some(1))),
             (2, retry(30, true, None)),
-            (3, permanent(3)),
+            (3, stop(3)),
             (4, retry(60, true, None)),
-            (10, permanent(10)),
-            (33, permanent(33)),
+            (10, stop(10)),
+            (33, stop(33)),
             (100, permanent(100)),
-            (190, permanent(190)),
-            (200, permanent(200)),
-            (250, permanent(250)),
-            (299, permanent(299)),
-            (368, permanent(368)),
+            (190, stop(190)),
+            (200, stop(200)),
+            (250, stop(250)),
+            (299, stop(299)),
+            (368, stop(368)),
             (80_007, retry(300, true, None)),
             (130_403, permanent(130_403)),
             (130_429, retry(1, true, None)),
             (130_472, permanent(130_472)),
             (130_497, permanent(130_497)),
             (131_000, retry(5, false, Some(2))),
-            (131_005, permanent(131_005)),
+            (131_005, stop(131_005)),
             (131_008, permanent(131_008)),
             (131_009, permanent(131_009)),
             (131_016, retry(30, true, None)),
             (131_021, permanent(131_021)),
             (131_026, permanent(131_026)),
-            (131_031, permanent(131_031)),
-            (131_037, permanent(131_037)),
-            (131_042, permanent(131_042)),
-            (131_045, permanent(131_045)),
+            (131_031, stop(131_031)),
+            (131_037, stop(131_037)),
+            (131_042, stop(131_042)),
+            (131_045, stop(131_045)),
             (131_047, Disposition::WindowClosed),
             (131_048, permanent(131_048)),
             (131_049, permanent(131_049)),
@@ -467,7 +486,7 @@ mod tests {
             (131_057, retry(15, true, None)),
             (131_059, permanent(131_059)),
             (131_063, permanent(131_063)),
-            (131_064, permanent(131_064)),
+            (131_064, stop(131_064)),
             (132_000, permanent(132_000)),
             (132_001, permanent(132_001)),
             (132_005, permanent(132_005)),
@@ -481,12 +500,12 @@ mod tests {
             // Any other 132xxx template error.
             (132_999, permanent(132_999)),
             (133_004, retry(30, true, None)),
-            (133_010, permanent(133_010)),
+            (133_010, stop(133_010)),
             (133_016, permanent(133_016)),
-            (134_011, permanent(134_011)),
+            (134_011, stop(134_011)),
             (134_100, permanent(134_100)),
             (134_101, retry(600, false, Some(2))),
-            (134_102, permanent(134_102)),
+            (134_102, stop(134_102)),
             (135_000, permanent(135_000)),
             (2_388_019, permanent(2_388_019)),
         ];
@@ -500,6 +519,25 @@ mod tests {
                 expected.iter().any(|(c, _)| *c == lo) && expected.iter().any(|(c, _)| *c == hi),
                 "table row {lo}..={hi} is not covered"
             );
+        }
+    }
+
+    /// Meta's "S" rows (stop sending for the number or account, alert operations) are never
+    /// failed for good: the message itself is fine.
+    #[test]
+    fn every_stop_sending_code_is_dead_lettered_not_failed() {
+        let stop_rows: Vec<_> = CODE_TABLE
+            .iter()
+            .filter(|r| r.advice == Advice::StopSending)
+            .collect();
+        assert!(stop_rows.len() >= 15);
+        for rule in stop_rows {
+            for code in [*rule.codes.start(), *rule.codes.end()] {
+                let d = classify(&rejected(400, code));
+                assert_eq!(d, stop(code), "code {code}");
+                assert!(!d.is_retryable());
+                assert_eq!(classify(&rejected(401, code)), stop(code));
+            }
         }
     }
 
@@ -593,6 +631,7 @@ mod tests {
         assert!(!Disposition::WindowClosed.is_retryable());
         assert!(!Disposition::Unconfirmed.is_retryable());
         assert!(!permanent(100).is_retryable());
+        assert!(!stop(190).is_retryable());
     }
 
     #[test]
@@ -653,7 +692,7 @@ mod tests {
         );
         assert!(classify(&o).is_retryable());
         let o = GraphOutcome::from_response(401, b"", None);
-        assert_eq!(classify(&o), permanent(0));
+        assert_eq!(classify(&o), stop(0));
     }
 
     #[test]

@@ -395,6 +395,23 @@ impl SendRecord {
         }
     }
 
+    /// Switches a session message to the fallback template kept with it: the template
+    /// becomes the body to post (a business-initiated template send from then on, with the
+    /// same id) and the fallback is used up. Returns `false` (and changes nothing) when there
+    /// is no fallback or the send is not a session message.
+    pub fn switch_to_fallback(&mut self) -> bool {
+        if self.kind != SendKind::Session {
+            return false;
+        }
+        let Some(fallback) = self.fallback.take() else {
+            return false;
+        };
+        self.body = fallback;
+        self.kind = SendKind::Template;
+        self.message_type = "template".into();
+        true
+    }
+
     /// Puts a dead-lettered send back to be attempted afresh (an operator's DLQ redrive):
     /// `Pending` with its attempts reset; its last error stays until a new outcome replaces
     /// it. Returns `false` (and changes nothing) for a send in any other state: a redriven
@@ -623,6 +640,24 @@ pub(crate) mod tests {
             assert!(!r.redrive());
             assert_eq!(r.state, state);
         }
+    }
+
+    #[test]
+    fn a_session_message_switches_to_its_fallback_once() {
+        let mut r = record();
+        assert!(!r.switch_to_fallback(), "no fallback: nothing to switch to");
+        assert_eq!(r.kind, SendKind::Session);
+        let template = json!({"messaging_product": "whatsapp", "to": "5511999990000", "type": "template",
+                              "template": {"name": "hello", "language": {"code": "en"}}});
+        r.fallback = Some(template.clone());
+        assert!(r.switch_to_fallback());
+        assert_eq!(
+            (r.kind, r.message_type.as_str(), &r.body, &r.fallback),
+            (SendKind::Template, "template", &template, &None)
+        );
+        assert_eq!(r.graph_body()["biz_opaque_callback_data"], r.id.as_str());
+        assert!(!r.switch_to_fallback());
+        assert_eq!(r.body, template);
     }
 
     #[test]
