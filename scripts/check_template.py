@@ -77,7 +77,9 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
     "WebhookReceiveFunction": {
         "secretsmanager:GetSecretValue": {"AppSecret", "AppSecretArn"},
         "sqs:SendMessage": {"InboundQueue"},
-        # quarantined bodies only (a dynamodb:LeadingKeys condition on QUARANTINE#)
+        # quarantined bodies and oversized events only (a dynamodb:LeadingKeys condition on
+        # QUARANTINE#); GetItem finds a body already kept
+        "dynamodb:GetItem": {_TABLE},
         "dynamodb:PutItem": {_TABLE},
         "dynamodb:BatchWriteItem": {_TABLE},
     },

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wa_domain::auth::hash_key;
-use wa_domain::ports::{ApiKeyStore, KeyScope};
+use wa_domain::ports::{ApiKeyStore, ConversationReader, KeyScope};
 use wa_domain::status::DeliveryStatus;
 use wa_emulator::sqs::SqsEventSource;
 use wa_emulator::{FunctionConfig, FunctionPool, Invocation};
@@ -182,4 +182,116 @@ async fn a_signed_webhook_flows_through_every_binary_once() {
         .unwrap()
         .expect("quarantined");
     assert_eq!(kept, b"this is not json");
+}
+
+/// One POST with two text messages and a coexistence `history` sync whose whole `value` (a
+/// change with no array to split, so one event) is about 340 KiB: over SQS's 256 KiB message.
+fn webhook_with_a_huge_history_sync() -> String {
+    let metadata =
+        r#""metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}"#;
+    let thread: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                r#"{{"from":"16505550009","id":"wamid.H{i}","timestamp":"{}","type":"text","text":{{"body":"{} {i}"}},"history_context":{{"status":"READ"}}}}"#,
+                1_795_000_000 + i,
+                "Hola, quisiera saber si el pedido ya salió. ".repeat(24)
+            )
+        })
+        .collect();
+    let texts: Vec<String> = (1..=2)
+        .map(|i| {
+            format!(
+                r#"{{"from":"1650555000{i}","id":"wamid.BIG{i}","timestamp":"1795420800","type":"text","text":{{"body":"hola {i}"}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"history","value":{{"messaging_product":"whatsapp",{metadata},"history":[{{"metadata":{{"phase":0,"chunk_order":1,"progress":100}},"threads":[{{"id":"16505550009","messages":[{}]}}]}}]}}}},{{"field":"messages","value":{{"messaging_product":"whatsapp",{metadata},"messages":[{}]}}}}]}}]}}"#,
+        thread.join(","),
+        texts.join(",")
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL and the debug binaries (make test)"]
+async fn an_event_too_large_for_the_queue_is_quarantined_and_the_rest_applied() {
+    let (store, _, table) = fresh_table().await;
+    let queue = fresh_inbound_queue().await;
+    let receive = pool("webhook-receive", &table, &queue.url).await;
+    let processor = pool("inbound-processor", &table, &queue.url).await;
+
+    let body = webhook_with_a_huge_history_sync();
+    let mut request: Value =
+        serde_json::from_str(&fixture("webhook-receive/text-message")).expect("fixture is JSON");
+    request["headers"]["x-hub-signature-256"] = json!(wa_domain::signature::sign(
+        "test-app-secret",
+        body.as_bytes()
+    ));
+    request["body"] = json!(body);
+    // Meta's first delivery and a retry: both acknowledged, nothing kept twice.
+    for _ in 0..2 {
+        let res = match receive.invoke(&request, INVOKE).await.expect("invocation") {
+            Invocation::Response(v) => v,
+            Invocation::Error(e) => panic!("function error {e}"),
+        };
+        assert_eq!(res["statusCode"], 200, "{res}");
+    }
+
+    // The two messages reach the processor and are recorded.
+    let cancel = CancellationToken::new();
+    let source = SqsEventSource::new(
+        queue.client.clone(),
+        &queue.url,
+        processor.runtime().clone(),
+    );
+    let stats = source.stats();
+    let task = source.spawn(cancel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while stats.get().deleted < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue not drained: {:?}",
+            stats.get()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let s = stats.get();
+    assert_eq!(
+        (s.deleted, s.item_failures, s.failed_invocations),
+        (2, 0, 0)
+    );
+    for i in 1..=2 {
+        let customer = wa_domain::customer::CustomerKey::Phone(format!("1650555000{i}"));
+        let page = store
+            .history("106540352242922", &customer, 10, None)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1, "customer {i}");
+        assert_eq!(page.items[0].message.wamid, format!("wamid.BIG{i}"));
+    }
+
+    // The sync is kept whole in the quarantine, as the queue message it would have been,
+    // under the SHA-256 of that message.
+    let history = wa_domain::webhook::split(body.as_bytes())
+        .unwrap()
+        .into_iter()
+        .find(|e| e.field == "history")
+        .expect("the history sync is one event");
+    let message = wa_sqs::encode(&history).unwrap();
+    assert!(message.len() > wa_sqs::MAX_MESSAGE_BYTES);
+    let id = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(message.as_bytes()));
+    let (kept, reason) = store
+        .quarantined(&id)
+        .await
+        .unwrap()
+        .expect("the oversized event is quarantined");
+    assert_eq!(kept, message.as_bytes());
+    assert!(
+        reason.starts_with("inbound event too large for the queue"),
+        "{reason}"
+    );
+    let back = wa_sqs::decode(std::str::from_utf8(&kept).unwrap()).unwrap();
+    assert_eq!(back.item.get(), history.item.get());
 }

@@ -72,6 +72,14 @@ async fn drain(q: &FreshQueue) -> Vec<(String, InboundEvent)> {
     }
 }
 
+/// Publishes events that all fit in a message.
+async fn publish(queue: &SqsEventQueue, events: Vec<InboundEvent>) {
+    let n = events.len();
+    let published = queue.publish(events).await.unwrap();
+    assert!(published.oversized.is_empty(), "every event fits");
+    assert_eq!(published.queued, n);
+}
+
 async fn queued(q: &FreshQueue) -> usize {
     let out = q
         .client
@@ -96,7 +104,7 @@ async fn events_are_grouped_and_deduplicated() {
     // 25 events of 5 customers, interleaved as a webhook might list them.
     let events: Vec<InboundEvent> = (0..25).map(|i| event(i % 5, i / 5)).collect();
 
-    q.queue.publish(events.clone()).await.unwrap();
+    publish(&q.queue, events.clone()).await;
     let m = q.queue.metrics().snapshot();
     eprintln!(
         "requests: publish 25 events: {} SendMessageBatch",
@@ -105,7 +113,7 @@ async fn events_are_grouped_and_deduplicated() {
     assert_eq!(m.requests, 3, "25 events fill three batches");
     assert_eq!(m.messages, 25);
     // Meta redelivers the webhook: the same events again queue nothing new.
-    q.queue.publish(events.clone()).await.unwrap();
+    publish(&q.queue, events.clone()).await;
 
     let got = drain(&q).await;
     assert_eq!(got.len(), 25, "exactly one message per event");
@@ -147,7 +155,7 @@ async fn a_thousand_events_are_published() {
     // 100 customers with 10 events each, interleaved.
     let events: Vec<InboundEvent> = (0..1_000).map(|i| event(i % 100, i / 100)).collect();
     let started = Instant::now();
-    queue.publish(events.clone()).await.unwrap();
+    publish(&queue, events.clone()).await;
     let elapsed = started.elapsed();
     let m = queue.metrics().snapshot();
     eprintln!(
@@ -192,7 +200,7 @@ async fn a_large_publish_reaches_moto_whole() {
     let q = fresh_inbound_queue().await;
     let events: Vec<InboundEvent> = (0..100).map(|i| event(i % 20, i / 20)).collect();
     let started = Instant::now();
-    q.queue.publish(events.clone()).await.unwrap();
+    publish(&q.queue, events.clone()).await;
     eprintln!(
         "requests: publish 100 events to moto: {} SendMessageBatch in {:?}",
         q.queue.metrics().snapshot().requests,
@@ -219,7 +227,7 @@ async fn failed_entries_are_sent_again() {
     fake.fail(&events[3].dedup_id(), 1);
     fake.fail(&events[4].dedup_id(), 1);
     fake.fail(&events[20].dedup_id(), 2);
-    queue.publish(events.clone()).await.unwrap();
+    publish(&queue, events.clone()).await;
     let m = queue.metrics().snapshot();
     eprintln!(
         "requests: publish 25 events, 3 failing: {} SendMessageBatch",
@@ -253,7 +261,7 @@ async fn entries_failing_every_retry_make_publish_fail() {
     assert_eq!(not_queued.code, "InternalError");
     assert_eq!(fake.requests(), 3, "sent once and retried twice");
     // Publishing again (Meta's retry) completes; the others are not queued twice.
-    queue.publish(events.clone()).await.unwrap();
+    publish(&queue, events.clone()).await;
     assert_eq!(fake.messages().len(), 5);
 }
 
@@ -310,29 +318,59 @@ async fn consume(
 
 #[tokio::test]
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
-async fn oversized_event_is_refused() {
+async fn an_oversized_event_comes_back_and_the_rest_is_queued() {
     let q = fresh_inbound_queue().await;
     let mut big = event(1, 1);
     big.item = RawValue::from_string(format!(r#"{{"body":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES)))
         .unwrap();
     let small = event(2, 1);
+    // Same customer as the big one: its group goes on without it.
+    let after = event(1, 2);
+
+    let published = q
+        .queue
+        .publish(vec![small.clone(), big.clone(), after.clone()])
+        .await
+        .unwrap();
+    assert_eq!(published.queued, 2);
+    assert_eq!(published.oversized.len(), 1);
+    let o = &published.oversized[0];
+    assert!(o.message.len() > MAX_MESSAGE_BYTES);
+    assert_eq!(o.limit, MAX_MESSAGE_BYTES);
+    assert_eq!(
+        (o.kind, o.field.as_str(), o.natural_key.as_str()),
+        (big.kind, "messages", big.natural_key.as_str())
+    );
+    // The message handed back is this queue's own envelope: replayed, it is the event.
+    let back = decode(&o.message).unwrap();
+    assert_eq!(back.item.get(), big.item.get());
+    assert_eq!(back.natural_key, big.natural_key);
+    assert_eq!(back.customer, big.customer);
+    let m = q.queue.metrics().snapshot();
+    assert_eq!((m.requests, m.messages, m.oversized), (1, 2, 1));
+    let mut got: Vec<String> = drain(&q)
+        .await
+        .into_iter()
+        .map(|(_, e)| e.natural_key)
+        .collect();
+    got.sort();
+    assert_eq!(got, [after.natural_key, small.natural_key]);
+
     // A batch near the limit is fine: two events of ~120 KiB go in one request.
     let mut near = event(3, 1);
     near.item =
         RawValue::from_string(format!(r#"{{"body":"{}"}}"#, "y".repeat(120 * 1024))).unwrap();
     let mut near2 = near.clone();
     near2.natural_key = "message:near2".into();
-
-    match q.queue.publish(vec![small.clone(), big]).await {
-        Err(QueueError::TooLarge(n)) => assert!(n > MAX_MESSAGE_BYTES),
-        other => panic!("expected TooLarge, got {other:?}"),
-    }
-    assert_eq!(q.queue.metrics().snapshot().requests, 0, "nothing sent");
-
-    q.queue.publish(vec![near, near2, small]).await.unwrap();
+    publish(&q.queue, vec![near, near2]).await;
     let m = q.queue.metrics().snapshot();
-    assert_eq!(m.messages, 3);
-    assert_eq!(queued(&q).await, 3);
+    assert_eq!((m.requests, m.messages), (2, 4));
+    assert_eq!(queued(&q).await, 2);
+
+    // Nothing but an oversized event: nothing is sent.
+    let published = q.queue.publish(vec![big]).await.unwrap();
+    assert_eq!((published.queued, published.oversized.len()), (0, 1));
+    assert_eq!(q.queue.metrics().snapshot().requests, 2, "no request");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::customer::{CustomerKey, CustomerRef};
-use crate::event::InboundEvent;
+use crate::event::{EventKind, InboundEvent};
 use crate::outbound::{GraphOutcome, SendId, SendRecord};
 use crate::status::{DeliveryStatus, StatusHistory};
 use crate::window::{Window, WindowUpdate};
@@ -26,9 +26,6 @@ pub enum QueueError {
     /// The queue could not be reached or refused some of the events.
     #[error("queue unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// An event is larger than the queue accepts.
-    #[error("event too large for the queue ({0} bytes)")]
-    TooLarge(usize),
 }
 
 /// Whether a write that must happen once did happen now.
@@ -40,21 +37,55 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// An event too large for any message of the queue (a change with no array to split, such
+/// as a coexistence `history` sync, is one event holding its whole `value`). The queue hands
+/// it back instead of refusing the other events of its webhook; the caller must keep it
+/// elsewhere before acknowledging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    /// What the event holds.
+    pub kind: EventKind,
+    /// The webhook field it came under.
+    pub field: String,
+    /// Its natural key (ids and a digest, never the item's content).
+    pub natural_key: String,
+    /// The message the queue would have sent, exactly (the queue adapter's envelope, which
+    /// its reader decodes back into the event).
+    pub message: String,
+    /// The largest message the queue takes, in bytes.
+    pub limit: usize,
+}
+
+/// What [`EventQueue::publish`] did.
+#[derive(Debug, Default)]
+#[must_use = "oversized events must be kept elsewhere before the webhook is acknowledged"]
+pub struct Published {
+    /// How many events were queued (or found already queued).
+    pub queued: usize,
+    /// The events not queued because no message can hold them, in their webhook order.
+    pub oversized: Vec<Oversized>,
+}
+
 /// Where webhook-receive puts events before acknowledging Meta.
 pub trait EventQueue: Send + Sync {
-    /// Queues all `events`, or fails: on `Err`, the caller answers 5xx so that Meta retries
-    /// (events that did get queued are deduplicated downstream).
+    /// Queues every event that fits in one message of the queue, or fails: on `Err`, the
+    /// caller answers 5xx so that Meta retries (events that did get queued are deduplicated
+    /// downstream). An event too large for any message is not queued and does not fail the
+    /// others: it comes back in [`Published::oversized`].
     /// The events are taken by value so an adapter can free each one once it is encoded: a
     /// 3 MB webhook's events then never exist twice in memory.
     fn publish(
         &self,
         events: Vec<InboundEvent>,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    ) -> impl Future<Output = Result<Published, QueueError>> + Send;
 }
 
-/// Where correctly signed bodies that cannot be parsed are kept, so nothing is silently lost.
+/// Where correctly signed bodies that cannot be parsed, and events too large for the queue
+/// (their queue message, [`Oversized::message`]), are kept for an operator, so nothing is
+/// silently lost.
 pub trait Quarantine: Send + Sync {
-    /// Keeps `body` with the `reason` it was refused; returns the quarantine id.
+    /// Keeps `body` with the `reason` it was refused; returns the quarantine id. Keeping the
+    /// same body again returns the same id.
     fn quarantine(
         &self,
         body: &[u8],

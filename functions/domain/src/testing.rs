@@ -397,13 +397,24 @@ impl Quarantine for InMemoryStore {
 }
 
 /// An event queue that keeps what it was given, deduplicating by dedup id as SQS FIFO does.
+/// Unlimited by default; [`RecordingQueue::limited`] hands back events whose JSON is larger
+/// than a message limit, as a real queue does.
 #[derive(Default)]
 pub struct RecordingQueue {
     events: Mutex<(Vec<InboundEvent>, std::collections::HashSet<String>)>,
     fail: AtomicBool,
+    max_message_bytes: Option<usize>,
 }
 
 impl RecordingQueue {
+    /// A queue whose messages (here: an event's JSON) hold at most `max_message_bytes`.
+    pub fn limited(max_message_bytes: usize) -> Self {
+        Self {
+            max_message_bytes: Some(max_message_bytes),
+            ..Self::default()
+        }
+    }
+
     /// Makes later publishes fail (or succeed again).
     pub fn set_failing(&self, fail: bool) {
         self.fail.store(fail, Ordering::SeqCst);
@@ -416,22 +427,44 @@ impl RecordingQueue {
 }
 
 impl EventQueue for RecordingQueue {
-    async fn publish(&self, events: Vec<InboundEvent>) -> Result<(), QueueError> {
+    async fn publish(&self, events: Vec<InboundEvent>) -> Result<Published, QueueError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable(
                 "recording queue told to fail".into(),
             ));
         }
+        let mut published = Published::default();
+        let mut fitting = Vec::with_capacity(events.len());
+        for e in events {
+            let Some(limit) = self.max_message_bytes else {
+                fitting.push(e);
+                continue;
+            };
+            let message =
+                serde_json::to_string(&e).map_err(|err| QueueError::Unavailable(err.into()))?;
+            if message.len() > limit {
+                published.oversized.push(Oversized {
+                    kind: e.kind,
+                    field: e.field,
+                    natural_key: e.natural_key,
+                    message,
+                    limit,
+                });
+            } else {
+                fitting.push(e);
+            }
+        }
         let mut q = self
             .events
             .lock()
             .map_err(|_| QueueError::Unavailable("poisoned".into()))?;
-        for e in events {
+        for e in fitting {
+            published.queued += 1;
             if q.1.insert(e.dedup_id()) {
                 q.0.push(e);
             }
         }
-        Ok(())
+        Ok(published)
     }
 }
 

@@ -1,4 +1,6 @@
-//! [`Quarantine`]: correctly signed bodies that could not be parsed, kept whole for 30 days.
+//! [`Quarantine`]: correctly signed bodies that could not be parsed, and inbound events too
+//! large for an SQS message (as their queue message; the `reason` says which), kept whole for
+//! 30 days.
 //!
 //! A body (up to a few MB) is split into items of at most [`CHUNK_BYTES`] of binary data,
 //! below DynamoDB's 400 KB item limit, under one partition named by the body's SHA-256. The

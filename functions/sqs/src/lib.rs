@@ -15,6 +15,10 @@
 //! and whose `MessageDeduplicationId` is [`InboundEvent::dedup_id`] (a redelivered webhook
 //! queues nothing new within SQS's five-minute deduplication interval; later replays are
 //! caught by the store's conditional writes).
+//!
+//! An event whose message would exceed [`MAX_MESSAGE_BYTES`] is not sent and does not stop the
+//! others: `publish` hands its message back in [`Published::oversized`] for the caller to keep
+//! (webhook-receive quarantines it), so one huge change never blocks a whole webhook.
 #![warn(missing_docs)]
 
 pub mod broadcast;
@@ -35,7 +39,7 @@ use retry::{BACKOFF, RETRIES};
 use wa_domain::event::InboundEvent;
 #[cfg(doc)]
 use wa_domain::ports::OutboundQueue;
-use wa_domain::ports::{EventQueue, QueueError};
+use wa_domain::ports::{EventQueue, Oversized, Published, QueueError};
 
 pub use broadcast::{SqsStepQueue, create_step_queues, decode_step, encode_step};
 pub use envelope::{EnvelopeError, SCHEMA_VERSION, decode, encode};
@@ -67,6 +71,7 @@ pub struct Metrics {
     requests: AtomicU64,
     messages: AtomicU64,
     failed_entries: AtomicU64,
+    oversized: AtomicU64,
 }
 
 /// A copy of the [`Metrics`] counters at one moment.
@@ -80,6 +85,8 @@ pub struct MetricsSnapshot {
     /// Entries SQS reported as failed in a batch, or single requests that failed (each
     /// retry that fails counts again).
     pub failed_entries: u64,
+    /// Events handed back unsent because their message exceeds [`MAX_MESSAGE_BYTES`].
+    pub oversized: u64,
 }
 
 impl Metrics {
@@ -89,6 +96,7 @@ impl Metrics {
             requests: self.requests.load(Ordering::Relaxed),
             messages: self.messages.load(Ordering::Relaxed),
             failed_entries: self.failed_entries.load(Ordering::Relaxed),
+            oversized: self.oversized.load(Ordering::Relaxed),
         }
     }
 }
@@ -267,16 +275,25 @@ fn chains(batches: Vec<Vec<Entry>>) -> Vec<Vec<Vec<Entry>>> {
 }
 
 impl EventQueue for SqsEventQueue {
-    /// Queues all events or fails. An event whose message would exceed
-    /// [`MAX_MESSAGE_BYTES`] fails the whole call with [`QueueError::TooLarge`] before anything
-    /// is sent. Events keep their order within a message group.
-    async fn publish(&self, events: Vec<InboundEvent>) -> Result<(), QueueError> {
+    /// Queues every event whose message fits in [`MAX_MESSAGE_BYTES`], or fails. The others
+    /// are not sent and come back, encoded, in [`Published::oversized`] (counted in
+    /// [`MetricsSnapshot::oversized`]). Events keep their order within a message group.
+    async fn publish(&self, events: Vec<InboundEvent>) -> Result<Published, QueueError> {
         let mut entries = Vec::with_capacity(events.len());
+        let mut oversized = Vec::new();
         // Each event is dropped as soon as it is encoded, so the payload is never held twice.
         for event in events {
             let body = encode(&event).map_err(|e| QueueError::Unavailable(Box::new(e)))?;
             if body.len() > MAX_MESSAGE_BYTES {
-                return Err(QueueError::TooLarge(body.len()));
+                self.metrics.oversized.fetch_add(1, Ordering::Relaxed);
+                oversized.push(Oversized {
+                    kind: event.kind,
+                    field: event.field,
+                    natural_key: event.natural_key,
+                    message: body,
+                    limit: MAX_MESSAGE_BYTES,
+                });
+                continue;
             }
             entries.push(Entry {
                 body,
@@ -284,6 +301,7 @@ impl EventQueue for SqsEventQueue {
                 dedup: event.dedup_id(),
             });
         }
+        let queued = entries.len();
         // A stable sort: each group's events stay together and in their order.
         entries.sort_by(|a, b| a.group.cmp(&b.group));
         stream::iter(chains(pack(entries)))
@@ -291,7 +309,7 @@ impl EventQueue for SqsEventQueue {
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        Ok(())
+        Ok(Published { queued, oversized })
     }
 }
 

@@ -8,11 +8,12 @@
 //! | signed, but not JSON or not a webhook | 200, body quarantined (a retry cannot fix it) |
 //! | quarantine unavailable | 500, so Meta retries |
 //! | events queued | 200 |
+//! | an event too large for any queue message | 200 once it is quarantined and the rest queued |
 //! | queue unavailable | 500, so Meta retries (redelivery is deduplicated) |
 
 use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Request, Response};
-use wa_domain::ports::{EventQueue, Quarantine, QueueError, StoreError};
+use wa_domain::ports::{EventQueue, Oversized, Quarantine, QueueError, StoreError};
 use wa_domain::signature::{AppSecrets, SIGNATURE_HEADER, SignatureError};
 use wa_domain::webhook::{self, MAX_WEBHOOK_BYTES};
 
@@ -22,7 +23,7 @@ pub struct Deps<Q, S> {
     pub secrets: AppSecrets,
     /// Where events go.
     pub queue: Q,
-    /// Where unparseable signed bodies go.
+    /// Where unparseable signed bodies, and events too large for the queue, go.
     pub quarantine: S,
 }
 
@@ -38,8 +39,8 @@ pub enum ReceiveError {
     /// The events could not be queued.
     #[error("events could not be queued")]
     Queue(#[from] QueueError),
-    /// An unparseable body could not be quarantined.
-    #[error("body could not be quarantined")]
+    /// An unparseable body, or an event too large for the queue, could not be quarantined.
+    #[error("body or event could not be quarantined")]
     Quarantine(#[from] StoreError),
 }
 
@@ -97,8 +98,17 @@ async fn receive<Q: EventQueue, S: Quarantine>(
             // The body is not needed once split: free it before the events are encoded, so a
             // 3 MB webhook is not held twice while it is queued.
             drop(body);
-            deps.queue.publish(events).await?;
-            tracing::info!(events = count, "webhook queued");
+            let published = deps.queue.publish(events).await?;
+            let quarantined = published.oversized.len();
+            for event in published.oversized {
+                keep_oversized(&deps.quarantine, event).await?;
+            }
+            tracing::info!(
+                events = count,
+                queued = published.queued,
+                quarantined,
+                "webhook queued"
+            );
             Ok(())
         }
         Err(e) => {
@@ -110,6 +120,52 @@ async fn receive<Q: EventQueue, S: Quarantine>(
             Ok(())
         }
     }
+}
+
+/// How the quarantine's `reason` of an oversized event begins (a quarantined webhook body's
+/// reason is its parse error instead).
+const OVERSIZED_REASON: &str = "inbound event too large for the queue";
+
+/// Keeps an event that no queue message can hold (SQS: 256 KiB; a change with no array to
+/// split, such as a coexistence `history` sync, is one event holding its whole `value`) in the
+/// quarantine, as the queue message it would have been, so its webhook can be acknowledged.
+///
+/// Why the quarantine rather than chunks in the table plus a small pointer event on the queue:
+/// the quarantine already keeps bodies of up to 3 MB durably (chunked under DynamoDB's item
+/// limit, content-addressed, so Meta's retries write it once), and operators already look
+/// there. A pointer would not get the event applied either: inbound-processor keeps such a
+/// field whole as one item, which DynamoDB refuses over 400 KB, so it would only move the
+/// failure to the dead-letter queue, through a new message kind and new reads. The kept
+/// message decodes with `wa_sqs::decode`; the quarantine is the event's record.
+///
+/// The log line names the event (kind, field, natural key: ids and a digest) and its size,
+/// never its content.
+async fn keep_oversized<S: Quarantine>(quarantine: &S, event: Oversized) -> Result<(), StoreError> {
+    let bytes = event.message.len();
+    let reason = format!(
+        "{OVERSIZED_REASON}: a {} event of field {} whose queue message is {bytes} bytes, over \
+         the {}-byte limit; kept as that message",
+        event.kind.as_str(),
+        event.field,
+        event.limit,
+    );
+    let id = quarantine
+        .quarantine(
+            event.message.as_bytes(),
+            &reason,
+            wa_domain::clock::unix_now(),
+        )
+        .await?;
+    tracing::warn!(
+        quarantine_id = %id,
+        kind = event.kind.as_str(),
+        field = %event.field,
+        natural_key = %event.natural_key,
+        bytes,
+        limit = event.limit,
+        "inbound event too large for the queue; quarantined, the rest of its webhook queued"
+    );
+    Ok(())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -339,6 +395,95 @@ mod tests {
         let res = handle(&d, signed_request(vec![b' '; MAX_WEBHOOK_BYTES + 1])).await;
         assert_eq!(res.status(), 413);
         assert!(d.queue.events().is_empty());
+    }
+
+    /// The `value` of a coexistence `history` sync (a change with no array to split, so one
+    /// event) of 300 past messages: about 340 KiB, over SQS's 256 KiB message limit.
+    fn huge_history_value() -> String {
+        let thread: Vec<String> = (0..300)
+            .map(|i| {
+                format!(
+                    r#"{{"from":"15550000009","id":"wamid.H{i}","timestamp":"{}","type":"text","text":{{"body":"{} {i}"}},"history_context":{{"status":"READ"}}}}"#,
+                    1_795_000_000 + i,
+                    "Hola, quisiera saber si el pedido ya salió. ".repeat(24)
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"PN"}},"history":[{{"metadata":{{"phase":0,"chunk_order":1,"progress":100}},"threads":[{{"id":"15550000009","messages":[{}]}}]}}]}}"#,
+            thread.join(",")
+        )
+    }
+
+    /// One POST: three text messages, the huge `history` sync, then a status.
+    fn webhook_with(history_value: &str) -> Vec<u8> {
+        let metadata =
+            r#""metadata":{"display_phone_number":"15550783881","phone_number_id":"PN"}"#;
+        let texts: Vec<String> = (0..3)
+            .map(|i| format!(r#"{{"from":"1555000000{i}","id":"wamid.IN{i}","timestamp":"1795420800","type":"text","text":{{"body":"hola {i}"}}}}"#))
+            .collect();
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"W","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp",{metadata},"messages":[{}]}}}},{{"field":"history","value":{history_value}}},{{"field":"messages","value":{{"messaging_product":"whatsapp",{metadata},"statuses":[{{"id":"wamid.OUT1","status":"delivered","timestamp":"1795420801","recipient_id":"15550000001"}}]}}}}]}}]}}"#,
+            texts.join(",")
+        )
+        .into_bytes()
+    }
+
+    fn sqs_sized_deps() -> Deps<RecordingQueue, InMemoryStore> {
+        Deps {
+            queue: RecordingQueue::limited(wa_sqs::MAX_MESSAGE_BYTES),
+            ..deps()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_too_large_for_the_queue_is_quarantined_and_the_rest_queued() {
+        let d = sqs_sized_deps();
+        let history = huge_history_value();
+        assert!(history.len() > wa_sqs::MAX_MESSAGE_BYTES);
+        let res = handle(&d, signed_request(webhook_with(&history))).await;
+        assert_eq!(res.status(), 200);
+
+        let queued: Vec<(EventKind, String)> = d
+            .queue
+            .events()
+            .iter()
+            .map(|e| (e.kind, e.natural_key.clone()))
+            .collect();
+        assert_eq!(
+            queued,
+            vec![
+                (EventKind::Message, "message:wamid.IN0".to_owned()),
+                (EventKind::Message, "message:wamid.IN1".to_owned()),
+                (EventKind::Message, "message:wamid.IN2".to_owned()),
+                (
+                    EventKind::Status,
+                    "status:wamid.OUT1:delivered:1795420801".to_owned()
+                ),
+            ]
+        );
+
+        let q = d.quarantine.quarantined();
+        assert_eq!(q.len(), 1, "the history sync is kept, once");
+        let (kept, reason) = &q[0];
+        assert!(reason.starts_with(OVERSIZED_REASON), "{reason}");
+        assert!(!reason.contains("Hola"), "the reason carries no content");
+        // Kept as the queue message it would have been: the whole event, its value byte
+        // for byte.
+        let event: wa_domain::event::InboundEvent = serde_json::from_slice(kept).unwrap();
+        assert_eq!(event.kind, EventKind::Field);
+        assert_eq!(event.field, "history");
+        assert_eq!(event.waba_id.as_deref(), Some("W"));
+        assert_eq!(event.item.get(), history);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_event_that_cannot_be_quarantined_gets_500() {
+        let d = sqs_sized_deps();
+        d.quarantine.set_failing(true);
+        let res = handle(&d, signed_request(webhook_with(&huge_history_value()))).await;
+        assert_eq!(res.status(), 500, "Meta retries the webhook");
+        assert!(d.quarantine.quarantined().is_empty());
     }
 
     #[tokio::test]
