@@ -49,6 +49,35 @@ async fn pool(name: &str, table: &str, queue_url: &str) -> FunctionPool {
 }
 
 /// Invokes an HTTP function with a fixture and returns (status, body).
+/// Feeds the queue to the processor through an SQS event source until `n` messages were
+/// handled, then stops it: each handled once, none failed.
+async fn drain(queue: &wa_tests::aws::FreshQueue, processor: &FunctionPool, n: u64) {
+    let cancel = CancellationToken::new();
+    let source = SqsEventSource::new(
+        queue.client.clone(),
+        &queue.url,
+        processor.runtime().clone(),
+    );
+    let stats = source.stats();
+    let task = source.spawn(cancel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while stats.get().deleted < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue not drained: {:?}",
+            stats.get()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let s = stats.get();
+    assert_eq!(
+        (s.deleted, s.item_failures, s.failed_invocations),
+        (n, 0, 0)
+    );
+}
+
 async fn http(pool: &FunctionPool, case: &str) -> (u16, String) {
     let event: Value = serde_json::from_str(&fixture(case)).expect("fixture is JSON");
     let res = match pool
@@ -115,30 +144,7 @@ async fn a_signed_webhook_flows_through_every_binary_once() {
     );
 
     // FIFO deduplication already drops the exact redeliveries: 1 text + 3 statuses + 1 escaped.
-    let cancel = CancellationToken::new();
-    let source = SqsEventSource::new(
-        queue.client.clone(),
-        &queue.url,
-        processor.runtime().clone(),
-    );
-    let stats = source.stats();
-    let task = source.spawn(cancel.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while stats.get().deleted < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "queue not drained: {:?}",
-            stats.get()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cancel.cancel();
-    task.await.unwrap().unwrap();
-    let s = stats.get();
-    assert_eq!(
-        (s.deleted, s.item_failures, s.failed_invocations),
-        (5, 0, 0)
-    );
+    drain(&queue, &processor, 5).await;
 
     let (status, body) = http(&read, "read-api/conversation").await;
     assert_eq!(status, 200, "{body}");
@@ -238,30 +244,7 @@ async fn an_event_too_large_for_the_queue_is_quarantined_and_the_rest_applied() 
     }
 
     // The two messages reach the processor and are recorded.
-    let cancel = CancellationToken::new();
-    let source = SqsEventSource::new(
-        queue.client.clone(),
-        &queue.url,
-        processor.runtime().clone(),
-    );
-    let stats = source.stats();
-    let task = source.spawn(cancel.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while stats.get().deleted < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "queue not drained: {:?}",
-            stats.get()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    cancel.cancel();
-    task.await.unwrap().unwrap();
-    let s = stats.get();
-    assert_eq!(
-        (s.deleted, s.item_failures, s.failed_invocations),
-        (2, 0, 0)
-    );
+    drain(&queue, &processor, 2).await;
     for i in 1..=2 {
         let customer = wa_domain::customer::CustomerKey::Phone(format!("1650555000{i}"));
         let page = store
