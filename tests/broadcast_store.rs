@@ -272,6 +272,45 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
     );
 }
 
+#[tokio::test]
+async fn an_idempotency_key_is_claimed_once_until_it_expires() {
+    let (store, _, _) = fresh_table().await;
+    let (a, b) = (
+        BroadcastId::new(T0 * 1000, [1; 10]),
+        BroadcastId::new(T0 * 1000, [2; 10]),
+    );
+    assert_eq!(
+        store
+            .claim_creation("k", &a, "h1", T0 + 100, T0)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_creation("k", &b, "h2", T0 + 200, T0 + 50)
+            .await
+            .unwrap(),
+        Some((a.clone(), "h1".to_owned())),
+        "held by the first request, whatever the second brings"
+    );
+    // Past its time the key is free again (DynamoDB deletes expired items late).
+    assert_eq!(
+        store
+            .claim_creation("k", &b, "h2", T0 + 300, T0 + 100)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_creation("k", &a, "h1", T0 + 400, T0 + 150)
+            .await
+            .unwrap(),
+        Some((b, "h2".to_owned()))
+    );
+}
+
 /// The ledger's items in moto for partition `part` of broadcast `id`: (sort key, entries).
 async fn ledger_items(
     client: &aws_sdk_dynamodb::Client,

@@ -46,6 +46,7 @@ async fn world() -> (MemoryBroadcasts, InMemoryStore, BroadcastId) {
         recipients_csv: None,
         require_opt_in: false,
         release: Release::ALL_AT_ONCE,
+        idempotency: None,
     };
     let id = create::create(&mem, &templates, &mem, req, NOW_MS, [3; 10], 86_400)
         .await

@@ -56,6 +56,13 @@ fn bcast_pk(id: &BroadcastId) -> String {
     format!("BCAST#{id}")
 }
 
+/// An `Idempotency-Key` of `POST /v1/broadcasts` (its hash): which broadcast holds it.
+fn creation_pk(key: &str) -> String {
+    format!("BCASTK#{key}")
+}
+
+const CREATION_SK: &str = "BCASTK";
+
 fn claim_pk(id: &BroadcastId, customer: &str) -> String {
     format!("BCASTC#{id}#{customer}")
 }
@@ -248,6 +255,39 @@ impl DynamoStore {
 }
 
 impl BroadcastStore for DynamoStore {
+    async fn claim_creation(
+        &self,
+        key_hash: &str,
+        id: &BroadcastId,
+        body_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<(BroadcastId, String)>, StoreError> {
+        let mut item = key(creation_pk(key_hash), CREATION_SK);
+        item.insert("broadcast".into(), s(id.as_str()));
+        item.insert("body_hash".into(), s(body_hash));
+        item.insert(TTL.into(), n(expires_at));
+        // A claim past its time counts as gone (DynamoDB deletes expired items lazily).
+        let claimed = self
+            .put_if(
+                item,
+                "attribute_not_exists(pk) OR #t <= :now",
+                [("#t".to_owned(), TTL.to_owned())],
+                [(":now".to_owned(), n(now))],
+            )
+            .await?;
+        if claimed {
+            return Ok(None);
+        }
+        let held = self
+            .get(key(creation_pk(key_hash), CREATION_SK), true)
+            .await?
+            .ok_or_else(|| corrupt("an Idempotency-Key claim vanished"))?;
+        let id = BroadcastId::parse(req_s(&held, "broadcast")?)
+            .ok_or_else(|| corrupt("an Idempotency-Key claim holds no broadcast id"))?;
+        Ok(Some((id, req_s(&held, "body_hash")?.to_owned())))
+    }
+
     async fn create_broadcast(&self, b: &Broadcast) -> Result<Recorded, StoreError> {
         let item = broadcast_item(b, 1)?;
         Ok(if self.put_new(item).await? {

@@ -22,7 +22,7 @@
 use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
-use wa_domain::auth::{AuthError, authenticate};
+use wa_domain::auth::{AuthError, authenticate, bearer, hash_key};
 use wa_domain::broadcast::create::{self, CreateError};
 use wa_domain::broadcast::{Broadcast, BroadcastId, BroadcastStore, LedgerEntry, StepQueue};
 use wa_domain::outbound::cloud_api_error_body;
@@ -105,6 +105,11 @@ pub enum BroadcastApiError {
     /// The registry refuses the template or the rows do not fit it.
     #[error(transparent)]
     Template(TemplateRefusal),
+    /// The `Idempotency-Key` was used with another body.
+    #[error(
+        "This Idempotency-Key was used with a different request body in the last 24 hours; use a new key for a new broadcast."
+    )]
+    KeyReused,
     /// The store or the step queue failed.
     #[error("unavailable")]
     Unavailable(String),
@@ -115,6 +120,7 @@ impl From<CreateError> for BroadcastApiError {
         match e {
             CreateError::Invalid(why) => BroadcastApiError::Bad(why),
             CreateError::Template(r) => BroadcastApiError::Template(r),
+            CreateError::IdempotencyReused => BroadcastApiError::KeyReused,
             CreateError::Store(e) => BroadcastApiError::Unavailable(e.to_string()),
             CreateError::Queue(e) => BroadcastApiError::Unavailable(e.to_string()),
         }
@@ -150,6 +156,12 @@ fn into_response(err: &BroadcastApiError, trace: &str) -> Response<Body> {
         ),
         BroadcastApiError::TooLarge(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
+            100,
+            "(#100) Invalid parameter",
+            err.to_string(),
+        ),
+        BroadcastApiError::KeyReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
             100,
             "(#100) Invalid parameter",
             err.to_string(),
@@ -259,9 +271,21 @@ where
             if body.len() > crate::handler::MAX_BODY_BYTES {
                 return Err(BroadcastApiError::TooLarge(body.len()));
             }
-            let parsed = create::parse(body)?;
+            let mut parsed = create::parse(body)?;
             if !scope.allows(&parsed.phone_number_id) {
                 return Err(AuthError::Forbidden.into());
+            }
+            if let Some(key) = crate::handler::idempotency_key(req)
+                .map_err(|why| BroadcastApiError::Bad(why.to_owned()))?
+            {
+                // authenticate() succeeded, so the header holds a key.
+                let api_key_hash = hash_key(bearer(authorization).unwrap_or_default());
+                parsed.idempotency = Some(create::Idempotent::of(
+                    &api_key_hash,
+                    &parsed.phone_number_id,
+                    key,
+                    body,
+                ));
             }
             if let Some(list) = &parsed.recipients_csv {
                 crate::uploads::check_list(deps.uploads.as_ref(), &parsed.phone_number_id, list)?;

@@ -190,6 +190,30 @@ async fn a_template_the_registry_refuses_is_a_400_with_metas_code_and_nothing_is
 }
 
 #[tokio::test]
+async fn an_idempotency_key_makes_a_retried_create_the_same_broadcast() {
+    let w = world().await;
+    let keyed = |key: &str, drop_last: bool| {
+        let mut event: Value = serde_json::from_str(&fixture("broadcast-create")).unwrap();
+        event["headers"]["idempotency-key"] = key.into();
+        if drop_last {
+            let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+            body["recipients"].as_array_mut().unwrap().pop();
+            event["body"] = body.to_string().into();
+        }
+        event.to_string()
+    };
+    let (status, first) = call_json(&w, &keyed("order-42", false)).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = call_json(&w, &keyed("order-42", false)).await;
+    assert_eq!((status, &again["id"]), (202, &first["id"]), "{again}");
+    let (status, other) = call_json(&w, &keyed("order-42", true)).await;
+    assert_eq!(status, 422, "{other}");
+    assert_eq!(other["error"]["code"], 100);
+    let (status, v) = call_json(&w, &keyed(" ", false)).await;
+    assert_eq!(status, 400, "{v}");
+}
+
+#[tokio::test]
 async fn a_csv_list_is_refused_until_an_s3_source_exists_and_nothing_is_written() {
     let w = world().await;
     let mut event: serde_json::Value = serde_json::from_str(&fixture("broadcast-create")).unwrap();

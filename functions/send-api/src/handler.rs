@@ -37,6 +37,21 @@ pub const MAX_SEND_BYTES: usize = 256 * 1024;
 /// The longest `Idempotency-Key` taken.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// The request's `Idempotency-Key` header, if it has one; a malformed one is refused with
+/// the words given.
+pub(crate) fn idempotency_key(req: &Request) -> Result<Option<&str>, &'static str> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
+                .ok_or("Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        })
+        .transpose()
+}
+
 /// What the handler needs.
 pub struct Deps<S, Q> {
     /// Sends, windows, consents and API keys.
@@ -257,18 +272,7 @@ where
             limit: MAX_SEND_BYTES,
         });
     }
-    let idempotency_key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-                .ok_or(SendApiError::BadParameter(
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-                ))?,
-        ),
-    };
+    let idempotency_key = idempotency_key(req).map_err(SendApiError::BadParameter)?;
     // authorize() succeeded, so the header holds a key.
     let api_key_hash = hash_key(wa_domain::auth::bearer(authorization).unwrap_or_default());
     let answer = accept(

@@ -32,6 +32,11 @@ pub enum CreateError {
     /// Meta's code for it, and what is wrong, naming the rows.
     #[error("{}", .0.details)]
     Template(TemplateRefusal),
+    /// The `Idempotency-Key` was used with another body in the last 24 hours.
+    #[error(
+        "this Idempotency-Key was used with a different request body in the last 24 hours; use a new key for a new broadcast"
+    )]
+    IdempotencyReused,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -83,6 +88,31 @@ pub struct CreateRequest {
     pub require_opt_in: bool,
     /// The release schedule.
     pub release: Release,
+    /// The request's `Idempotency-Key`, if it had one (set by the route, not the body).
+    pub idempotency: Option<Idempotent>,
+}
+
+/// An `Idempotency-Key` on `POST /v1/broadcasts`: the same key with the same body within
+/// 24 hours is the same broadcast (its id again, nothing written twice), so a client that
+/// lost the answer can retry without sending the list twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotent {
+    /// The key's hash, scoped to the API key and the number
+    /// ([`crate::outbound::idempotency_hash`]).
+    pub key_hash: String,
+    /// The hash of the request body.
+    pub body_hash: String,
+}
+
+impl Idempotent {
+    /// The key `key` sent with `body` by the API key whose hash is `api_key_hash`, for a
+    /// broadcast from `phone_number_id`.
+    pub fn of(api_key_hash: &str, phone_number_id: &str, key: &str, body: &[u8]) -> Self {
+        Self {
+            key_hash: crate::outbound::idempotency_hash(api_key_hash, phone_number_id, key),
+            body_hash: crate::outbound::accept::sha256_hex(body),
+        }
+    }
 }
 
 fn invalid(s: impl Into<String>) -> CreateError {
@@ -169,6 +199,7 @@ pub fn parse(body: &[u8]) -> Result<CreateRequest, CreateError> {
         recipients_csv: w.recipients_csv,
         require_opt_in: w.require_opt_in,
         release,
+        idempotency: None,
     })
 }
 
@@ -289,7 +320,32 @@ where
         }
         None => {}
     }
-    let id = BroadcastId::new(now_ms, random);
+    let mut id = BroadcastId::new(now_ms, random);
+    // Whether the id is one an earlier request with the same key claimed (its job may exist
+    // by now: a request racing this one made it).
+    let mut claimed_before = false;
+    if let Some(k) = &req.idempotency {
+        let until = now + crate::outbound::IDEMPOTENCY_SECS;
+        match store
+            .claim_creation(&k.key_hash, &id, &k.body_hash, until, now)
+            .await?
+        {
+            None => {}
+            Some((held, hash)) if hash == k.body_hash => {
+                if let Some(b) = store.get_broadcast(&held).await? {
+                    // The same request again: the same broadcast. Its step is queued again,
+                    // in case the first request failed there (a duplicate step is harmless).
+                    steps.schedule(&held, b.chain, 0).await?;
+                    return Ok(held);
+                }
+                // Claimed by a request that stopped before the job was stored: made now,
+                // under that id (the ledger's positions are the same, written again).
+                id = held;
+                claimed_before = true;
+            }
+            Some(_) => return Err(CreateError::IdempotencyReused),
+        }
+    }
     let expires_at = now + retention_secs;
     let total = req.recipients.len() as u64;
     let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(req.recipients.len()));
@@ -330,7 +386,7 @@ where
         expires_at,
         version: 0,
     };
-    if store.create_broadcast(&b).await? == Recorded::Duplicate {
+    if store.create_broadcast(&b).await? == Recorded::Duplicate && !claimed_before {
         return Err(StoreError::Corrupt(format!("broadcast id {id} collides")).into());
     }
     steps.schedule(&id, b.chain, 0).await?;

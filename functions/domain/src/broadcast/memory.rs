@@ -26,6 +26,7 @@ struct State {
     job_ids: HashSet<SendId>,
     steps: Vec<(BroadcastId, u64, i64)>,
     lists: HashMap<(String, String), Vec<RecipientRow>>,
+    creations: HashMap<String, (BroadcastId, String, i64)>,
 }
 
 /// Broadcasts, ledger, limit, outbound and step queues in memory. Sends, windows, consents
@@ -109,6 +110,27 @@ impl MemoryBroadcasts {
 }
 
 impl BroadcastStore for MemoryBroadcasts {
+    async fn claim_creation(
+        &self,
+        key: &str,
+        id: &BroadcastId,
+        body_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<(BroadcastId, String)>, StoreError> {
+        let mut s = self.lock()?;
+        if let Some((held, hash, until)) = s.creations.get(key)
+            && *until > now
+        {
+            return Ok(Some((held.clone(), hash.clone())));
+        }
+        s.creations.insert(
+            key.to_owned(),
+            (id.clone(), body_hash.to_owned(), expires_at),
+        );
+        Ok(None)
+    }
+
     async fn create_broadcast(&self, b: &Broadcast) -> Result<Recorded, StoreError> {
         let mut s = self.lock()?;
         if s.broadcasts.contains_key(&b.id) {

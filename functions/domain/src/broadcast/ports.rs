@@ -25,6 +25,19 @@ pub struct Audience {
 
 /// Where broadcasts and their ledgers are kept.
 pub trait BroadcastStore: Send + Sync {
+    /// Claims an `Idempotency-Key` (`key`: its hash, scoped to the API key and number) for
+    /// broadcast `id`, made from a request body whose hash is `body_hash`, until
+    /// `expires_at` (unix s). `None`: claimed now. Otherwise the broadcast id and body hash
+    /// that hold the key (a claim past its `expires_at` at `now` counts as gone).
+    fn claim_creation(
+        &self,
+        key: &str,
+        id: &BroadcastId,
+        body_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<(BroadcastId, String)>, StoreError>> + Send;
+
     /// Stores a new broadcast (`b.version` 0 becomes 1); `Duplicate` if the id exists.
     fn create_broadcast(
         &self,

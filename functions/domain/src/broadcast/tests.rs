@@ -739,6 +739,49 @@ async fn a_customer_who_opts_out_after_being_queued_ends_skipped_as_opted_out() 
 }
 
 #[tokio::test]
+async fn the_same_idempotency_key_and_body_is_the_same_broadcast_and_its_list_goes_once() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let body = |n: usize| {
+        let b = json!({"phone_number_id": PN, "template": {"name": "promo", "language": "es"},
+            "recipients": recipients(n), "release": {"all_at_once": true}});
+        serde_json::to_vec(&b).unwrap()
+    };
+    let keyed = |bytes: &[u8], key: &str| {
+        let mut req = create::parse(bytes).unwrap();
+        req.idempotency = Some(create::Idempotent::of("api-key-hash", PN, key, bytes));
+        req
+    };
+    let first = w.try_create(keyed(&body(3), "k1")).await.unwrap();
+    // The client lost the answer and retries: the same broadcast, its step queued again.
+    let again = w.try_create(keyed(&body(3), "k1")).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(w.mem.take_steps().len(), 2);
+    w.mem.schedule(&first, 1, 0).await.unwrap();
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.get(&first).await.counts.delivered, 3);
+    assert_eq!(queued_phones(&w.mem).len(), 3, "the list went once");
+    // The same key with another body is refused; another key is another broadcast.
+    assert!(matches!(
+        w.try_create(keyed(&body(4), "k1")).await,
+        Err(create::CreateError::IdempotencyReused)
+    ));
+    assert_ne!(w.try_create(keyed(&body(3), "k2")).await.unwrap(), first);
+    // A request that claimed its key and stopped before storing the job: the retry makes
+    // it, under the claimed id.
+    let claimed = BroadcastId::new(T0 * 1000, [42; 10]);
+    let k3 = create::Idempotent::of("api-key-hash", PN, "k3", &body(2));
+    assert_eq!(
+        w.mem
+            .claim_creation(&k3.key_hash, &claimed, &k3.body_hash, T0 + 86_400, T0)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(w.try_create(keyed(&body(2), "k3")).await.unwrap(), claimed);
+    assert_eq!(w.get(&claimed).await.total, 2);
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
@@ -932,6 +975,20 @@ macro_rules! crashy {
 }
 
 impl BroadcastStore for Crashy<'_> {
+    async fn claim_creation(
+        &self,
+        key: &str,
+        id: &BroadcastId,
+        body_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<Option<(BroadcastId, String)>, StoreError> {
+        crashy!(
+            self,
+            self.inner
+                .claim_creation(key, id, body_hash, expires_at, now)
+        )
+    }
     async fn create_broadcast(&self, b: &Broadcast) -> Result<Recorded, StoreError> {
         crashy!(self, self.inner.create_broadcast(b))
     }

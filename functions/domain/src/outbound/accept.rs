@@ -103,7 +103,7 @@ fn refused(err: &SendError, trace: &str) -> Answer {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
