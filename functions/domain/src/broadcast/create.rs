@@ -218,20 +218,20 @@ fn row_of(t: &TemplateRef, v: Value) -> RecipientRow {
 
 /// Why a row does not make a valid template message, if it does not.
 pub fn check_row(t: &TemplateRef, row: &RecipientRow) -> Option<String> {
-    recipient_of(t, row).err()
+    recipient_of(row, &template_body(t, row)).err()
 }
 
 /// The customer a row names, if the row makes a valid Cloud API template message (phone or
-/// BSUID, components shaped as Meta requires); otherwise what is wrong with it.
-pub fn recipient_of(t: &TemplateRef, row: &RecipientRow) -> Result<CustomerRef, String> {
+/// BSUID, components shaped as Meta requires); otherwise what is wrong with it. `body` is the
+/// row's message ([`template_body`]), made once by the caller, who uses it too.
+pub fn recipient_of(row: &RecipientRow, body: &Value) -> Result<CustomerRef, String> {
     if let Some(p) = &row.problem {
         return Err(p.clone());
     }
     if !matches!(row.components, Value::Null | Value::Array(_)) {
         return Err("components must be an array".into());
     }
-    let body = template_body(t, row);
-    let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
     match MessagesRequest::parse(&bytes) {
         Ok(MessagesRequest::Send(req)) => req
             .customer()

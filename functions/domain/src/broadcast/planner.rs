@@ -429,13 +429,18 @@ where
     // 1. Valid rows that fit the template as the registry knows it, and who they name.
     let mut decided: Vec<Option<(Outcome, Option<SendFailure>)>> = vec![None; entries.len()];
     let mut refs: Vec<(usize, CustomerRef)> = Vec::new();
+    // Each row's message, made once: checked here, and the body of its send in step 5.
+    let mut bodies: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| template_body(&b.template, &e.row))
+        .collect();
     for (i, e) in entries.iter().enumerate() {
         let misfit = def.and_then(|def| {
-            check(&template_body(&b.template, &e.row)["template"], def)
+            check(&bodies[i]["template"], def)
                 .err()
                 .map(|r| SendFailure::new(r.kind.code(), r.details))
         });
-        match (recipient_of(&b.template, &e.row), misfit) {
+        match (recipient_of(&e.row, &bodies[i]), misfit) {
             (Ok(r), None) => refs.push((i, r)),
             (Ok(_), Some(misfit)) => decided[i] = Some((Outcome::SkippedInvalid, Some(misfit))),
             (Err(problem), _) => {
@@ -553,7 +558,7 @@ where
             customer: Some(key),
             who: Some(who[k].clone()),
             message_type: "template".into(),
-            body: template_body(&b.template, &e.row),
+            body: std::mem::take(&mut bodies[i]),
             broadcast_id: Some(b.id.as_str().to_owned()),
             ..SendRecord::pending(
                 id.clone(),
