@@ -195,15 +195,7 @@ async fn a_signed_webhook_flows_through_every_binary_once() {
 fn webhook_with_a_huge_history_sync() -> String {
     let metadata =
         r#""metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}"#;
-    let thread: Vec<String> = (0..300)
-        .map(|i| {
-            format!(
-                r#"{{"from":"16505550009","id":"wamid.H{i}","timestamp":"{}","type":"text","text":{{"body":"{} {i}"}},"history_context":{{"status":"READ"}}}}"#,
-                1_795_000_000 + i,
-                "Hola, quisiera saber si el pedido ya salió. ".repeat(24)
-            )
-        })
-        .collect();
+    let thread = wa_domain::testing::history_thread_over_256_kib("16505550009");
     let texts: Vec<String> = (1..=2)
         .map(|i| {
             format!(
@@ -213,7 +205,7 @@ fn webhook_with_a_huge_history_sync() -> String {
         .collect();
     format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"history","value":{{"messaging_product":"whatsapp",{metadata},"history":[{{"metadata":{{"phase":0,"chunk_order":1,"progress":100}},"threads":[{{"id":"16505550009","messages":[{}]}}]}}]}}}},{{"field":"messages","value":{{"messaging_product":"whatsapp",{metadata},"messages":[{}]}}}}]}}]}}"#,
-        thread.join(","),
+        thread,
         texts.join(",")
     )
 }

@@ -842,3 +842,19 @@ impl crate::broadcast::LimitStore for InMemoryStore {
         Ok(())
     }
 }
+
+/// The `messages` of one thread of a coexistence `history` sync from `customer`: 300 past
+/// texts, about 340 KiB once in a webhook, so that the change (one event: `history` has no
+/// array the split walks into) is over SQS's 256 KiB message limit.
+pub fn history_thread_over_256_kib(customer: &str) -> String {
+    let text = "Hola, quisiera saber si el pedido ya salió. ".repeat(24);
+    (0..300)
+        .map(|i| {
+            format!(
+                r#"{{"from":"{customer}","id":"wamid.H{i}","timestamp":"{}","type":"text","text":{{"body":"{text} {i}"}},"history_context":{{"status":"READ"}}}}"#,
+                1_795_000_000 + i,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -400,18 +400,9 @@ mod tests {
     /// The `value` of a coexistence `history` sync (a change with no array to split, so one
     /// event) of 300 past messages: about 340 KiB, over SQS's 256 KiB message limit.
     fn huge_history_value() -> String {
-        let thread: Vec<String> = (0..300)
-            .map(|i| {
-                format!(
-                    r#"{{"from":"15550000009","id":"wamid.H{i}","timestamp":"{}","type":"text","text":{{"body":"{} {i}"}},"history_context":{{"status":"READ"}}}}"#,
-                    1_795_000_000 + i,
-                    "Hola, quisiera saber si el pedido ya salió. ".repeat(24)
-                )
-            })
-            .collect();
         format!(
             r#"{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"PN"}},"history":[{{"metadata":{{"phase":0,"chunk_order":1,"progress":100}},"threads":[{{"id":"15550000009","messages":[{}]}}]}}]}}"#,
-            thread.join(",")
+            wa_domain::testing::history_thread_over_256_kib("15550000009")
         )
     }
 
