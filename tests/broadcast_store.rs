@@ -198,17 +198,30 @@ async fn ledger_pages_cross_partitions_and_sends_are_created_once() {
     let tail = store.entries(&id, 10_005, 100).await.unwrap();
     assert_eq!(tail.len(), 5);
 
-    // Claims: the first position keeps a customer; claiming again for it is idempotent.
-    let owners = store
-        .claim_recipients(&id, &[("p:1".into(), 3), ("p:2".into(), 4)])
+    // A customer's send names the row that made it; no send, no owner.
+    store
+        .create_sends(
+            &[broadcast_send(&id, 3, "a"), broadcast_send(&id, 4, "b")],
+            true,
+        )
         .await
         .unwrap();
-    assert_eq!(owners, vec![3, 4]);
-    let owners = store
-        .claim_recipients(&id, &[("p:1".into(), 3), ("p:2".into(), 9)])
-        .await
-        .unwrap();
-    assert_eq!(owners, vec![3, 4]);
+    let ids: Vec<_> = (3..6)
+        .map(|i| send_id_for(&id, T0 * 1000, &format!("p:{i}")))
+        .collect();
+    assert_eq!(
+        store.send_owners(&ids).await.unwrap(),
+        vec![Some(3), Some(4), None]
+    );
+    // A send under such an id without its row (not one the planner made) is an error, not a
+    // customer free to send to again.
+    let mut stray = broadcast_send(&id, 5, "c");
+    stray.broadcast_index = None;
+    store.create_sends(&[stray], true).await.unwrap();
+    assert!(matches!(
+        store.send_owners(&ids).await,
+        Err(StoreError::Corrupt(_))
+    ));
 
     // Limit: reservations stop at the limit; charges are seen.
     assert_eq!(store.reserve("W", 30, 50, T0).await.unwrap(), (30, None));
@@ -441,8 +454,9 @@ fn broadcast_send(id: &BroadcastId, index: u64, text: &str) -> wa_domain::outbou
     SendRecord {
         body: json!({"text": text}),
         broadcast_id: Some(id.as_str().to_owned()),
+        broadcast_index: Some(index),
         ..SendRecord::pending(
-            send_id_for(id, T0 * 1000, index),
+            send_id_for(id, T0 * 1000, &format!("p:{index}")),
             "1001",
             SendKind::Template,
             T0 * 1000,

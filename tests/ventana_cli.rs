@@ -75,6 +75,7 @@ fn send(n: u8, state: SendState, attempts: u32) -> SendRecord {
         statuses: StatusHistory::default(),
         created_at_ms,
         broadcast_id: None,
+        broadcast_index: None,
         idempotency: None,
         answer: None,
         expires_at: T0 + 90 * 86_400,

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | broadcast | `BCAST#{id}` | `BCAST` (+ `gsi1`: `BCASTS#{pnid}` / `{created_ms:013}#{id}`) | PutItem `attribute_not_exists(pk)` to create, `version = :read` to save; `doc` = the job as JSON; `ttl` |
 //! | ledger chunk | `BCASTL#{id}#{index / 1,000}` | `{first index:010}` | up to 100 entries of one page of 100 positions in one item, read-merged-written whole (see `ledger.rs`) |
-//! | recipient claim | `BCASTC#{id}#{customer}` | `CLAIM` | BatchGetItem, then BatchWriteItem of the absent ones; `index`; `ttl` |
+//! | broadcast send | `SEND#{send id}` | `SEND` | a send item (`sends.rs`), its id derived from the broadcast and the customer; `bindex`: the list position of the row that made it, read alone (BatchGetItem, projection) to find a customer's earlier row |
 //! | limit charge | `LIMIT#{portfolio}#{customer}` | `CHARGE` | BatchWriteItem; `at`; `ttl` = at + 25 h |
 //! | limit bucket | `LIMIT#{portfolio}` | `H#{hour start:010}` | one Query of the last 25 buckets, then UpdateItem `ADD n` on the current one if it stays ≤ limit − the others; `ttl` = hour + 26 h |
 //!
@@ -33,14 +33,12 @@ use crate::inbound::statuses_of;
 use crate::inbound::{ALIAS_CUSTOMER, win};
 use crate::keys::*;
 use crate::reader::{SortKeys, consent_from};
-use crate::sends::{send_from, send_item};
+use crate::sends::{BROADCAST_INDEX, send_from, send_item};
 
 const DOC: &str = "doc";
 const VERSION: &str = "version";
-const INDEX: &str = "index";
 const COUNT: &str = "count";
 const BCAST_SK: &str = "BCAST";
-const CLAIM_SK: &str = "CLAIM";
 const CHARGE_SK: &str = "CHARGE";
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
@@ -62,10 +60,6 @@ fn creation_pk(key: &str) -> String {
 }
 
 const CREATION_SK: &str = "BCASTK";
-
-fn claim_pk(id: &BroadcastId, customer: &str) -> String {
-    format!("BCASTC#{id}#{customer}")
-}
 
 fn charge_pk(portfolio: &str, customer: &str) -> String {
     format!("LIMIT#{portfolio}#{customer}")
@@ -155,9 +149,20 @@ impl DynamoStore {
         keys: Vec<Item>,
         consistent: bool,
     ) -> Result<Vec<Item>, StoreError> {
+        self.batch_get_projected(keys, consistent, None).await
+    }
+
+    /// [`Self::batch_get`], returning only the attributes of `projection` when given (a
+    /// ProjectionExpression of plain attribute names, e.g. `pk, bindex`).
+    pub(crate) async fn batch_get_projected(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[Item]>::to_vec).collect();
         let got: Vec<Vec<Item>> = stream::iter(chunks)
-            .map(|chunk| self.batch_get_chunk(chunk, consistent))
+            .map(|chunk| self.batch_get_chunk(chunk, consistent, projection))
             .buffer_unordered(IN_FLIGHT)
             .try_collect()
             .await?;
@@ -169,12 +174,14 @@ impl DynamoStore {
         &self,
         chunk: Vec<Item>,
         consistent: bool,
+        projection: Option<&str>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::with_capacity(chunk.len());
         let mut pending = Some(
             KeysAndAttributes::builder()
                 .set_keys(Some(chunk))
                 .consistent_read(consistent)
+                .set_projection_expression(projection.map(str::to_owned))
                 .build()
                 .map_err(unavailable)?,
         );
@@ -336,42 +343,33 @@ impl BroadcastStore for DynamoStore {
         self.ledger_entries(id, from, limit).await
     }
 
-    async fn claim_recipients(
-        &self,
-        id: &BroadcastId,
-        claims: &[(String, u64)],
-    ) -> Result<Vec<u64>, StoreError> {
-        let keys = claims
+    async fn send_owners(&self, ids: &[SendId]) -> Result<Vec<Option<u64>>, StoreError> {
+        let keys = ids
             .iter()
-            .map(|(c, _)| key(claim_pk(id, c), CLAIM_SK))
+            .map(|id| key(send_pk(id.as_str()), SEND_SK))
             .collect();
-        let mut held: HashMap<String, u64> = HashMap::new();
-        for item in self.batch_get(keys, true).await? {
+        let projection = format!("{PK}, {BROADCAST_INDEX}");
+        let mut owners: HashMap<String, Option<u64>> = HashMap::new();
+        for item in self
+            .batch_get_projected(keys, true, Some(&projection))
+            .await?
+        {
             if let Some(pk) = pk_of(&item) {
-                let i = u64::try_from(req_n(&item, INDEX)?).map_err(|_| corrupt("index"))?;
-                held.insert(pk, i);
+                let row = opt_n(&item, BROADCAST_INDEX)?
+                    .map(|i| u64::try_from(i).map_err(|_| corrupt("bindex")))
+                    .transpose()?;
+                owners.insert(pk, row);
             }
         }
-        let mut owners = Vec::with_capacity(claims.len());
-        let mut new = Vec::new();
-        for (c, i) in claims {
-            let pk = claim_pk(id, c);
-            match held.get(&pk) {
-                Some(owner) => owners.push(*owner),
-                None => {
-                    held.insert(pk.clone(), *i);
-                    let mut item = key(pk, CLAIM_SK);
-                    item.insert(INDEX.into(), AttributeValue::N(i.to_string()));
-                    // The claim lives as long as the broadcast can be re-planned: a year is
-                    // beyond any job's retention.
-                    item.insert(TTL.into(), n(wa_domain::clock::unix_now() + 366 * 86_400));
-                    new.push(item);
-                    owners.push(*i);
-                }
-            }
-        }
-        self.batch_put_all(new).await?;
-        Ok(owners)
+        ids.iter()
+            .map(|id| match owners.get(&send_pk(id.as_str())) {
+                None => Ok(None),
+                Some(Some(row)) => Ok(Some(*row)),
+                Some(None) => Err(StoreError::Corrupt(format!(
+                    "send {id} has no broadcast position"
+                ))),
+            })
+            .collect()
     }
 
     async fn create_sends(

@@ -29,6 +29,10 @@ mod att {
     pub(super) const WAMID: &str = "wamid";
 }
 
+/// A broadcast send's row position in its list, outside the doc too: the planner reads just
+/// this (a projection) to tell whether a customer's send was made by another row.
+pub(crate) const BROADCAST_INDEX: &str = "bindex";
+
 /// DynamoDB's item size limit (names and values, UTF-8).
 const ITEM_LIMIT: usize = 400 * 1024;
 
@@ -75,6 +79,9 @@ pub(crate) fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError
     // replayed status is refused there, and writes nothing).
     if let Some(w) = &r.wamid {
         item.insert(att::WAMID.to_owned(), s(w));
+    }
+    if let Some(i) = r.broadcast_index {
+        item.insert(BROADCAST_INDEX.to_owned(), AttributeValue::N(i.to_string()));
     }
     for (status, at) in r.statuses.entries() {
         item.insert(status_attr(status), n(at));

@@ -425,6 +425,7 @@ mod tests {
             statuses: Default::default(),
             created_at_ms: T0 * 1000,
             broadcast_id: None,
+            broadcast_index: None,
             idempotency: None,
             answer: None,
             expires_at: T0 + 86_400,

@@ -20,7 +20,6 @@ use super::{
 struct State {
     broadcasts: HashMap<BroadcastId, Broadcast>,
     ledger: BTreeMap<(BroadcastId, u64), LedgerEntry>,
-    claims: HashMap<(BroadcastId, String), u64>,
     quality_red: HashSet<String>,
     jobs: Vec<SendJob>,
     job_ids: HashSet<SendId>,
@@ -182,16 +181,17 @@ impl BroadcastStore for MemoryBroadcasts {
             .collect())
     }
 
-    async fn claim_recipients(
-        &self,
-        id: &BroadcastId,
-        claims: &[(String, u64)],
-    ) -> Result<Vec<u64>, StoreError> {
-        let mut s = self.lock()?;
-        Ok(claims
-            .iter()
-            .map(|(c, i)| *s.claims.entry((id.clone(), c.clone())).or_insert(*i))
-            .collect())
+    async fn send_owners(&self, ids: &[SendId]) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(match self.store.get_send(id).await? {
+                None => None,
+                Some(r) => Some(r.broadcast_index.ok_or_else(|| {
+                    StoreError::Corrupt(format!("send {id} has no broadcast position"))
+                })?),
+            });
+        }
+        Ok(out)
     }
 
     async fn create_sends(

@@ -9,11 +9,15 @@
 //!   it imports a CSV list, releases recipients, skips invalid / duplicate / opted-out ones,
 //!   charges the messaging limit ([`limit`]), creates the sends and queues them, and settles
 //!   the outcomes from the sends.
-//! - Crash safety: a recipient's send id is derived from the broadcast id and its position
-//!   ([`send_id_for`]), so a planner that re-does a page after a crash re-creates the same
-//!   sends (kept once by the store) and queues the same jobs (deduplicated by the queue and
-//!   by the worker's own state); the cursor and the counts move in one conditional write of
-//!   the job after the page's sends exist, so nobody is skipped and nothing counted twice.
+//! - Once per customer: a send's id is derived from the broadcast id and the customer
+//!   ([`send_id_for`]), so a broadcast has at most one send per customer whatever its list
+//!   holds, and the send itself records which row made it: a later row of that customer is a
+//!   duplicate, found with one read of that id (no separate claim item to write).
+//! - Crash safety: a planner that re-does a page after a crash derives the same ids, finds
+//!   its own rows' sends (kept once by the store) and queues the same jobs (deduplicated by the
+//!   queue and by the worker's own state); the cursor and the counts move in one conditional
+//!   write of the job after the page's sends exist, so nobody is skipped and nothing counted
+//!   twice.
 
 pub mod create;
 pub mod csv;
@@ -81,13 +85,16 @@ impl std::fmt::Display for BroadcastId {
     }
 }
 
-/// The send id of the recipient at `index`: the same on every planner run, so a page planned
-/// twice creates and queues the same sends. The time part is the broadcast's creation time;
-/// the rest is SHA-256 over the broadcast id and the index.
-pub fn send_id_for(id: &BroadcastId, created_at_ms: i64, index: u64) -> SendId {
+/// The send id of a broadcast's send to `customer` (its storage key, after aliases): the same
+/// on every planner run and for every row naming that customer, so a page planned twice
+/// creates and queues the same sends and a customer listed twice can have one send only. The
+/// time part is the broadcast's creation time; the rest is SHA-256 over the broadcast id and
+/// the customer.
+pub fn send_id_for(id: &BroadcastId, created_at_ms: i64, customer: &str) -> SendId {
     let mut h = Sha256::new();
     h.update(id.as_str().as_bytes());
-    h.update(index.to_be_bytes());
+    h.update([0]);
+    h.update(customer.as_bytes());
     let digest = h.finalize();
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);

@@ -6,13 +6,13 @@
 //! page over the version it read. A save that loses (someone else saved: a pause, or a
 //! duplicate step of the same chain) ends the step without a next one: whoever won goes on.
 //!
-//! Planning a page: entries `cursor..` are read; invalid rows, customers seen earlier in the
-//! list (claimed per broadcast), opted-out customers (and, with `require_opt_in`, customers
-//! without an opt-in) are skipped; the others are charged against the messaging limit (a
-//! customer charged in the last 24 h, or with an open customer-service window, is free), cut
-//! at the first one the limit has no room for; their sends are created (deterministic ids),
-//! queued, the entries written, and only then is the cursor advanced, with the counts, in
-//! the job's conditional save.
+//! Planning a page: entries `cursor..` are read; invalid rows, opted-out customers (and,
+//! with `require_opt_in`, customers without an opt-in) and customers an earlier row already
+//! has a send for (its id is derived from the customer) are skipped; the others are charged
+//! against the messaging limit (a customer charged in the last 24 h, or with an open
+//! customer-service window, is free), cut at the first one the limit has no room for; their
+//! sends are created, queued, the entries written, and only then is the cursor advanced,
+//! with the counts, in the job's conditional save.
 //!
 //! Pacing: a job keeps at most `queue_ahead_secs` of its number's sending queued (at the
 //! deliver worker's rate for the number, `paced_until_ms`): the planner waits before the
@@ -20,12 +20,12 @@
 //! all at once would be queued in minutes and sent over far longer, and a pause (by the API,
 //! a paused template, a RED quality rating) would stop nothing already queued.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::consent::{Blocked, Purpose, may_send};
 use crate::customer::CustomerRef;
 use crate::model::MessagingLimit;
-use crate::outbound::{SendFailure, SendKind, SendRecord, SendState};
+use crate::outbound::{SendFailure, SendId, SendKind, SendRecord, SendState};
 use crate::ports::{Clock, QueueError, SendJob, StoreError};
 use crate::status::DeliveryStatus;
 use crate::templates::{TemplateDef, TemplateStatus, TemplateStore, check};
@@ -450,38 +450,17 @@ where
     }
     let who: Vec<CustomerRef> = refs.iter().map(|(_, r)| r.clone()).collect();
     let audience = d.store.audience(&b.phone_number_id, &who).await?;
-    // 2. Duplicates: the first position of a customer in the list keeps it.
-    let mut first: HashMap<String, usize> = HashMap::new();
-    let mut claims = Vec::new();
-    let mut cand = Vec::new(); // (entry idx, ref idx, key)
+    // 2. Consent.
+    let purpose = if marketing {
+        Purpose::Marketing
+    } else {
+        Purpose::Other
+    };
+    let mut cand = Vec::new(); // (entry idx, ref idx, key, window open)
     for (k, (i, r)) in refs.iter().enumerate() {
-        let key = audience
-            .get(k)
-            .and_then(|a| a.key.clone())
-            .unwrap_or_else(|| r.direct_key());
-        let storage = key.as_storage();
-        if first.contains_key(&storage) {
-            decided[*i] = Some((Outcome::SkippedDuplicate, None));
-            continue;
-        }
-        first.insert(storage.clone(), *i);
-        claims.push((storage, entries[*i].index));
-        cand.push((*i, k, key));
-    }
-    let owners = d.store.claim_recipients(&b.id, &claims).await?;
-    // 3. Consent.
-    let mut sendable = Vec::new(); // (entry idx, ref idx, key, window open)
-    for ((i, k, key), owner) in cand.into_iter().zip(owners) {
-        if owner != entries[i].index {
-            decided[i] = Some((Outcome::SkippedDuplicate, None));
-            continue;
-        }
+        let i = *i;
         let a = audience.get(k).cloned().unwrap_or_default();
-        let purpose = if marketing {
-            Purpose::Marketing
-        } else {
-            Purpose::Other
-        };
+        let key = a.key.clone().unwrap_or_else(|| r.direct_key());
         match may_send(&a.consents, purpose, b.require_opt_in) {
             Ok(()) => {}
             Err(Blocked::NoOptIn) => {
@@ -494,7 +473,34 @@ where
             }
         }
         let open = a.window.is_some_and(|w| w.allows_session_message(now, 0));
-        sendable.push((i, k, key, open));
+        cand.push((i, k, key, open));
+    }
+    // 3. Duplicates: a customer is sent to once, by the first of their rows that gets here.
+    // Earlier on this page: kept in `first`. On an earlier page: that row's send exists, under
+    // the id derived from the customer, and names its row. A customer skipped for consent is
+    // decided again at each of their rows (the same way, unless their consent changed).
+    let mut first: HashSet<String> = HashSet::new();
+    let mut unique = Vec::new();
+    for c in cand {
+        if first.insert(c.2.as_storage()) {
+            unique.push(c);
+        } else {
+            decided[c.0] = Some((Outcome::SkippedDuplicate, None));
+        }
+    }
+    let ids: Vec<SendId> = unique
+        .iter()
+        .map(|c| send_id_for(&b.id, b.created_at_ms, &c.2.as_storage()))
+        .collect();
+    let owners = d.store.send_owners(&ids).await?;
+    let mut sendable = Vec::new(); // (entry idx, ref idx, key, window open, send id)
+    for (((i, k, key, open), id), owner) in unique.into_iter().zip(ids).zip(owners) {
+        match owner {
+            Some(row) if row != entries[i].index => {
+                decided[i] = Some((Outcome::SkippedDuplicate, None));
+            }
+            _ => sendable.push((i, k, key, open, id)),
+        }
     }
     // 4. The messaging limit: cut the page at the first customer it has no room for.
     let mut cut = entries.len();
@@ -551,15 +557,14 @@ where
     // 5. Sends for the sendable entries before the cut, then the queue, then the ledger.
     let now_ms = d.clock.now_ms();
     let mut sends = Vec::new();
-    for (i, k, key, _) in sendable.into_iter().filter(|s| s.0 < cut) {
-        let e = &entries[i];
-        let id = send_id_for(&b.id, b.created_at_ms, e.index);
+    for (i, k, key, _, id) in sendable.into_iter().filter(|s| s.0 < cut) {
         sends.push(SendRecord {
             customer: Some(key),
             who: Some(who[k].clone()),
             message_type: "template".into(),
             body: std::mem::take(&mut bodies[i]),
             broadcast_id: Some(b.id.as_str().to_owned()),
+            broadcast_index: Some(entries[i].index),
             ..SendRecord::pending(
                 id.clone(),
                 &b.phone_number_id,

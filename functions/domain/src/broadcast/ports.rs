@@ -71,14 +71,13 @@ pub trait BroadcastStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
 
-    /// Claims each customer (storage key) for the position given with it, unless an earlier
-    /// claim holds it: returns, for each, the position that holds the customer (its own
-    /// when it is the first). Claiming again for the same position returns that position.
-    fn claim_recipients(
+    /// For each send id, in the same order: the list position (`SendRecord::broadcast_index`)
+    /// of the row that created that send, or `None` when no send has that id. A send without
+    /// a position is an error (`Corrupt`): a broadcast's sends all have one.
+    fn send_owners(
         &self,
-        id: &BroadcastId,
-        claims: &[(String, u64)],
-    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
+        ids: &[SendId],
+    ) -> impl Future<Output = Result<Vec<Option<u64>>, StoreError>> + Send;
 
     /// Stores each send unless a send with its id exists (an existing one is kept as it is:
     /// a planner re-doing a page must not reset a send that went out). `first_attempt`: the

@@ -299,8 +299,9 @@ async fn a_page_claimed_by_another_step_is_left_to_it_until_the_claim_is_stale()
     let early = SendRecord {
         body: json!({"made": "by the other step"}),
         broadcast_id: Some(id.as_str().to_owned()),
+        broadcast_index: Some(7),
         ..SendRecord::pending(
-            send_id_for(&id, created_at_ms, 7),
+            send_id_for(&id, created_at_ms, &format!("p:{}", phone(7))),
             PN,
             crate::outbound::SendKind::Template,
             created_at_ms,
@@ -427,6 +428,66 @@ async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unk
     assert_eq!(b.counts.skipped_opted_out, 2);
     let e = w.mem.ledger(&id);
     assert_eq!(e[3].outcome, Outcome::Delivered);
+}
+
+#[tokio::test]
+async fn a_customer_skipped_for_consent_is_decided_again_at_their_next_row() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let consent = |consent, at| ConsentRecord {
+        phone_number_id: PN.into(),
+        customer: CustomerKey::Phone(phone(1)),
+        scope: "all".into(),
+        consent,
+        source: ConsentSource::Api,
+        at,
+        detail: None,
+    };
+    w.mem
+        .store
+        .record_consent(&consent(Consent::OptedOut, T0 - 10))
+        .await
+        .unwrap();
+    // Rows 0..4 released first (customer 1 twice: opted out both times, not a duplicate),
+    // rows 4..8 a minute later, after customer 1 opted in again: their row 4 is sent, and
+    // row 6, the same customer again, is the duplicate.
+    let list: Vec<_> = [1, 2, 1, 3, 1, 4, 1, 5]
+        .iter()
+        .map(|i| recipients(6)[*i].clone())
+        .collect();
+    let id = w
+        .create(list, json!({"percent": 50, "every_secs": 60}))
+        .await;
+    w.drive(w.now() + 30, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(b.cursor, 4);
+    assert_eq!(b.counts.skipped_opted_out, 2);
+    assert_eq!(b.counts.skipped_duplicate, 0);
+    w.mem
+        .store
+        .record_consent(&consent(Consent::OptedIn, w.now()))
+        .await
+        .unwrap();
+    w.drive(i64::MAX, true).await;
+    let outcomes: Vec<_> = w.mem.ledger(&id).iter().map(|e| e.outcome).collect();
+    use Outcome::*;
+    assert_eq!(
+        outcomes,
+        vec![
+            SkippedOptedOut,
+            Delivered,
+            SkippedOptedOut,
+            Delivered,
+            Delivered,
+            Delivered,
+            SkippedDuplicate,
+            Delivered
+        ]
+    );
+    let to_1 = queued_phones(&w.mem)
+        .iter()
+        .filter(|p| **p == phone(1))
+        .count();
+    assert_eq!(to_1, 1);
 }
 
 #[tokio::test]
@@ -1009,12 +1070,8 @@ impl BroadcastStore for Crashy<'_> {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         crashy!(self, self.inner.entries(id, from, limit))
     }
-    async fn claim_recipients(
-        &self,
-        id: &BroadcastId,
-        c: &[(String, u64)],
-    ) -> Result<Vec<u64>, StoreError> {
-        crashy!(self, self.inner.claim_recipients(id, c))
+    async fn send_owners(&self, ids: &[SendId]) -> Result<Vec<Option<u64>>, StoreError> {
+        crashy!(self, self.inner.send_owners(ids))
     }
     async fn create_sends(&self, s: &[SendRecord], first: bool) -> Result<(), StoreError> {
         crashy!(self, self.inner.create_sends(s, first))
@@ -1204,9 +1261,11 @@ fn ids_and_send_ids_are_stable() {
         BroadcastId::parse(&id.as_str().to_lowercase().replace("BC_", "bc_")),
         Some(id.clone())
     );
-    assert_eq!(send_id_for(&id, 5, 3), send_id_for(&id, 5, 3));
-    assert_ne!(send_id_for(&id, 5, 3), send_id_for(&id, 5, 4));
-    assert!(crate::outbound::SendId::parse(send_id_for(&id, 5, 3).as_str()).is_some());
+    assert_eq!(send_id_for(&id, 5, "p:1"), send_id_for(&id, 5, "p:1"));
+    assert_ne!(send_id_for(&id, 5, "p:1"), send_id_for(&id, 5, "p:2"));
+    let other = BroadcastId::new(T0 * 1000, [2; 10]);
+    assert_ne!(send_id_for(&id, 5, "p:1"), send_id_for(&other, 5, "p:1"));
+    assert!(crate::outbound::SendId::parse(send_id_for(&id, 5, "p:1").as_str()).is_some());
     assert_eq!(BroadcastId::parse("bc_x"), None);
 }
 

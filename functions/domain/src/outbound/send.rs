@@ -237,6 +237,10 @@ pub struct SendRecord {
     /// The broadcast it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast_id: Option<String>,
+    /// Its row's position in that broadcast's list: a customer is sent to once per broadcast,
+    /// by the first of their rows to be planned for sending (see `broadcast::send_id_for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_index: Option<u64>,
     /// The `Idempotency-Key` it was made with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<Idempotency>,
@@ -303,6 +307,7 @@ impl SendRecord {
             statuses: StatusHistory::default(),
             created_at_ms,
             broadcast_id: None,
+            broadcast_index: None,
             idempotency: None,
             answer: None,
             expires_at,
