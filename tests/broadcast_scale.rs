@@ -5,7 +5,7 @@
 //!
 //! How it is driven: the planner's [`step`] is called **in-process**, one step after the other
 //! as the step queue would deliver them (`Again { after_secs: 0 }` at once), with the real
-//! adapters — `wa_dynamodb::DynamoStore` (broadcast, ledger, claims, audience, sends, limit,
+//! adapters — `wa_dynamodb::DynamoStore` (broadcast, ledger, audience, duplicate check, sends, limit,
 //! templates) and `wa_sqs::SqsOutboundQueue` (`SendMessageBatch` onto a FIFO outbound queue) —
 //! whose SDK clients talk to moto through a [`CountingProxy`] (requests, items and moto's time
 //! by operation). The recipients are a CSV list in moto's S3, read in pages by the planner's
