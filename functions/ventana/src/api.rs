@@ -18,6 +18,11 @@ use crate::env::Env;
 /// How long one request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many times [`Api::post_idempotent`] sends its request before the last failure counts.
+pub const IDEMPOTENT_ATTEMPTS: u32 = 3;
+/// The wait before [`Api::post_idempotent`] sends again; doubled each time.
+const RESEND_AFTER: Duration = Duration::from_millis(500);
+
 /// Why an API call failed. The texts never contain the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,6 +64,23 @@ pub enum ApiError {
     /// A 2xx answer that is not the JSON expected.
     #[error("the API's answer could not be read")]
     BadAnswer(#[source] serde_json::Error),
+}
+
+impl ApiError {
+    /// Whether the same request may succeed if sent again: the API was not reached or did not
+    /// answer in time, or it answered 429 or 5xx. A refusal (4xx) is the answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } => true,
+            ApiError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// A new `Idempotency-Key`: 128 random bits in hex.
+pub fn new_idempotency_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A client for one Ventana API with one key.
@@ -137,6 +159,38 @@ impl Api {
             .header("content-type", "application/json")
             .body(body);
         self.send(req, url).await
+    }
+
+    /// `POST {base}{path}` with `body` (JSON) and `Idempotency-Key: key`, sent again with the
+    /// same key while the failure is transient ([`ApiError::is_transient`]), up to
+    /// [`IDEMPOTENT_ATTEMPTS`] times: when the first answer is lost (a timeout after the API
+    /// made the thing), the API answers the resend with what the first one made instead of
+    /// making it twice.
+    pub async fn post_idempotent<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        key: &str,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let mut wait = RESEND_AFTER;
+        let mut attempt = 1;
+        loop {
+            let req = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(body.clone());
+            match self.send(req, url.clone()).await {
+                Err(e) if e.is_transient() && attempt < IDEMPOTENT_ATTEMPTS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// `GET {base}{path_and_query}` for a non-JSON answer (`accept`): its body as text and

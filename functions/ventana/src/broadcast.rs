@@ -6,7 +6,9 @@
 //!   not sent, and are reported with their line numbers and a count. Duplicates are sent; the
 //!   planner records them as `skipped_duplicate`. A body over [`MAX_BODY_BYTES`] or with more
 //!   than [`INLINE_MAX`] recipients is refused before anything is sent; `ventana broadcast
-//!   create` then uploads the list instead ([`crate::upload`]).
+//!   create` then uploads the list instead ([`crate::upload`]). Either way [`create`] sends
+//!   the `POST` with a new `Idempotency-Key` and sends it again with that key after a timeout,
+//!   429 or 5xx ([`Api::post_idempotent`]), so a lost answer never makes a second broadcast.
 //! - [`view`] / [`watch`] read `GET /v1/broadcasts/{id}` (once / until `completed`);
 //!   [`report`] is the final text.
 //! - [`pause`] / [`resume`] post to `/v1/broadcasts/{id}/pause|resume`.
@@ -142,10 +144,15 @@ struct Created {
     id: String,
 }
 
-/// Posts a prepared body; the new broadcast's id.
+/// Posts a prepared body with a new `Idempotency-Key` (sent again with it on a timeout or a
+/// 5xx: one broadcast however many tries); the new broadcast's id.
 pub async fn create(api: &Api, prepared: &Prepared) -> Result<String, CliError> {
     let c: Created = api
-        .post_bytes("/v1/broadcasts", prepared.body.clone())
+        .post_idempotent(
+            "/v1/broadcasts",
+            prepared.body.clone(),
+            &crate::api::new_idempotency_key(),
+        )
         .await?;
     Ok(c.id)
 }

@@ -98,6 +98,77 @@ async fn create_posts_the_usable_rows_inline_and_reports_bad_rows_by_line() {
     assert!(parsed.recipients.iter().all(|r| r.problem.is_none()));
 }
 
+/// What a stub for `POST /v1/broadcasts` saw: each request's `Idempotency-Key`.
+type Keys = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A stub that answers the `POST`s with `answers` in turn (status, body), the last one after.
+async fn create_stub(answers: Vec<(StatusCode, &'static str)>) -> (String, Keys) {
+    let keys: Keys = Arc::default();
+    let app = Router::new()
+        .route(
+            "/v1/broadcasts",
+            post(move |State(keys): State<Keys>, h: HeaderMap| {
+                let answers = answers.clone();
+                async move {
+                    let mut k = keys.lock().unwrap();
+                    k.push(
+                        h.get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned),
+                    );
+                    answers[(k.len() - 1).min(answers.len() - 1)]
+                }
+            }),
+        )
+        .with_state(keys.clone());
+    (serve(app).await, keys)
+}
+
+#[tokio::test]
+async fn a_create_that_fails_on_the_way_is_sent_again_with_the_same_idempotency_key() {
+    let p = prepare(LIST.as_bytes(), Path::new("list.csv"), &opts()).unwrap();
+    let (base, keys) = create_stub(vec![
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":{"message":"busy"}}"#,
+        ),
+        (StatusCode::ACCEPTED, r#"{"id":"bc_1"}"#),
+    ])
+    .await;
+    assert_eq!(create(&api(&base), &p).await.unwrap(), "bc_1");
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    let first = keys[0].clone().expect("an Idempotency-Key");
+    assert_eq!(first.len(), 32);
+    assert_eq!(keys[1].as_deref(), Some(first.as_str()));
+
+    // Another create is another broadcast: another key.
+    let (base, again) = create_stub(vec![(StatusCode::ACCEPTED, r#"{"id":"bc_2"}"#)]).await;
+    create(&api(&base), &p).await.unwrap();
+    assert_ne!(again.lock().unwrap()[0].as_deref(), Some(first.as_str()));
+}
+
+#[tokio::test]
+async fn a_refused_create_is_not_sent_again_and_a_failing_one_gives_up() {
+    let p = prepare(LIST.as_bytes(), Path::new("list.csv"), &opts()).unwrap();
+    let (base, keys) = create_stub(vec![(
+        StatusCode::BAD_REQUEST,
+        r#"{"error":{"message":"template promo is PAUSED"}}"#,
+    )])
+    .await;
+    let err = create(&api(&base), &p).await.unwrap_err();
+    assert!(err.to_string().contains("PAUSED"), "{err}");
+    assert_eq!(keys.lock().unwrap().len(), 1);
+
+    let (base, keys) = create_stub(vec![(StatusCode::BAD_GATEWAY, "")]).await;
+    let err = create(&api(&base), &p).await.unwrap_err();
+    assert!(err.to_string().contains("502"), "{err}");
+    assert_eq!(
+        keys.lock().unwrap().len(),
+        crate::api::IDEMPOTENT_ATTEMPTS as usize
+    );
+}
+
 #[test]
 fn a_list_over_the_inline_limit_is_refused_naming_the_limit() {
     let mut list = String::from("to,body.1\n");

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wa_domain::broadcast::csv::Rows;
 
-use crate::api::Api;
+use crate::api::{Api, ApiError};
 use crate::broadcast::{BAD_ROWS_SHOWN, BadRow, CreateOptions};
 use crate::error::CliError;
 
@@ -173,7 +173,9 @@ pub async fn create_from_list(
     if let Some((percent, every_secs)) = opts.release {
         body["release"] = json!({"percent": percent, "every_secs": every_secs});
     }
-    let c: Created = api.post("/v1/broadcasts", &body).await?;
+    let body = serde_json::to_vec(&body).map_err(ApiError::BadAnswer)?;
+    let key = crate::api::new_idempotency_key();
+    let c: Created = api.post_idempotent("/v1/broadcasts", body, &key).await?;
     Ok(c.id)
 }
 

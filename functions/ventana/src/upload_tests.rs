@@ -51,10 +51,16 @@ async fn stub(put_status: StatusCode) -> (String, Log) {
         )
         .route(
             "/v1/broadcasts",
-            post(move |body: String| async move {
+            post(move |h: HeaderMap, body: String| async move {
+                // The key, in the log's middle field: one per create.
+                let key = h
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
                 l3.lock()
                     .unwrap()
-                    .push(("create".into(), String::new(), body.into_bytes()));
+                    .push(("create".into(), key, body.into_bytes()));
                 (StatusCode::ACCEPTED, r#"{"id":"bc_9"}"#)
             }),
         );
@@ -120,6 +126,7 @@ async fn a_list_is_scanned_uploaded_with_progress_and_the_broadcast_names_it() {
     assert_eq!(asked["phone_number_id"], "106540352242922");
     assert_eq!(log[1].1, bytes.len().to_string(), "Content-Length sent");
     assert_eq!(log[1].2, bytes, "the file arrives unchanged");
+    assert_eq!(log[2].1.len(), 32, "an Idempotency-Key with the create");
     let created: Value = serde_json::from_slice(&log[2].2).unwrap();
     assert_eq!(
         created["recipients_csv"],
