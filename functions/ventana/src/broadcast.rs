@@ -11,7 +11,7 @@
 //!   429 or 5xx ([`Api::post_idempotent`]), so a lost answer never makes a second broadcast.
 //! - [`view`] / [`watch`] read `GET /v1/broadcasts/{id}` (once / until `completed`);
 //!   [`report`] is the final text.
-//! - [`pause`] / [`resume`] post to `/v1/broadcasts/{id}/pause|resume`.
+//! - [`set_paused`] posts to `/v1/broadcasts/{id}/pause` or `/resume`.
 //! - [`export`] pages through `GET /v1/broadcasts/{id}/recipients?format=csv` until no next
 //!   cursor and writes one CSV with one header.
 
