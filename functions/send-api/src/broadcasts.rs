@@ -113,6 +113,11 @@ pub enum BroadcastApiError {
     /// The store or the step queue failed.
     #[error("unavailable")]
     Unavailable(String),
+    /// The broadcast was stored, but the step queue refused its first step: it is paused.
+    #[error(
+        "Broadcast {0} was stored but could not be started: it is paused (reason not_started). POST /v1/broadcasts/{0}/resume starts it, as does this request sent again with its Idempotency-Key."
+    )]
+    NotStarted(BroadcastId),
 }
 
 impl From<CreateError> for BroadcastApiError {
@@ -123,6 +128,7 @@ impl From<CreateError> for BroadcastApiError {
             CreateError::IdempotencyReused => BroadcastApiError::KeyReused,
             CreateError::Store(e) => BroadcastApiError::Unavailable(e.to_string()),
             CreateError::Queue(e) => BroadcastApiError::Unavailable(e.to_string()),
+            CreateError::NotStarted { id, .. } => BroadcastApiError::NotStarted(id),
         }
     }
 }
@@ -183,6 +189,12 @@ fn into_response(err: &BroadcastApiError, trace: &str) -> Response<Body> {
             2,
             "Service temporarily unavailable",
             "Retry later.".to_owned(),
+        ),
+        BroadcastApiError::NotStarted(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            2,
+            "Service temporarily unavailable",
+            err.to_string(),
         ),
     };
     json(

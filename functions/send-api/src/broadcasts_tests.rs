@@ -333,3 +333,27 @@ async fn without_a_step_queue_the_routes_answer_503_and_nothing_is_written() {
     assert_eq!(res.status().as_u16(), 503);
     assert!(w.bc.steps.take_steps().is_empty());
 }
+
+#[tokio::test]
+async fn a_broadcast_the_step_queue_will_not_start_is_503_naming_it_paused_and_resume_starts_it() {
+    let w = world().await;
+    w.bc.steps.set_steps_failing(true);
+    let (status, body) = call_json(&w, &fixture("broadcast-create")).await;
+    assert_eq!(status, 503, "{body}");
+    let details = body["error"]["error_data"]["details"].as_str().unwrap();
+    let id = details.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(id.starts_with("bc_"), "{details}");
+    assert!(
+        details.contains("not_started") && details.contains("/resume"),
+        "{details}"
+    );
+    let (status, view) = call_json(&w, &with_id("broadcast-get", &id)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "paused");
+    assert_eq!(view["paused_reason"], "not_started", "{view}");
+    w.bc.steps.set_steps_failing(false);
+    let (status, view) = call_json(&w, &with_id("broadcast-resume", &id)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "running");
+    assert_eq!(w.bc.steps.take_steps().len(), 1);
+}

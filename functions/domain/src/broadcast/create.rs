@@ -11,8 +11,8 @@ use crate::templates::{TemplateDef, TemplateRefusal, TemplateStore, check, statu
 
 use super::limit::portfolio_of;
 use super::{
-    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, LedgerEntry, RecipientList,
-    RecipientRow, Release, StepQueue, TemplateRef, template_body,
+    Broadcast, BroadcastId, BroadcastState, BroadcastStore, Counts, LedgerEntry, PauseReason,
+    RecipientList, RecipientRow, Release, StepQueue, TemplateRef, template_body,
 };
 
 /// The most inline recipients one request may carry (the body is capped at 1 MB anyway).
@@ -43,6 +43,16 @@ pub enum CreateError {
     /// The step queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The broadcast was stored but the step queue refused its first step: it is paused
+    /// ([`PauseReason::NotStarted`]) rather than left running with no step to move it, and
+    /// `resume` (or the same request again with its `Idempotency-Key`) starts it.
+    #[error("broadcast {id} was stored but not started: {source}")]
+    NotStarted {
+        /// The broadcast.
+        id: BroadcastId,
+        /// The step queue's error.
+        source: QueueError,
+    },
 }
 
 #[derive(Deserialize)]
@@ -334,8 +344,16 @@ where
             Some((held, hash)) if hash == k.body_hash => {
                 if let Some(b) = store.get_broadcast(&held).await? {
                     // The same request again: the same broadcast. Its step is queued again,
-                    // in case the first request failed there (a duplicate step is harmless).
-                    steps.schedule(&held, b.chain, 0).await?;
+                    // in case the first request failed there (a duplicate step is harmless);
+                    // one the first request could not start is started now.
+                    let not_started = BroadcastState::Paused {
+                        reason: PauseReason::NotStarted,
+                    };
+                    if b.state == not_started {
+                        resume(store, steps, &held).await?;
+                    } else {
+                        steps.schedule(&held, b.chain, 0).await?;
+                    }
                     return Ok(held);
                 }
                 // Claimed by a request that stopped before the job was stored: made now,
@@ -389,7 +407,13 @@ where
     if store.create_broadcast(&b).await? == Recorded::Duplicate && !claimed_before {
         return Err(StoreError::Corrupt(format!("broadcast id {id} collides")).into());
     }
-    steps.schedule(&id, b.chain, 0).await?;
+    if let Err(source) = steps.schedule(&id, b.chain, 0).await {
+        // Left running, the job would wait for a step that never comes. Paused, it says why
+        // and `resume` starts it. If this save fails too, the job stays running without a
+        // step: the error below names it either way.
+        let _ = set_paused(store, &id, PauseReason::NotStarted).await;
+        return Err(CreateError::NotStarted { id, source });
+    }
     Ok(id)
 }
 
@@ -400,6 +424,15 @@ pub async fn pause<S: BroadcastStore>(
     store: &S,
     id: &BroadcastId,
 ) -> Result<Option<Broadcast>, StoreError> {
+    set_paused(store, id, PauseReason::Api).await
+}
+
+/// Pauses a running broadcast for `reason` (see [`pause`]).
+async fn set_paused<S: BroadcastStore>(
+    store: &S,
+    id: &BroadcastId,
+    reason: PauseReason,
+) -> Result<Option<Broadcast>, StoreError> {
     loop {
         let Some(mut b) = store.get_broadcast(id).await? else {
             return Ok(None);
@@ -407,9 +440,7 @@ pub async fn pause<S: BroadcastStore>(
         if b.state != BroadcastState::Running {
             return Ok(Some(b));
         }
-        b.state = BroadcastState::Paused {
-            reason: super::PauseReason::Api,
-        };
+        b.state = BroadcastState::Paused { reason };
         b.chain += 1;
         if store.save_broadcast(&mut b).await? {
             return Ok(Some(b));

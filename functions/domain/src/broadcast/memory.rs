@@ -36,6 +36,7 @@ pub struct MemoryBroadcasts {
     pub store: Arc<InMemoryStore>,
     state: Arc<Mutex<State>>,
     fail_queue: Arc<AtomicBool>,
+    fail_steps: Arc<AtomicBool>,
 }
 
 impl MemoryBroadcasts {
@@ -45,6 +46,7 @@ impl MemoryBroadcasts {
             store,
             state: Arc::default(),
             fail_queue: Arc::default(),
+            fail_steps: Arc::default(),
         }
     }
 
@@ -105,6 +107,11 @@ impl MemoryBroadcasts {
     /// Makes the outbound queue fail (or work again).
     pub fn set_queue_failing(&self, fail: bool) {
         self.fail_queue.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the step queue fail (or work again).
+    pub fn set_steps_failing(&self, fail: bool) {
+        self.fail_steps.store(fail, Ordering::SeqCst);
     }
 }
 
@@ -323,6 +330,9 @@ impl StepQueue for MemoryBroadcasts {
         chain: u64,
         delay_secs: i64,
     ) -> Result<(), QueueError> {
+        if self.fail_steps.load(Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("told to fail".into()));
+        }
         if let Ok(mut s) = self.state.lock() {
             s.steps.push((id.clone(), chain, delay_secs));
         }

@@ -158,6 +158,9 @@ pub enum PauseReason {
     TemplateNotApproved,
     /// The number's quality rating dropped to RED.
     QualityRed,
+    /// The step queue refused the first step when the broadcast was created: it was stored
+    /// but never started (`resume` starts it).
+    NotStarted,
 }
 
 impl PauseReason {
@@ -169,6 +172,7 @@ impl PauseReason {
             PauseReason::TemplateDisabled => "template_disabled",
             PauseReason::TemplateNotApproved => "template_not_approved",
             PauseReason::QualityRed => "quality_red",
+            PauseReason::NotStarted => "not_started",
         }
     }
 }

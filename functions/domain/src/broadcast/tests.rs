@@ -843,6 +843,44 @@ async fn the_same_idempotency_key_and_body_is_the_same_broadcast_and_its_list_go
 }
 
 #[tokio::test]
+async fn a_broadcast_whose_first_step_is_refused_is_paused_not_left_running_and_starts_on_resume() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let body = serde_json::to_vec(&json!({"phone_number_id": PN,
+        "template": {"name": "promo", "language": "es"},
+        "recipients": recipients(3), "release": {"all_at_once": true}}))
+    .unwrap();
+    let not_started = BroadcastState::Paused {
+        reason: PauseReason::NotStarted,
+    };
+    // Without a key: the error names the job, which waits paused for a resume.
+    w.mem.set_steps_failing(true);
+    let id = match w.try_create(create::parse(&body).unwrap()).await {
+        Err(create::CreateError::NotStarted { id, .. }) => id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(w.get(&id).await.state, not_started);
+    w.mem.set_steps_failing(false);
+    create::resume(&w.mem, &w.mem, &id).await.unwrap();
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.get(&id).await.counts.delivered, 3);
+
+    // With a key: the client's retry starts the one it made.
+    let mut keyed = create::parse(&body).unwrap();
+    keyed.idempotency = Some(create::Idempotent::of("api-key-hash", PN, "k", &body));
+    w.mem.set_steps_failing(true);
+    let id = match w.try_create(keyed.clone()).await {
+        Err(create::CreateError::NotStarted { id, .. }) => id,
+        other => panic!("{other:?}"),
+    };
+    w.mem.set_steps_failing(false);
+    assert_eq!(w.try_create(keyed).await.unwrap(), id);
+    assert_eq!(w.get(&id).await.state, BroadcastState::Running);
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.get(&id).await.counts.delivered, 3);
+    assert_eq!(queued_phones(&w.mem).len(), 6);
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
