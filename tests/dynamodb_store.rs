@@ -706,6 +706,88 @@ async fn a_carry_over_cut_short_is_finished_by_the_retry() {
 
 #[tokio::test]
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_changed_bsuid_takes_the_old_ones_consents_and_window_and_its_phone_alias() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let old = CustomerKey::Bsuid("BR.1".into());
+    let new = CustomerKey::Bsuid("BR.2".into());
+    let phone = CustomerKey::Phone("5511999".into());
+    let old_both = who(Some("BR.1"), Some("5511999"));
+    let new_both = who(Some("BR.2"), Some("5511999"));
+    // BR.1 with its phone as alias, opted out of marketing, window open; BR.2 already has a
+    // newer opt-in of scope `all` that the older opt-out of BR.1's must not override.
+    let opt_out = consent_record(&old, "marketing", Consent::OptedOut, 1_000);
+    let old_all = consent_record(&old, "all", Consent::OptedOut, 1_050);
+    let new_all = consent_record(&new, "all", Consent::OptedIn, 1_100);
+    let msg = WindowUpdate::for_message(1_200, false);
+    store.resolve_customer(PNID, &old_both).await.unwrap();
+    fake.resolve_customer(PNID, &old_both).await.unwrap();
+    for c in [&opt_out, &old_all, &new_all] {
+        store.record_consent(c).await.unwrap();
+        fake.record_consent(c).await.unwrap();
+    }
+    store
+        .advance_window(PNID, &old, &old_both, &msg, None)
+        .await
+        .unwrap();
+    fake.advance_window(PNID, &old, &old_both, &msg, None)
+        .await
+        .unwrap();
+    // The message announcing the change comes keyed by the new BSUID with the phone: the
+    // phone's first alias (BR.1) is kept by resolve_customer; change_customer moves it.
+    assert_eq!(store.resolve_customer(PNID, &new_both).await.unwrap(), new);
+    assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), old);
+    for _ in 0..2 {
+        store
+            .change_customer(PNID, &old, &new, &new_both, Some("5511999"))
+            .await
+            .unwrap();
+        fake.change_customer(PNID, &old, &new, &new_both, Some("5511999"))
+            .await
+            .unwrap();
+        let (key, consents, window) = customer_state(&store, &phone).await;
+        assert_eq!(key, new, "the phone resolves to the new BSUID");
+        let got: Vec<_> = consents
+            .iter()
+            .map(|c| (c.scope.as_str(), c.consent, c.at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("all", Consent::OptedIn, 1_100),
+                ("marketing", Consent::OptedOut, 1_000)
+            ]
+        );
+        assert_eq!(window.unwrap().last_inbound_at, Some(1_200));
+        assert_eq!(
+            customer_state(&store, &phone).await,
+            customer_state(&fake, &phone).await,
+            "the adapter and the fake agree"
+        );
+    }
+    // An alias of another customer is not taken over.
+    let other = CustomerKey::Bsuid("BR.3".into());
+    store
+        .change_customer(PNID, &other, &new, &new_both, Some("5511999"))
+        .await
+        .unwrap();
+    store
+        .change_customer(PNID, &new, &other, &new_both, Some("5511000"))
+        .await
+        .unwrap();
+    assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), new);
+    assert_eq!(
+        store
+            .lookup_customer(PNID, &CustomerKey::Phone("5511000".into()))
+            .await
+            .unwrap(),
+        CustomerKey::Phone("5511000".into()),
+        "no alias is made for a phone that had none"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn phone_lookups_read_the_alias_strongly_consistent() {
     let (_, _, table) = fresh_table().await;
     let (store, spy) = spied_store(&table).await;

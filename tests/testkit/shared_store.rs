@@ -45,6 +45,18 @@ impl<T: InboundStore> InboundStore for SharedStore<T> {
         self.0.resolve_customer(phone_number_id, who)
     }
 
+    fn change_customer(
+        &self,
+        phone_number_id: &str,
+        from: &CustomerKey,
+        to: &CustomerKey,
+        who: &CustomerRef,
+        phone: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0
+            .change_customer(phone_number_id, from, to, who, phone)
+    }
+
     fn record_message(
         &self,
         m: &MessageRecord,

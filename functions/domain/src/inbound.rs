@@ -134,27 +134,62 @@ async fn message<S: InboundStore>(
             })
             .await?;
     }
-    if let Some(IdentityChange::Number {
-        new_wa_id,
-        new_user_id,
-        ..
-    }) = m.identity_change()
-    {
-        // The customer's new number resolves to their BSUID from now on: the new BSUID Meta
-        // issued with the change if it sent one, else the one this customer is keyed by.
-        let user_id = match (&new_user_id, &key) {
-            (Some(u), _) => Some(u.as_str()),
-            (None, CustomerKey::Bsuid(u)) => Some(u.as_str()),
-            (None, CustomerKey::Phone(_)) => None,
-        };
-        if let Some(new) = user_id.and_then(|u| CustomerRef::new(Some(u), Some(&new_wa_id))) {
-            store.resolve_customer(pnid, &new).await?;
+    match m.identity_change() {
+        Some(IdentityChange::Number {
+            new_wa_id,
+            new_user_id,
+            previous_user_id,
+            ..
+        }) => {
+            // A new BSUID with the new number: what the old one holds goes with it.
+            if let Some(to) = &new_user_id
+                && let Some(from) = previous_bsuid(previous_user_id.as_deref(), &key, to)
+            {
+                let to = CustomerKey::Bsuid(to.clone());
+                store.change_customer(pnid, &from, &to, who, None).await?;
+            }
+            // The customer's new number resolves to their BSUID from now on: the new BSUID
+            // Meta issued with the change if it sent one, else the one this customer is keyed
+            // by.
+            let user_id = match (&new_user_id, &key) {
+                (Some(u), _) => Some(u.as_str()),
+                (None, CustomerKey::Bsuid(u)) => Some(u.as_str()),
+                (None, CustomerKey::Phone(_)) => None,
+            };
+            if let Some(new) = user_id.and_then(|u| CustomerRef::new(Some(u), Some(&new_wa_id))) {
+                store.resolve_customer(pnid, &new).await?;
+            }
         }
+        Some(IdentityChange::UserId {
+            new_user_id,
+            previous_user_id,
+        }) => {
+            // Consents and window move to the new BSUID, and the customer's phone (when this
+            // message names it) resolves to it.
+            if let Some(from) = previous_bsuid(previous_user_id.as_deref(), &key, &new_user_id) {
+                let to = CustomerKey::Bsuid(new_user_id);
+                store
+                    .change_customer(pnid, &from, &to, who, who.wa_id.as_deref())
+                    .await?;
+            }
+        }
+        None => {}
     }
     Ok(match recorded {
         Recorded::New => Applied::NewMessage,
         Recorded::Duplicate => Applied::DuplicateMessage,
     })
+}
+
+/// The BSUID a change moves away from: the one Meta names as previous, else the one the
+/// message is keyed by; `None` when that is the new one itself (nothing to move).
+fn previous_bsuid(named: Option<&str>, key: &CustomerKey, new: &str) -> Option<CustomerKey> {
+    let old = match (named, key) {
+        (Some(u), _) if !u.trim().is_empty() => u,
+        (_, CustomerKey::Bsuid(u)) => u.as_str(),
+        _ => return None,
+    };
+    (old != new).then(|| CustomerKey::Bsuid(old.to_owned()))
 }
 
 async fn status<S: InboundStore + SendStore>(
@@ -1077,6 +1112,46 @@ mod tests {
             store.resolve_customer(PNID, &new_phone).await.unwrap(),
             key()
         );
+    }
+
+    #[tokio::test]
+    async fn a_changed_bsuid_takes_the_old_ones_opt_out_and_window_and_the_phone_follows_it() {
+        let store = InMemoryStore::default();
+        // BR.42 wrote (its phone became its alias) and opted out of marketing.
+        apply_all(&store, &text("wamid.1", T0 - 100, "hi", "")).await;
+        store
+            .record_consent(&ConsentRecord {
+                phone_number_id: PNID.into(),
+                customer: key(),
+                scope: "marketing".into(),
+                consent: Consent::OptedOut,
+                source: ConsentSource::Api,
+                at: T0 - 50,
+                detail: None,
+            })
+            .await
+            .unwrap();
+        let ev = webhook(
+            &format!(
+                r#"{{"metadata":{{"phone_number_id":"{PNID}"}},"contacts":[{{"wa_id":"5511999","user_id":"BR.77"}}],"messages":[{{"from":"5511999","from_user_id":"BR.77","id":"wamid.uid","timestamp":"{T0}","type":"system","system":{{"body":"changed","type":"user_changed_user_id","user_id":"BR.77","previous_user_id":"BR.42"}}}}]}}"#
+            ),
+            "messages",
+        );
+        let new = CustomerKey::Bsuid("BR.77".into());
+        for _ in 0..2 {
+            // Redelivered, the same.
+            apply_all(&store, &ev).await;
+            let c = store.consent_of(PNID, &new, "marketing").unwrap();
+            assert_eq!((c.consent, c.at), (Consent::OptedOut, T0 - 50));
+            assert_eq!(
+                store.window_of(PNID, &new).unwrap().last_inbound_at,
+                Some(T0 - 100)
+            );
+            let by_phone = CustomerRef::new(None, Some("5511999")).unwrap();
+            assert_eq!(store.resolve_customer(PNID, &by_phone).await.unwrap(), new);
+        }
+        // The old BSUID keeps its own records.
+        assert!(store.consent_of(PNID, &key(), "marketing").is_some());
     }
 
     #[tokio::test]

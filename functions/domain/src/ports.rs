@@ -299,6 +299,22 @@ pub trait InboundStore: Send + Sync {
         who: &CustomerRef,
     ) -> impl Future<Output = Result<CustomerKey, StoreError>> + Send;
 
+    /// A customer's BSUID changed (`user_changed_user_id`, or a number change that came with a
+    /// new one): what was recorded under `from` is carried over to `to` as
+    /// [`InboundStore::resolve_customer`] carries a phone's (every consent, newest wins per
+    /// scope; the window, forward only), so an opt-out given under the old BSUID still holds;
+    /// and `phone`, when given and an alias of `from`, resolves to `to` from now on (an alias
+    /// of another customer is left alone). `from`'s own records and the message history stay
+    /// where they are. Idempotent: a redelivered event changes nothing more.
+    fn change_customer(
+        &self,
+        phone_number_id: &str,
+        from: &CustomerKey,
+        to: &CustomerKey,
+        who: &CustomerRef,
+        phone: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records a message once, by wamid; a replay returns `Recorded::Duplicate`.
     fn record_message(
         &self,

@@ -225,6 +225,25 @@ impl InboundStore for InMemoryStore {
         }
     }
 
+    async fn change_customer(
+        &self,
+        pnid: &str,
+        from: &CustomerKey,
+        to: &CustomerKey,
+        who: &CustomerRef,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        s.carry_over(pnid, from, to, who);
+        if let Some(p) = phone
+            && let Some(alias) = s.aliases.get_mut(&(pnid.to_owned(), p.to_owned()))
+            && alias == from
+        {
+            *alias = to.clone();
+        }
+        Ok(())
+    }
+
     async fn record_message(&self, m: &MessageRecord) -> Result<Recorded, StoreError> {
         let mut s = self.lock()?;
         if s.messages.contains_key(&m.wamid) {

@@ -159,7 +159,8 @@ impl DynamoStore {
         };
         match alias {
             Some(a) if a.customer == *customer && !a.carried => {
-                self.carry_over(pnid, phone, customer, who).await?;
+                let from = CustomerKey::Phone(phone.to_owned());
+                self.carry_over(pnid, &from, customer, who).await?;
                 self.mark_carried(pnid, phone, customer).await
             }
             // Carried over before, or the phone is another customer's alias.
@@ -167,17 +168,17 @@ impl DynamoStore {
         }
     }
 
-    /// Copies the phone's consents and window to `customer` (see [`DynamoStore::alias_phone`]).
+    /// Copies the consents and window of `from` (a phone, or a BSUID that changed) to
+    /// `customer` (see [`DynamoStore::alias_phone`]).
     async fn carry_over(
         &self,
         pnid: &str,
-        phone: &str,
+        from: &CustomerKey,
         customer: &CustomerKey,
         who: &CustomerRef,
     ) -> Result<(), StoreError> {
-        let from = CustomerKey::Phone(phone.to_owned());
         // Both reads are strongly consistent.
-        for c in self.consents(pnid, &from).await? {
+        for c in self.consents(pnid, from).await? {
             let c = ConsentRecord {
                 customer: customer.clone(),
                 ..c
@@ -185,7 +186,7 @@ impl DynamoStore {
             self.put_newest(consent_item(&c), c.at).await?;
         }
         let update = self
-            .window(pnid, &from)
+            .window(pnid, from)
             .await?
             .and_then(|(w, _)| w.as_update());
         if let Some(u) = update {
@@ -340,6 +341,33 @@ impl InboundStore for DynamoStore {
                 .map_or_else(|| CustomerKey::Phone(phone.clone()), |a| a.customer)),
             (None, None) => Err(StoreError::Corrupt("customer without ids".into())),
         }
+    }
+
+    async fn change_customer(
+        &self,
+        pnid: &str,
+        from: &CustomerKey,
+        to: &CustomerKey,
+        who: &CustomerRef,
+        phone: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // Copied first, re-pointed after: a crash in between leaves the phone on `from`, whose
+        // records are all still there, and the redelivered event copies again (each copy is
+        // conditional on the record's own time) and re-points.
+        self.carry_over(pnid, from, to, who).await?;
+        if let Some(phone) = phone {
+            let mut u = Update::default();
+            u.set(ALIAS_CUSTOMER, s(to.as_storage()));
+            let (c, v) = u.bind(ALIAS_CUSTOMER, s(from.as_storage()));
+            // Only an alias of `from`: another customer's stays, and none is created.
+            self.update(
+                key(alias_pk(pnid, phone), ALIAS_SK),
+                u,
+                Some(&format!("{c} = {v}")),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn record_message(&self, m: &MessageRecord) -> Result<Recorded, StoreError> {
