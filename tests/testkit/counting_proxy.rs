@@ -32,7 +32,7 @@ pub struct OpCount {
     /// ReceiveMessage calls that returned at least one message.
     pub non_empty: u64,
     /// DynamoDB write request units of the writes, from the size of each item written (see
-    /// [`write_units_in`]); 0 for other operations.
+    /// [`tally`]); 0 for other operations.
     pub write_units: u64,
     /// Time from forwarding the request to having the upstream's whole answer (µs).
     pub upstream_us: u64,
@@ -90,8 +90,17 @@ fn operation(method: &Method, headers: &HeaderMap, body: &[u8]) -> String {
         )
 }
 
-fn items_in(op: &str, body: &[u8]) -> u64 {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+/// The items and write units of a request, from one parse of its body.
+fn tally(op: &str, body: &[u8]) -> (u64, u64) {
+    let v = serde_json::from_slice::<Value>(body).ok();
+    (
+        items_in(op, v.as_ref()),
+        write_units_in(op, v.as_ref(), body.len()),
+    )
+}
+
+fn items_in(op: &str, v: Option<&Value>) -> u64 {
+    let Some(v) = v else {
         return 1;
     };
     let per_table = |key: &str, inner: Option<&str>| {
@@ -155,11 +164,11 @@ fn put_units(item: &Value) -> u64 {
 /// The write request units of a DynamoDB write: each put item by its size; a delete, 1 (the
 /// deleted item's size is not in the request); an update, its request's size in KB (the
 /// updated item is not in the request: an estimate); a transaction's writes twice.
-fn write_units_in(op: &str, body: &[u8]) -> u64 {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+fn write_units_in(op: &str, v: Option<&Value>, body_len: usize) -> u64 {
+    let Some(v) = v else {
         return 0;
     };
-    let by_request = (body.len() as u64).div_ceil(1024).max(1);
+    let by_request = (body_len as u64).div_ceil(1024).max(1);
     match op {
         "dynamodb:PutItem" => put_units(&v["Item"]),
         "dynamodb:UpdateItem" => by_request,
@@ -211,7 +220,11 @@ async fn forward(
         }
     }
     let started = Instant::now();
-    let Ok(res) = req.body(body.clone()).send().await else {
+    // The body is tallied while moto answers, not after: the proxy adds no parse to the
+    // request's path.
+    let (sent, (items, write_units)) =
+        tokio::join!(req.body(body.clone()).send(), async { tally(&op, &body) });
+    let Ok(res) = sent else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
     let status = res.status();
@@ -224,8 +237,8 @@ async fn forward(
         c.requests += 1;
         c.req_bytes += body.len() as u64;
         c.resp_bytes += bytes.len() as u64;
-        c.items += items_in(&op, &body);
-        c.write_units += write_units_in(&op, &body);
+        c.items += items;
+        c.write_units += write_units;
         c.upstream_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         if op == "sqs:ReceiveMessage" && bytes.windows(10).any(|w| w == b"\"Messages\"") {
             c.non_empty += 1;
@@ -310,12 +323,12 @@ mod tests {
             {"PutRequest": {"Item": small}}, {"PutRequest": {"Item": big}},
             {"DeleteRequest": {"Key": {"pk": {"S": "A"}}}}]}});
         let bytes = serde_json::to_vec(&body).unwrap();
-        assert_eq!(write_units_in("dynamodb:BatchWriteItem", &bytes), 1 + 3 + 1);
+        assert_eq!(tally("dynamodb:BatchWriteItem", &bytes), (3, 1 + 3 + 1));
         let put = serde_json::to_vec(&json!({"Item": {"doc": {"S": "y".repeat(1_024)}}})).unwrap();
-        assert_eq!(write_units_in("dynamodb:PutItem", &put), 2);
-        assert_eq!(write_units_in("sqs:SendMessage", b"{}"), 0);
+        assert_eq!(tally("dynamodb:PutItem", &put), (1, 2));
+        assert_eq!(tally("sqs:SendMessage", b"{}"), (1, 0));
         let tx = json!({"TransactItems": [{"Put": {"Item": small}}, {"ConditionCheck": {}}]});
         let tx = serde_json::to_vec(&tx).unwrap();
-        assert_eq!(write_units_in("dynamodb:TransactWriteItems", &tx), 2 + 2);
+        assert_eq!(tally("dynamodb:TransactWriteItems", &tx), (2, 2 + 2));
     }
 }
