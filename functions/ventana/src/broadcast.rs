@@ -3,7 +3,8 @@
 //! - [`prepare`] streams a recipient CSV through `wa_domain::broadcast::csv` into one
 //!   `POST /v1/broadcasts` body with inline recipients. Rows the parser cannot use (bad phone,
 //!   wrong field count, empty parameter, no recipient) are **skipped client-side**: they are
-//!   not sent, and are reported with their line numbers and a count. Duplicates are sent; the
+//!   not sent, and are reported with their line numbers and a count. (`ventana broadcast
+//!   create` uploads such a list instead when it can, so that the ledger has those rows too.) Duplicates are sent; the
 //!   planner records them as `skipped_duplicate`. A body over [`MAX_BODY_BYTES`] or with more
 //!   than [`INLINE_MAX`] recipients is refused before anything is sent; `ventana broadcast
 //!   create` then uploads the list instead ([`crate::upload`]). Either way [`create`] sends

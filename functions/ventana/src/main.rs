@@ -135,7 +135,8 @@ struct BroadcastCreateArgs {
     #[arg(long)]
     no_wait: bool,
     /// Upload the list to the recipients bucket instead of sending it inline (done anyway
-    /// when it is over the inline limit: 1 MiB of JSON or 10,000 recipients).
+    /// when it is over the inline limit, 1 MiB of JSON or 10,000 recipients, and when it has
+    /// unusable rows, so that the broadcast's ledger records them as skipped_invalid).
     #[arg(long)]
     upload: bool,
 }
@@ -403,8 +404,28 @@ async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliEr
                     Err(e) => return Err(e),
                 }
             };
+            // A list with unusable rows goes by upload when it can, so that the broadcast's
+            // ledger has every row (those as skipped_invalid, naming the line): inline, only
+            // the usable rows travel.
+            let mut upload = None;
+            if let Some(p) = inline.as_ref().filter(|p| p.bad_count > 0) {
+                match ventana::upload::request_upload(api, &opts.phone_number_id).await {
+                    Ok(u) => {
+                        eprintln!(
+                            "{} rows of the list are unusable: uploading it, so that the broadcast's ledger records them",
+                            p.bad_count
+                        );
+                        upload = Some(u);
+                    }
+                    Err(e) => eprintln!(
+                        "cannot upload the list ({e}): sending its usable rows inline; the broadcast's ledger will not have the {} unusable ones",
+                        p.bad_count
+                    ),
+                }
+            }
+            let inline = if upload.is_some() { None } else { inline };
             let Some(prepared) = inline else {
-                let id = upload_and_create(api, &a.csv, &opts).await?;
+                let id = upload_and_create(api, &a.csv, &opts, upload).await?;
                 println!("{id}");
                 if a.no_wait {
                     return Ok(());
@@ -447,12 +468,14 @@ async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliEr
     }
 }
 
-/// The upload path of `broadcast create`: checks the list, uploads it with a byte progress
-/// bar (plain lines off a terminal), creates the broadcast over it; its id.
+/// The upload path of `broadcast create`: checks the list, uploads it (to `upload`, or a URL
+/// asked for now) with a byte progress bar (plain lines off a terminal), creates the
+/// broadcast over it; its id.
 async fn upload_and_create(
     api: &Api,
     csv: &std::path::Path,
     opts: &broadcast::CreateOptions,
+    upload: Option<ventana::upload::Upload>,
 ) -> Result<String, CliError> {
     let file = std::fs::File::open(csv).map_err(|source| CliError::CsvOpen {
         path: csv.to_owned(),
@@ -466,7 +489,10 @@ async fn upload_and_create(
     if scan.bad_count > scan.bad.len() as u64 {
         eprintln!("… and {} more", scan.bad_count - scan.bad.len() as u64);
     }
-    let upload = ventana::upload::request_upload(api, &opts.phone_number_id).await?;
+    let upload = match upload {
+        Some(u) => u,
+        None => ventana::upload::request_upload(api, &opts.phone_number_id).await?,
+    };
     let len = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(len);
