@@ -382,7 +382,9 @@ where
                     .parse::<u64>()
                     .map_err(|_| BroadcastApiError::Bad("cursor is not valid".into()))?,
             };
-            let entries = deps.store.entries(&id, from, limit).await?;
+            let mut entries = deps.store.entries(&id, from, limit).await?;
+            // Receipts that came after an entry settled (a read after the settling) show.
+            wa_domain::broadcast::with_latest_receipts(&deps.store, &mut entries).await?;
             let next = (entries.len() == limit)
                 .then(|| entries.last().map(|e| (e.index + 1).to_string()))
                 .flatten();

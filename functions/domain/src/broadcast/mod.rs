@@ -37,6 +37,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::outbound::{SendFailure, SendId};
+use crate::ports::StoreError;
+use crate::status::DeliveryStatus;
 
 pub use ports::{Audience, BroadcastStore, LimitStore, OutboundBatch, StepQueue};
 pub use source::{NoSource, RecipientList, RecipientPage, RecipientRow, RecipientSource};
@@ -223,7 +225,7 @@ pub enum Outcome {
     SkippedOptedOut,
     /// The broadcast requires an opt-in and the customer has none.
     SkippedNotOptedIn,
-    /// The same customer appears earlier in the list.
+    /// An earlier row of the same customer was queued: a broadcast sends to a customer once.
     SkippedDuplicate,
     /// The row is not a valid recipient or its parameters do not make a valid message.
     SkippedInvalid,
@@ -477,6 +479,48 @@ impl LedgerEntry {
             "error": self.error.as_ref().map(|e| e.message.as_str()),
         })
     }
+}
+
+/// Brings settled entries up to their sends' latest receipts, for a report read now: an entry
+/// is settled (and counted) once, when its send is read or failed, or `settle_after_secs`
+/// after it was made, so one settled as `sent` or `delivered` misses a receipt that came
+/// later. Here such entries move forward (sent → delivered → read) from one read of their
+/// sends; nothing else changes, and nothing is written (the job's counts stay the snapshot
+/// taken when each page settled).
+pub async fn with_latest_receipts<S: BroadcastStore>(
+    store: &S,
+    entries: &mut [LedgerEntry],
+) -> Result<(), StoreError> {
+    let open: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.outcome, Outcome::Sent | Outcome::Delivered))
+        .filter(|(_, e)| e.send_id.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let ids: Vec<SendId> = open
+        .iter()
+        .filter_map(|i| entries[*i].send_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sends = store.get_sends(&ids).await?;
+    for (i, send) in open.into_iter().zip(sends) {
+        let latest = match send.as_ref().and_then(|s| s.statuses.current()) {
+            Some(DeliveryStatus::Read | DeliveryStatus::Played) => Outcome::Read,
+            Some(DeliveryStatus::Delivered) => Outcome::Delivered,
+            _ => continue,
+        };
+        if matches!(
+            (entries[i].outcome, latest),
+            (Outcome::Sent, Outcome::Delivered | Outcome::Read)
+                | (Outcome::Delivered, Outcome::Read)
+        ) {
+            entries[i].outcome = latest;
+        }
+    }
+    Ok(())
 }
 
 /// The message a broadcast sends to one row: a Cloud API template message.

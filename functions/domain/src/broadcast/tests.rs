@@ -881,6 +881,45 @@ async fn a_broadcast_whose_first_step_is_refused_is_paused_not_left_running_and_
 }
 
 #[tokio::test]
+async fn a_read_after_settling_shows_in_the_report_but_not_in_the_settled_counts() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    let id = w.create(recipients(3), json!({"all_at_once": true})).await;
+    // Delivered, and settled as delivered once settle_after_secs passed.
+    w.drive(i64::MAX, true).await;
+    let b = w.get(&id).await;
+    assert_eq!(
+        (b.state, b.counts.delivered),
+        (BroadcastState::Completed, 3)
+    );
+    // Then the first customer reads it.
+    let mut ledger = w.mem.ledger(&id);
+    let first = ledger[0].send_id.clone().unwrap();
+    let mut s = w.mem.store.send(&first).unwrap();
+    let wamid = s.wamid.clone().unwrap();
+    s.apply_status(&wamid, DeliveryStatus::Read, w.now(), None, w.now() * 1000);
+    assert!(w.mem.store.save_send(&mut s).await.unwrap());
+    with_latest_receipts(&w.mem, &mut ledger).await.unwrap();
+    let outcomes: Vec<_> = ledger.iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Read, Outcome::Delivered, Outcome::Delivered]
+    );
+    assert_eq!(
+        w.get(&id).await.counts.delivered,
+        3,
+        "the counts stay as settled"
+    );
+    // A failed or skipped entry is left as it is.
+    let mut skipped = vec![LedgerEntry {
+        outcome: Outcome::SkippedDuplicate,
+        send_id: Some(first),
+        ..ledger[0].clone()
+    }];
+    with_latest_receipts(&w.mem, &mut skipped).await.unwrap();
+    assert_eq!(skipped[0].outcome, Outcome::SkippedDuplicate);
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_the_job_and_resume_goes_on() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
