@@ -40,6 +40,7 @@ use super::send::{SendFailure, SendKind, SendRecord, SendState};
 use super::{Disposition, GraphOutcome, classify, code_rule, policy};
 use crate::broadcast::LimitStore;
 use crate::broadcast::limit::{BUCKET_SECS, LimitFull, charge_one, portfolio_of};
+use crate::customer::CustomerKey;
 use crate::model::MessagingLimit;
 use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
 use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
@@ -365,19 +366,23 @@ where
             if let Some(outcome) = self.recheck(&mut r, now).await? {
                 return Ok(outcome);
             }
-            let pair_wait = match (&r.customer, r.kind) {
+            // The recipient's pair-rate slot, taken here and handed back below if the send
+            // does not go after all.
+            let paired = match (&r.customer, r.kind) {
                 (Some(c), SendKind::Session | SendKind::Template) => {
-                    self.pair.reserve(&r.phone_number_id, c, now).await?
+                    if let Some(t) = self.pair.reserve(&r.phone_number_id, c, now).await? {
+                        return Ok(defer(t - self.clock.now_ms()));
+                    }
+                    Some(c.clone())
                 }
                 _ => None,
             };
-            if let Some(t) = pair_wait {
-                return Ok(defer(t - self.clock.now_ms()));
-            }
             let lease_until = self.clock.now_ms() + self.config.lease_ms;
             r.claim(lease_until, resend);
             if !self.store.save_send(&mut r).await? {
                 // Another delivery of the same message got there first; look again.
+                self.give_back_pair(&r.phone_number_id, paired.as_ref())
+                    .await?;
                 r = self.reload(&r).await?;
                 continue;
             }
@@ -386,6 +391,8 @@ where
                 r.state = SendState::Pending { not_before_ms: 0 };
                 r.attempts -= 1;
                 self.save_or_reload(&mut r).await?;
+                self.give_back_pair(&r.phone_number_id, paired.as_ref())
+                    .await?;
                 return Ok(defer(self.config.max_inline_wait_ms));
             };
             let outcome = self
@@ -395,6 +402,19 @@ where
             return self.settle(r, outcome, resend).await;
         }
         Ok(defer(1_000))
+    }
+
+    /// Hands the pair-rate slot of a send that did not go back to its recipient, if it took
+    /// one.
+    async fn give_back_pair(
+        &self,
+        pnid: &str,
+        customer: Option<&CustomerKey>,
+    ) -> Result<(), StoreError> {
+        match customer {
+            Some(c) => self.pair.give_back(pnid, c).await,
+            None => Ok(()),
+        }
     }
 
     async fn reload(&self, r: &SendRecord) -> Result<SendRecord, StoreError> {

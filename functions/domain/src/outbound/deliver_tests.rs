@@ -9,6 +9,7 @@ use crate::customer::{CustomerKey, CustomerRef};
 use crate::model::MessagingLimit;
 use crate::outbound::{SendId, TransportFailure, public_status};
 use crate::pacing::memory::InMemoryPacingStore;
+use crate::pacing::pair::PairDecision;
 use crate::ports::{Consent, ConsentRecord, ConsentSource, SendJob};
 use crate::status::DeliveryStatus;
 use crate::templates::{
@@ -528,6 +529,45 @@ async fn the_pair_rate_spaces_sends_to_one_recipient() {
     wrote(&e, "5511888880000").await;
     let other = queued(&e, "5511888880000", SendKind::Session, 9).await;
     assert_eq!(deliver(&e, &other).await, JobOutcome::Done);
+}
+
+#[tokio::test]
+async fn a_send_the_number_had_no_room_for_gives_its_pair_rate_slot_back() {
+    // A number of one send a second whose next token is further off than the worker may wait
+    // in-process: each try is put off, and each took one of the recipient's three quick sends
+    // on the way.
+    let pacing = Arc::new(InMemoryPacingStore::default());
+    let e = Deliverer::new(
+        InMemoryStore::default(),
+        pacing.clone(),
+        pacing.clone(),
+        ScriptedGraph::default(),
+        ManualClock::at(T0),
+        DeliverConfig {
+            default_limit: 1,
+            max_inline_wait_ms: 0,
+            ..DeliverConfig::default()
+        },
+        PacerConfig::default(),
+        PairPolicy::default(),
+        7,
+    );
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 2).await;
+    for _ in 0..4 {
+        assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+    }
+    assert!(e.graph().posted().is_empty());
+    // Handed back each time: the recipient still has the whole burst.
+    let (key, _) = customer(PHONE);
+    let p = PairPolicy::default();
+    let mut state = pacing.pair_state(PNID, &key, true).await.unwrap();
+    for _ in 0..3 {
+        match p.decide(state.as_ref(), T0) {
+            PairDecision::Send(s) => state = Some(s),
+            PairDecision::WaitUntil(t) => panic!("held until {t}: a slot was kept"),
+        }
+    }
 }
 
 #[tokio::test]

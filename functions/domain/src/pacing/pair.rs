@@ -134,6 +134,16 @@ impl PairPolicy {
         }
     }
 
+    /// The state with one send that `decide` let go handed back, because it did not go: the
+    /// bucket as if it had not been taken (a block and its strikes stay).
+    pub fn refund(&self, state: &PairState) -> PairState {
+        PairState {
+            tat_ms: state.tat_ms.saturating_sub(self.spacing()),
+            rev: state.rev + 1,
+            ..*state
+        }
+    }
+
     /// When the stored state no longer matters (unix seconds, for the store's TTL): the bucket
     /// is full again, the block is over and the strikes are forgotten.
     pub fn expires_at(&self, state: &PairState) -> i64 {
@@ -265,6 +275,36 @@ impl<S: PairStore> PairGate<S> {
             }
         }
         Ok(Some(now_ms + CONTENDED_WAIT_MS))
+    }
+
+    /// Hands back a send [`PairGate::reserve`] let go that did not go after all (another
+    /// delivery of the message had claimed it, or the number had no capacity): the
+    /// recipient's next message is not held for it. A refund that keeps losing to other
+    /// writers is given up: the slot stays taken, as if it had been used.
+    pub async fn give_back(
+        &self,
+        phone_number_id: &str,
+        customer: &CustomerKey,
+    ) -> Result<(), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(stored) = self
+                .store
+                .pair_state(phone_number_id, customer, true)
+                .await?
+            else {
+                return Ok(());
+            };
+            let next = self.policy.refund(&stored);
+            let expires = self.policy.expires_at(&next);
+            if self
+                .store
+                .put_pair_state(phone_number_id, customer, &next, expires)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Records that Meta answered 131056 for `customer` at `now_ms`; returns when to retry
@@ -459,6 +499,29 @@ mod tests {
         assert_eq!(
             now(gate.reserve("p", &c, T0 + 11)).unwrap(),
             Some(T0 + 1_010)
+        );
+    }
+
+    #[test]
+    fn a_slot_handed_back_is_free_again_and_a_block_stays() {
+        let p = PairPolicy::default();
+        let mut state = None;
+        for _ in 0..3 {
+            let PairDecision::Send(s) = p.decide(state.as_ref(), T0) else {
+                panic!()
+            };
+            state = Some(s);
+        }
+        assert!(matches!(
+            p.decide(state.as_ref(), T0),
+            PairDecision::WaitUntil(_)
+        ));
+        let back = p.refund(&state.unwrap());
+        assert!(matches!(p.decide(Some(&back), T0), PairDecision::Send(_)));
+        let blocked = p.after_rate_limited(None, T0);
+        assert_eq!(
+            p.refund(&blocked).blocked_until_ms,
+            blocked.blocked_until_ms
         );
     }
 
