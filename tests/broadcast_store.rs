@@ -496,3 +496,66 @@ async fn a_pages_sends_are_batch_written_first_and_never_overwritten_on_a_retry(
     assert_eq!(texts[..60], vec!["first".to_owned(); 60][..]);
     assert_eq!(texts[60..], vec!["again".to_owned(); 10][..]);
 }
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn the_audience_resolves_aliases_and_reads_the_marketing_consent_only_when_asked() {
+    use wa_domain::customer::{CustomerKey, CustomerRef};
+    use wa_domain::window::WindowUpdate;
+    let (store, _, _) = fresh_table().await;
+    let both = CustomerRef::new(Some("US.9"), Some("15550009")).unwrap();
+    let bsuid = CustomerKey::Bsuid("US.9".into());
+    store.resolve_customer(PN, &both).await.unwrap();
+    store
+        .advance_window(
+            PN,
+            &bsuid,
+            &both,
+            &WindowUpdate::for_message(T0, false),
+            None,
+        )
+        .await
+        .unwrap();
+    for (scope, consent) in [("all", Consent::OptedIn), ("marketing", Consent::OptedOut)] {
+        store
+            .record_consent(&ConsentRecord {
+                phone_number_id: PN.into(),
+                customer: bsuid.clone(),
+                scope: scope.into(),
+                consent,
+                source: ConsentSource::Api,
+                at: T0,
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+    let who = [
+        CustomerRef::new(None, Some("15550009")).unwrap(),
+        CustomerRef::new(None, Some("15550010")).unwrap(),
+    ];
+    for marketing in [true, false] {
+        let a = store.audience(PN, &who, marketing).await.unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a[0].key,
+            Some(bsuid.clone()),
+            "the phone resolves to its BSUID"
+        );
+        assert_eq!(
+            a[0].window.and_then(|w| w.last_inbound_at),
+            Some(T0),
+            "the BSUID's window"
+        );
+        let mut scopes: Vec<&str> = a[0].consents.iter().map(|c| c.scope.as_str()).collect();
+        scopes.sort_unstable();
+        let expected: &[&str] = if marketing {
+            &["all", "marketing"]
+        } else {
+            &["all"]
+        };
+        assert_eq!(scopes, expected, "marketing: {marketing}");
+        assert_eq!(a[1].key, Some(CustomerKey::Phone("15550010".into())));
+        assert!(a[1].window.is_none() && a[1].consents.is_empty());
+    }
+}

@@ -429,7 +429,12 @@ impl BroadcastStore for DynamoStore {
             .collect())
     }
 
-    async fn audience(&self, pnid: &str, who: &[CustomerRef]) -> Result<Vec<Audience>, StoreError> {
+    async fn audience(
+        &self,
+        pnid: &str,
+        who: &[CustomerRef],
+        marketing: bool,
+    ) -> Result<Vec<Audience>, StoreError> {
         // Phones without a BSUID may have an alias to one.
         let alias_keys: Vec<Item> = who
             .iter()
@@ -462,7 +467,9 @@ impl BroadcastStore for DynamoStore {
             let pk = conv_pk(pnid, k);
             asks.push(key(pk.clone(), WINDOW_SK));
             asks.push(key(pk.clone(), &consent_sk("all")));
-            asks.push(key(pk, &consent_sk("marketing")));
+            if marketing {
+                asks.push(key(pk, &consent_sk("marketing")));
+            }
         }
         let mut windows: HashMap<String, Window> = HashMap::new();
         let mut consents: HashMap<String, Vec<ConsentRecord>> = HashMap::new();

@@ -236,6 +236,7 @@ impl BroadcastStore for MemoryBroadcasts {
         &self,
         phone_number_id: &str,
         who: &[CustomerRef],
+        marketing: bool,
     ) -> Result<Vec<Audience>, StoreError> {
         let mut out = Vec::with_capacity(who.len());
         for w in who {
@@ -248,7 +249,8 @@ impl BroadcastStore for MemoryBroadcasts {
                 .window(phone_number_id, &key)
                 .await?
                 .map(|(w, _)| w);
-            let consents = self.store.consents(phone_number_id, &key).await?;
+            let mut consents = self.store.consents(phone_number_id, &key).await?;
+            consents.retain(|c| marketing || c.scope != crate::consent::SCOPE_MARKETING);
             out.push(Audience {
                 key: Some(key),
                 window,

@@ -449,7 +449,10 @@ where
         }
     }
     let who: Vec<CustomerRef> = refs.iter().map(|(_, r)| r.clone()).collect();
-    let audience = d.store.audience(&b.phone_number_id, &who).await?;
+    let audience = d
+        .store
+        .audience(&b.phone_number_id, &who, marketing)
+        .await?;
     // 2. Consent.
     let purpose = if marketing {
         Purpose::Marketing

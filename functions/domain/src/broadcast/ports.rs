@@ -19,7 +19,7 @@ pub struct Audience {
     pub key: Option<CustomerKey>,
     /// The customer's window, if they ever wrote.
     pub window: Option<Window>,
-    /// The customer's consent records, every scope.
+    /// The customer's consent records: scope `all`, and `marketing` when it was asked for.
     pub consents: Vec<ConsentRecord>,
 }
 
@@ -95,11 +95,14 @@ pub trait BroadcastStore: Send + Sync {
         ids: &[SendId],
     ) -> impl Future<Output = Result<Vec<Option<SendRecord>>, StoreError>> + Send;
 
-    /// What the planner needs of each customer of `phone_number_id`, in the same order.
+    /// What the planner needs of each customer of `phone_number_id`, in the same order. The
+    /// `marketing` consent only when `marketing` (a marketing template): nothing else is
+    /// refused for it (`consent::may_send`), so other broadcasts do not read it.
     fn audience(
         &self,
         phone_number_id: &str,
         who: &[CustomerRef],
+        marketing: bool,
     ) -> impl Future<Output = Result<Vec<Audience>, StoreError>> + Send;
 
     /// Whether the number's quality rating is RED (a `FLAGGED` quality update is the newest).

@@ -491,6 +491,50 @@ async fn a_customer_skipped_for_consent_is_decided_again_at_their_next_row() {
 }
 
 #[tokio::test]
+async fn a_utility_broadcast_goes_to_a_marketing_opt_out_but_not_to_a_stop() {
+    let w = World::new(Some("TIER_UNLIMITED")).await;
+    w.mem
+        .store
+        .put_template(&TemplateDef {
+            waba_id: WABA.into(),
+            name: "promo".into(),
+            language: "es".into(),
+            id: None,
+            status: TemplateStatus::Approved,
+            category: TemplateCategory::Utility,
+            components: serde_json::Value::Null,
+            quality: None,
+            updated_at: 2,
+        })
+        .await
+        .unwrap();
+    for (i, scope) in [(1, "marketing"), (2, "all")] {
+        w.mem
+            .store
+            .record_consent(&ConsentRecord {
+                phone_number_id: PN.into(),
+                customer: CustomerKey::Phone(phone(i)),
+                scope: scope.into(),
+                consent: Consent::OptedOut,
+                source: ConsentSource::Api,
+                at: T0 - 10,
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+    let id = w.create(recipients(3), json!({"all_at_once": true})).await;
+    w.drive(i64::MAX, true).await;
+    let phones = queued_phones(&w.mem);
+    assert!(
+        phones.contains(&phone(1)),
+        "a marketing opt-out does not stop a utility template"
+    );
+    assert!(!phones.contains(&phone(2)), "STOP does");
+    assert_eq!(w.get(&id).await.counts.skipped_opted_out, 1);
+}
+
+#[tokio::test]
 async fn duplicates_and_invalid_rows_in_a_csv_list_are_skipped_once() {
     let w = World::new(None).await;
     let list = RecipientList {
@@ -1159,8 +1203,13 @@ impl BroadcastStore for Crashy<'_> {
     ) -> Result<Vec<Option<SendRecord>>, StoreError> {
         crashy!(self, self.inner.get_sends(ids))
     }
-    async fn audience(&self, pn: &str, who: &[CustomerRef]) -> Result<Vec<Audience>, StoreError> {
-        crashy!(self, self.inner.audience(pn, who))
+    async fn audience(
+        &self,
+        pn: &str,
+        who: &[CustomerRef],
+        marketing: bool,
+    ) -> Result<Vec<Audience>, StoreError> {
+        crashy!(self, self.inner.audience(pn, who, marketing))
     }
     async fn quality_red(&self, waba: &str, pn: &str) -> Result<bool, StoreError> {
         crashy!(self, self.inner.quality_red(waba, pn))
