@@ -97,6 +97,23 @@ impl World {
         self.clock.now_ms() / 1000
     }
 
+    /// Records the consent of the customer of `phone(i)` (by the API) in `scope` at `at`.
+    async fn consent(&self, i: usize, scope: &str, consent: Consent, at: i64) {
+        self.mem
+            .store
+            .record_consent(&ConsentRecord {
+                phone_number_id: PN.into(),
+                customer: CustomerKey::Phone(phone(i)),
+                scope: scope.into(),
+                consent,
+                source: ConsentSource::Api,
+                at,
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+
     async fn create(
         &self,
         recipients: Vec<serde_json::Value>,
@@ -390,19 +407,7 @@ async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unk
         (2, "marketing", Consent::OptedOut),
         (3, "marketing", Consent::OptedIn),
     ] {
-        w.mem
-            .store
-            .record_consent(&ConsentRecord {
-                phone_number_id: PN.into(),
-                customer: CustomerKey::Phone(phone(i)),
-                scope: scope.into(),
-                consent,
-                source: ConsentSource::Api,
-                at: T0 - 10,
-                detail: None,
-            })
-            .await
-            .unwrap();
+        w.consent(i, scope, consent, T0 - 10).await;
     }
     let id = w.create(recipients(5), json!({"all_at_once": true})).await;
     w.drive(i64::MAX, true).await;
@@ -433,20 +438,7 @@ async fn an_opted_out_recipient_is_never_queued_and_require_opt_in_skips_the_unk
 #[tokio::test]
 async fn a_customer_skipped_for_consent_is_decided_again_at_their_next_row() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
-    let consent = |consent, at| ConsentRecord {
-        phone_number_id: PN.into(),
-        customer: CustomerKey::Phone(phone(1)),
-        scope: "all".into(),
-        consent,
-        source: ConsentSource::Api,
-        at,
-        detail: None,
-    };
-    w.mem
-        .store
-        .record_consent(&consent(Consent::OptedOut, T0 - 10))
-        .await
-        .unwrap();
+    w.consent(1, "all", Consent::OptedOut, T0 - 10).await;
     // Rows 0..4 released first (customer 1 twice: opted out both times, not a duplicate),
     // rows 4..8 a minute later, after customer 1 opted in again: their row 4 is sent, and
     // row 6, the same customer again, is the duplicate.
@@ -462,11 +454,7 @@ async fn a_customer_skipped_for_consent_is_decided_again_at_their_next_row() {
     assert_eq!(b.cursor, 4);
     assert_eq!(b.counts.skipped_opted_out, 2);
     assert_eq!(b.counts.skipped_duplicate, 0);
-    w.mem
-        .store
-        .record_consent(&consent(Consent::OptedIn, w.now()))
-        .await
-        .unwrap();
+    w.consent(1, "all", Consent::OptedIn, w.now()).await;
     w.drive(i64::MAX, true).await;
     let outcomes: Vec<_> = w.mem.ledger(&id).iter().map(|e| e.outcome).collect();
     use Outcome::*;
@@ -509,19 +497,7 @@ async fn a_utility_broadcast_goes_to_a_marketing_opt_out_but_not_to_a_stop() {
         .await
         .unwrap();
     for (i, scope) in [(1, "marketing"), (2, "all")] {
-        w.mem
-            .store
-            .record_consent(&ConsentRecord {
-                phone_number_id: PN.into(),
-                customer: CustomerKey::Phone(phone(i)),
-                scope: scope.into(),
-                consent: Consent::OptedOut,
-                source: ConsentSource::Api,
-                at: T0 - 10,
-                detail: None,
-            })
-            .await
-            .unwrap();
+        w.consent(i, scope, Consent::OptedOut, T0 - 10).await;
     }
     let id = w.create(recipients(3), json!({"all_at_once": true})).await;
     w.drive(i64::MAX, true).await;
