@@ -76,6 +76,18 @@ impl World {
         components: serde_json::Value,
         at: i64,
     ) {
+        self.template_of(TemplateCategory::Marketing, status, components, at)
+            .await;
+    }
+
+    /// The template `promo` (es) of `category`, as [`World::template_shaped`] puts it.
+    async fn template_of(
+        &self,
+        category: TemplateCategory,
+        status: TemplateStatus,
+        components: serde_json::Value,
+        at: i64,
+    ) {
         self.mem
             .store
             .put_template(&TemplateDef {
@@ -84,7 +96,7 @@ impl World {
                 language: "es".into(),
                 id: None,
                 status,
-                category: TemplateCategory::Marketing,
+                category,
                 components,
                 quality: None,
                 updated_at: at,
@@ -481,21 +493,13 @@ async fn a_customer_skipped_for_consent_is_decided_again_at_their_next_row() {
 #[tokio::test]
 async fn a_utility_broadcast_goes_to_a_marketing_opt_out_but_not_to_a_stop() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
-    w.mem
-        .store
-        .put_template(&TemplateDef {
-            waba_id: WABA.into(),
-            name: "promo".into(),
-            language: "es".into(),
-            id: None,
-            status: TemplateStatus::Approved,
-            category: TemplateCategory::Utility,
-            components: serde_json::Value::Null,
-            quality: None,
-            updated_at: 2,
-        })
-        .await
-        .unwrap();
+    w.template_of(
+        TemplateCategory::Utility,
+        TemplateStatus::Approved,
+        serde_json::Value::Null,
+        2,
+    )
+    .await;
     for (i, scope) in [(1, "marketing"), (2, "all")] {
         w.consent(i, scope, Consent::OptedOut, T0 - 10).await;
     }
