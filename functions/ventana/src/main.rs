@@ -423,26 +423,22 @@ async fn run_broadcast(api: &Api, command: BroadcastCommand) -> Result<(), CliEr
                     ),
                 }
             }
-            let inline = if upload.is_some() { None } else { inline };
-            let Some(prepared) = inline else {
-                let id = upload_and_create(api, &a.csv, &opts, upload).await?;
-                println!("{id}");
-                if a.no_wait {
-                    return Ok(());
+            let id = match inline.filter(|_| upload.is_none()) {
+                None => upload_and_create(api, &a.csv, &opts, upload).await?,
+                Some(prepared) => {
+                    for b in &prepared.bad {
+                        eprintln!("{}:{}: {} (not sent)", a.csv.display(), b.line, b.problem);
+                    }
+                    if prepared.bad_count > prepared.bad.len() {
+                        eprintln!("… and {} more", prepared.bad_count - prepared.bad.len());
+                    }
+                    eprintln!(
+                        "{} recipients to send, {} bad rows skipped",
+                        prepared.recipients, prepared.bad_count
+                    );
+                    broadcast::create(api, &prepared).await?
                 }
-                return watch(api, &id).await;
             };
-            for b in &prepared.bad {
-                eprintln!("{}:{}: {} (not sent)", a.csv.display(), b.line, b.problem);
-            }
-            if prepared.bad_count > prepared.bad.len() {
-                eprintln!("… and {} more", prepared.bad_count - prepared.bad.len());
-            }
-            eprintln!(
-                "{} recipients to send, {} bad rows skipped",
-                prepared.recipients, prepared.bad_count
-            );
-            let id = broadcast::create(api, &prepared).await?;
             println!("{id}");
             if a.no_wait {
                 return Ok(());
