@@ -449,6 +449,72 @@ async fn ledger_entries_written_one_per_item_are_read_and_folded_into_pages() {
     );
 }
 
+#[tokio::test]
+async fn a_ledger_write_of_whole_pages_reads_nothing_and_leaves_no_stale_chunk() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use wa_tests::counting_proxy::CountingProxy;
+    let (_, client, table) = fresh_table().await;
+    let proxy = CountingProxy::start(&wa_tests::moto_endpoint()).await;
+    let counted = wa_tests::config_for(&proxy.endpoint).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&counted), &table);
+    let queries = || proxy.snapshot().get("dynamodb:Query").map_or(0, |c| c.requests);
+    let id = BroadcastId::new(T0 * 1000, [5; 10]);
+    let row = |i: u64, bytes: usize| RecipientRow {
+        to: Some(format!("1555{i:07}")),
+        components: json!([{"type": "body", "parameters": [{"type": "text", "text": "x".repeat(bytes)}]}]),
+        ..RecipientRow::default()
+    };
+    // Half a page of the largest rows, then the whole of it: the half is read and merged;
+    // the whole is written without a read and overwrites every chunk the half had.
+    let big: Vec<_> = (0..100)
+        .map(|i| LedgerEntry::pending(&id, i, row(i, 64 * 1024), T0 + 100))
+        .collect();
+    let q0 = queries();
+    store.put_entries(&big[..50]).await.unwrap();
+    assert_eq!(queries() - q0, 1);
+    let half = ledger_items(&client, &table, &id, 0).await;
+    // Position 51 as the ledger stored it before it was packed (one item, its own row).
+    let legacy = LedgerEntry::pending(&id, 51, row(51, 1), T0 + 100);
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S(format!("BCASTL#{id}#0")))
+        .item("sk", AttributeValue::S("0000000051".to_owned()))
+        .item("doc", AttributeValue::S(serde_json::to_string(&legacy).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let mut planned = big.clone();
+    for e in planned.iter_mut() {
+        e.outcome = Outcome::SkippedInvalid;
+    }
+    let q1 = queries();
+    store.put_entries(&planned).await.unwrap();
+    assert_eq!(queries() - q1, 0, "a whole page is written without a read");
+    let whole = ledger_items(&client, &table, &id, 0).await;
+    assert!(half.len() > 1 && whole.len() > half.len(), "{half:?} {whole:?}");
+    assert!(half.iter().all(|(sk, _)| whole.iter().any(|(w, _)| w == sk)));
+    // The chunks hold each position once (two rows of 64 KiB each); the legacy item is
+    // left, and overruled by the chunk that holds position 51.
+    assert_eq!(whole.iter().map(|(_, n)| n).sum::<usize>(), 101);
+    assert!(whole.contains(&("0000000051".to_owned(), 1)), "{whole:?}");
+    assert_eq!(store.entries(&id, 0, 100).await.unwrap(), planned);
+    // Two whole pages at once, and a part of one: only the part reads.
+    let next: Vec<_> = (100..300)
+        .map(|i| LedgerEntry::pending(&id, i, row(i, 10), T0 + 100))
+        .collect();
+    let q2 = queries();
+    store.put_entries(&next).await.unwrap();
+    assert_eq!(queries() - q2, 0);
+    let mut one = next[150].clone();
+    one.outcome = Outcome::SkippedOptedOut;
+    store.put_entries(std::slice::from_ref(&one)).await.unwrap();
+    assert_eq!(queries() - q2, 1);
+    let mut want = next.clone();
+    want[150] = one;
+    assert_eq!(store.entries(&id, 100, 200).await.unwrap(), want);
+}
+
 fn broadcast_send(id: &BroadcastId, index: u64, text: &str) -> wa_domain::outbound::SendRecord {
     use wa_domain::outbound::{SendKind, SendRecord};
     SendRecord {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -52,6 +52,10 @@ impl OpCount {
         }
     }
 }
+
+/// The largest request the proxy forwards: DynamoDB's BatchWriteItem limit (16 MB), and
+/// room for its JSON.
+const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
 type Counts = Arc<Mutex<BTreeMap<String, OpCount>>>;
 
@@ -276,7 +280,12 @@ impl CountingProxy {
             Ok(a) => a,
             Err(e) => panic!("the proxy's port has no address: {e}"),
         };
-        let app = Router::new().fallback(forward).with_state(state);
+        // As large a body as any AWS request: a BatchWriteItem carries up to 16 MB (axum's
+        // default stops at 2 MB).
+        let app = Router::new()
+            .fallback(forward)
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         CountingProxy {
             endpoint: format!("http://{addr}"),

@@ -19,6 +19,7 @@
 //!   of 64 KiB CSV records still fits DynamoDB's 400 KB item limit. Rows never change after
 //!   the import, so a page's chunk boundaries change only when positions are added to it;
 //! - a write reads the chunks of every page it touches (one Query per 1,000 positions),
+//!   unless it gives every position of those pages (an import or a planned page: no read),
 //!   merges the given entries in, writes the pages' chunks whole and then deletes chunks
 //!   that are no longer boundaries (in practice: items of one entry each, written before
 //!   the ledger was packed). If a crash leaves such a stale item behind, the reader takes a
@@ -286,19 +287,32 @@ impl DynamoStore {
         };
         let id = first.broadcast_id.clone();
         let pk = partition_pk(&id, first.index);
-        let pages: BTreeSet<u64> = given.iter().map(|e| page_of(e.index)).collect();
-        let (Some(&lo), Some(&hi)) = (pages.first(), pages.last()) else {
+        // page → the positions given in it
+        let mut pages: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        for e in &given {
+            pages.entry(page_of(e.index)).or_default().insert(e.index);
+        }
+        let (Some((&lo, _)), Some((&hi, _))) = (pages.first_key_value(), pages.last_key_value())
+        else {
             return Ok(());
         };
-        let mut stored = self
-            .ledger_range(&id, &pk, lo * PAGE, hi * PAGE + PAGE - 1)
-            .await?;
+        // Pages given whole need nothing read: their cut depends on their rows alone, and it
+        // starts a chunk wherever any earlier cut of them did (rows never change, and a page
+        // only ever grows to the right), so every chunk of theirs is overwritten. Only items
+        // written one entry each before packing may stay; readers overrule those.
+        let whole = pages.values().all(|p| p.len() as u64 == PAGE);
+        let mut stored = if whole {
+            Stored::default()
+        } else {
+            self.ledger_range(&id, &pk, lo * PAGE, hi * PAGE + PAGE - 1)
+                .await?
+        };
         for e in given {
             stored.entries.insert(e.index, e.clone());
         }
         let mut puts = Vec::new();
         let mut deletes = Vec::new();
-        for page in pages {
+        for page in pages.into_keys() {
             let span = page * PAGE..page * PAGE + PAGE;
             let entries: Vec<&LedgerEntry> =
                 stored.entries.range(span.clone()).map(|(_, e)| e).collect();
