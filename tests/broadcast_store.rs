@@ -457,7 +457,12 @@ async fn a_ledger_write_of_whole_pages_reads_nothing_and_leaves_no_stale_chunk()
     let proxy = CountingProxy::start(&wa_tests::moto_endpoint()).await;
     let counted = wa_tests::config_for(&proxy.endpoint).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&counted), &table);
-    let queries = || proxy.snapshot().get("dynamodb:Query").map_or(0, |c| c.requests);
+    let queries = || {
+        proxy
+            .snapshot()
+            .get("dynamodb:Query")
+            .map_or(0, |c| c.requests)
+    };
     let id = BroadcastId::new(T0 * 1000, [5; 10]);
     let row = |i: u64, bytes: usize| RecipientRow {
         to: Some(format!("1555{i:07}")),
@@ -480,7 +485,10 @@ async fn a_ledger_write_of_whole_pages_reads_nothing_and_leaves_no_stale_chunk()
         .table_name(&table)
         .item("pk", AttributeValue::S(format!("BCASTL#{id}#0")))
         .item("sk", AttributeValue::S("0000000051".to_owned()))
-        .item("doc", AttributeValue::S(serde_json::to_string(&legacy).unwrap()))
+        .item(
+            "doc",
+            AttributeValue::S(serde_json::to_string(&legacy).unwrap()),
+        )
         .send()
         .await
         .unwrap();
@@ -492,8 +500,14 @@ async fn a_ledger_write_of_whole_pages_reads_nothing_and_leaves_no_stale_chunk()
     store.put_entries(&planned).await.unwrap();
     assert_eq!(queries() - q1, 0, "a whole page is written without a read");
     let whole = ledger_items(&client, &table, &id, 0).await;
-    assert!(half.len() > 1 && whole.len() > half.len(), "{half:?} {whole:?}");
-    assert!(half.iter().all(|(sk, _)| whole.iter().any(|(w, _)| w == sk)));
+    assert!(
+        half.len() > 1 && whole.len() > half.len(),
+        "{half:?} {whole:?}"
+    );
+    assert!(
+        half.iter()
+            .all(|(sk, _)| whole.iter().any(|(w, _)| w == sk))
+    );
     // The chunks hold each position once (two rows of 64 KiB each); the legacy item is
     // left, and overruled by the chunk that holds position 51.
     assert_eq!(whole.iter().map(|(_, n)| n).sum::<usize>(), 101);

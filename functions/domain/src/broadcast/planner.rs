@@ -14,6 +14,16 @@
 //! sends are created, queued, the entries written, and only then is the cursor advanced,
 //! with the counts, in the job's conditional save.
 //!
+//! Claims and read-ahead: before anything of a page is written, a step claims the page in a
+//! save of the job (see `claim_page`), so two steps never plan one page at once. When the
+//! step goes on to the next page (released, not cut by the limit, within the pace, in the
+//! step's budget), it reads that page (entries, audience, the sends held for its customers)
+//! while this page's sends, queue messages and entries are written, and claims it in the same
+//! save that moves the cursor past this one: one save and the reads' round trips less per
+//! page. Nothing is written for a page before the save that claims it, so a kill at any
+//! point leaves what it left before. The one thing the early read can miss is a send of the
+//! page being written, whose customers are carried to the next page in memory (`Ahead`).
+//!
 //! Pacing: a job keeps at most `queue_ahead_secs` of its number's sending queued (at the
 //! deliver worker's rate for the number, `paced_until_ms`): the planner waits before the
 //! next page until what it queued is that close to being sent. Without it, a list released
@@ -33,8 +43,8 @@ use crate::templates::{TemplateDef, TemplateStatus, TemplateStore, check};
 use super::create::recipient_of;
 use super::limit::{BUCKET_SECS, UNKNOWN_ACCOUNT, WINDOW_SECS, portfolio_of, recount, tier_count};
 use super::{
-    Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore, OutboundBatch,
-    Outcome, PageClaim, PauseReason, RecipientSource, send_id_for, template_body,
+    Audience, Broadcast, BroadcastId, BroadcastState, BroadcastStore, LedgerEntry, LimitStore,
+    OutboundBatch, Outcome, PageClaim, PauseReason, RecipientSource, send_id_for, template_body,
 };
 
 /// What the planner is tuned with.
@@ -82,13 +92,14 @@ impl PlannerConfig {
             .max(1)
     }
 
-    /// How long (ms) a job must wait at `now_ms` before it may queue more: until its queued
-    /// sends are within `queue_ahead_secs` of being sent. `None`: it may queue now.
-    fn pacing_wait_ms(&self, b: &Broadcast, now_ms: i64) -> Option<i64> {
+    /// How long (ms) a job whose queued sends go until `paced_until_ms` must wait at `now_ms`
+    /// before it may queue more: until they are within `queue_ahead_secs` of being sent.
+    /// `None`: it may queue now.
+    fn pacing_wait_ms(&self, paced_until_ms: i64, now_ms: i64) -> Option<i64> {
         if self.queue_ahead_secs <= 0 {
             return None;
         }
-        let ahead = b.paced_until_ms - now_ms;
+        let ahead = paced_until_ms - now_ms;
         (ahead > self.queue_ahead_secs * 1000).then(|| ahead - self.queue_ahead_secs * 1000)
     }
 }
@@ -179,7 +190,9 @@ where
     let mut checked = false;
     let started_ms = d.clock.now_ms();
     let out_of_time = || d.clock.now_ms() - started_ms >= cfg.step_budget_ms;
-    for _ in 0..cfg.pages_per_step.max(1) {
+    let pages = cfg.pages_per_step.max(1);
+    let mut ahead: Option<Box<Ahead>> = None;
+    for page in 0..pages {
         let now = d.clock.now_ms().div_euclid(1000);
         if !b.imported {
             import_page(d, cfg, &mut b).await?;
@@ -223,11 +236,28 @@ where
             b.limit_wait_until = None;
             changed = true;
         }
-        let paced = cfg.pacing_wait_ms(&b, d.clock.now_ms());
-        let progressed = if b.cursor < b.released && b.limit_wait_until.is_none() && paced.is_none()
-        {
-            match plan_page(d, cfg, &mut b, now, marketing, def.as_ref()).await? {
-                Page::Planned => true,
+        let paced = cfg.pacing_wait_ms(b.paced_until_ms, d.clock.now_ms());
+        // A page read and claimed ahead is planned whatever: the save holds its claim.
+        let plan = ahead.is_some()
+            || (b.cursor < b.released && b.limit_wait_until.is_none() && paced.is_none());
+        let progressed = if plan {
+            let go_on = page + 1 < pages && !out_of_time();
+            match plan_page(
+                d,
+                cfg,
+                &mut b,
+                now,
+                marketing,
+                def.as_ref(),
+                ahead.take(),
+                go_on,
+            )
+            .await?
+            {
+                Page::Planned(next) => {
+                    ahead = next;
+                    true
+                }
                 Page::Busy { after_secs } => {
                     return Ok(StepResult::Again {
                         after_secs,
@@ -251,7 +281,7 @@ where
             return Ok(StepResult::Idle);
         }
         if progressed {
-            if out_of_time() {
+            if out_of_time() && ahead.is_none() {
                 break;
             }
             continue;
@@ -351,8 +381,8 @@ pub const PAGE_CLAIM_MS: i64 = 120_000;
 
 /// What became of a page.
 enum Page {
-    /// Planned: the cursor moved.
-    Planned,
+    /// Planned: the cursor moved; with the next page when it was read and claimed ahead.
+    Planned(Option<Box<Ahead>>),
     /// Another step holds the page's claim: try again then.
     Busy { after_secs: i64 },
     /// Another step saved the job meanwhile: this one stops.
@@ -369,13 +399,25 @@ async fn claim_page<S: BroadcastStore>(
     n: usize,
     now_ms: i64,
 ) -> Result<Result<bool, Page>, StoreError> {
+    let first_attempt = match take_claim(b, n, now_ms) {
+        Ok(first) => first,
+        Err(after_secs) => return Ok(Err(Page::Busy { after_secs })),
+    };
+    if !store.save_broadcast(b).await? {
+        return Ok(Err(Page::Lost));
+    }
+    Ok(Ok(first_attempt))
+}
+
+/// Sets the claim on the page `b.cursor..b.cursor + n` in `b` (saving it is the caller's):
+/// whether the page was never claimed before, or, while another step's claim on it holds,
+/// `Err` with the seconds until it lapses.
+fn take_claim(b: &mut Broadcast, n: usize, now_ms: i64) -> Result<bool, i64> {
     let first_attempt = match b.page_claim {
         None => true,
         Some(c) if c.cursor == b.cursor && now_ms - c.at_ms < PAGE_CLAIM_MS => {
             let after_ms = PAGE_CLAIM_MS - (now_ms - c.at_ms);
-            return Ok(Err(Page::Busy {
-                after_secs: (after_ms + 999).div_euclid(1000).max(1),
-            }));
+            return Err((after_ms + 999).div_euclid(1000).max(1));
         }
         Some(c) => b.cursor >= c.end,
     };
@@ -385,40 +427,62 @@ async fn claim_page<S: BroadcastStore>(
         end,
         at_ms: now_ms,
     });
-    if !store.save_broadcast(b).await? {
-        return Ok(Err(Page::Lost));
-    }
-    Ok(Ok(first_attempt))
+    Ok(first_attempt)
 }
 
-async fn plan_page<S, L, T, R, O, C>(
-    d: &Deps<'_, S, L, T, R, O, C>,
-    cfg: &PlannerConfig,
-    b: &mut Broadcast,
-    now: i64,
+/// What a row came to on its page: an outcome, with the reason for a skip.
+type Decision = Option<(Outcome, Option<SendFailure>)>;
+
+/// What planning a page reads: its entries and, for its recipients, their audience and the
+/// sends a broadcast holds for them. No write of an earlier page changes any of it, except
+/// which sends exist (see [`Ahead::planned`]), so it may be read while the page before is
+/// being written.
+struct PageRead {
+    /// The page's first position.
+    cursor: u64,
+    entries: Vec<LedgerEntry>,
+    /// Each row's message, made once: checked here, and the body of its send.
+    bodies: Vec<serde_json::Value>,
+    /// Rows decided by the read alone (invalid, or not fitting the template).
+    decided: Vec<Decision>,
+    /// The other rows: (entry index, who they name).
+    refs: Vec<(usize, CustomerRef)>,
+    /// The audience of each of `refs`, in the same order.
+    audience: Vec<Audience>,
+    /// Customer (storage key) → the position of the row whose send this broadcast holds for
+    /// them (`None`: no send yet).
+    owners: HashMap<String, Option<u64>>,
+}
+
+/// The next page, read while the one before it was written and claimed in the save that
+/// moved the cursor past that one: the step plans it next.
+struct Ahead {
+    read: PageRead,
+    /// The claim the save recorded.
+    claim: PageClaim,
+    /// Whether the page was never claimed before.
+    first_attempt: bool,
+    /// The customers the page before planned sends for (storage key → position): their sends
+    /// may have been written after `read` looked for them.
+    planned: HashMap<String, u64>,
+}
+
+/// Reads what planning the `n` entries from `cursor` needs (see [`PageRead`]).
+async fn read_page<S: BroadcastStore>(
+    store: &S,
+    b: &Broadcast,
+    cursor: u64,
+    n: usize,
     marketing: bool,
     def: Option<&TemplateDef>,
-) -> Result<Page, PlanError>
-where
-    S: BroadcastStore,
-    L: LimitStore,
-    O: OutboundBatch,
-    C: Clock,
-{
-    let n = usize::try_from(b.released - b.cursor)
-        .unwrap_or(usize::MAX)
-        .min(cfg.page);
-    let first_attempt = match claim_page(d.store, b, n, d.clock.now_ms()).await? {
-        Ok(first) => first,
-        Err(page) => return Ok(page),
-    };
-    let mut entries = d.store.entries(&b.id, b.cursor, n).await?;
+) -> Result<PageRead, PlanError> {
+    let entries = store.entries(&b.id, cursor, n).await?;
     for (i, e) in entries.iter().enumerate() {
-        if e.index != b.cursor + i as u64 {
+        if e.index != cursor + i as u64 {
             return Err(StoreError::Corrupt(format!(
                 "ledger of {} has no entry {}",
                 b.id,
-                b.cursor + i as u64
+                cursor + i as u64
             ))
             .into());
         }
@@ -426,11 +490,10 @@ where
     if entries.is_empty() {
         return Err(StoreError::Corrupt(format!("ledger of {} ends early", b.id)).into());
     }
-    // 1. Valid rows that fit the template as the registry knows it, and who they name.
-    let mut decided: Vec<Option<(Outcome, Option<SendFailure>)>> = vec![None; entries.len()];
+    // Valid rows that fit the template as the registry knows it, and who they name.
+    let mut decided: Vec<Decision> = vec![None; entries.len()];
     let mut refs: Vec<(usize, CustomerRef)> = Vec::new();
-    // Each row's message, made once: checked here, and the body of its send in step 5.
-    let mut bodies: Vec<serde_json::Value> = entries
+    let bodies: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| template_body(&b.template, &e.row))
         .collect();
@@ -449,11 +512,87 @@ where
         }
     }
     let who: Vec<CustomerRef> = refs.iter().map(|(_, r)| r.clone()).collect();
-    let audience = d
-        .store
-        .audience(&b.phone_number_id, &who, marketing)
-        .await?;
-    // 2. Consent.
+    let audience = store.audience(&b.phone_number_id, &who, marketing).await?;
+    // The sends held for these customers (their ids are derived from the customer).
+    let mut keys: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for (k, (_, r)) in refs.iter().enumerate() {
+        let key = audience
+            .get(k)
+            .and_then(|a| a.key.clone())
+            .unwrap_or_else(|| r.direct_key())
+            .as_storage();
+        if seen.insert(key.clone()) {
+            keys.push(key);
+        }
+    }
+    let ids: Vec<SendId> = keys
+        .iter()
+        .map(|k| send_id_for(&b.id, b.created_at_ms, k))
+        .collect();
+    let owners = keys
+        .into_iter()
+        .zip(store.send_owners(&ids).await?)
+        .collect();
+    Ok(PageRead {
+        cursor,
+        entries,
+        bodies,
+        decided,
+        refs,
+        audience,
+        owners,
+    })
+}
+
+/// Plans the page at `b.cursor`: from `ahead` when it was read and claimed in advance,
+/// otherwise claimed and read now. `go_on`: the step plans the next page after this one if
+/// it may, so its reads run while this page is written, and its claim goes into the save
+/// that moves the cursor (the `Ahead` returned).
+#[allow(clippy::too_many_arguments)]
+async fn plan_page<S, L, T, R, O, C>(
+    d: &Deps<'_, S, L, T, R, O, C>,
+    cfg: &PlannerConfig,
+    b: &mut Broadcast,
+    now: i64,
+    marketing: bool,
+    def: Option<&TemplateDef>,
+    ahead: Option<Box<Ahead>>,
+    go_on: bool,
+) -> Result<Page, PlanError>
+where
+    S: BroadcastStore,
+    L: LimitStore,
+    O: OutboundBatch,
+    C: Clock,
+{
+    let (read, first_attempt, before) = match ahead {
+        Some(a) if a.read.cursor == b.cursor && b.page_claim == Some(a.claim) => {
+            let a = *a;
+            (a.read, a.first_attempt, a.planned)
+        }
+        _ => {
+            let n = usize::try_from(b.released - b.cursor)
+                .unwrap_or(usize::MAX)
+                .min(cfg.page);
+            let first_attempt = match claim_page(d.store, b, n, d.clock.now_ms()).await? {
+                Ok(first) => first,
+                Err(page) => return Ok(page),
+            };
+            let read = read_page(d.store, b, b.cursor, n, marketing, def).await?;
+            (read, first_attempt, HashMap::new())
+        }
+    };
+    let PageRead {
+        mut entries,
+        mut bodies,
+        mut decided,
+        refs,
+        audience,
+        owners,
+        ..
+    } = read;
+    // 1. Consent.
     let purpose = if marketing {
         Purpose::Marketing
     } else {
@@ -478,34 +617,36 @@ where
         let open = a.window.is_some_and(|w| w.allows_session_message(now, 0));
         cand.push((i, k, key, open));
     }
-    // 3. Duplicates: a customer is sent to once, by the first of their rows that gets here.
+    // 2. Duplicates: a customer is sent to once, by the first of their rows that gets here.
     // Earlier on this page: kept in `first`. On an earlier page: that row's send exists, under
-    // the id derived from the customer, and names its row. A customer skipped for consent is
-    // decided again at each of their rows (the same way, unless their consent changed).
+    // the id derived from the customer, and names its row (or, for the page just before,
+    // whose sends may have been written after they were looked for: `before`). A customer
+    // skipped for consent is decided again at each of their rows (the same way, unless their
+    // consent changed).
     let mut first: HashSet<String> = HashSet::new();
-    let mut unique = Vec::new();
-    for c in cand {
-        if first.insert(c.2.as_storage()) {
-            unique.push(c);
-        } else {
-            decided[c.0] = Some((Outcome::SkippedDuplicate, None));
-        }
-    }
-    let ids: Vec<SendId> = unique
-        .iter()
-        .map(|c| send_id_for(&b.id, b.created_at_ms, &c.2.as_storage()))
-        .collect();
-    let owners = d.store.send_owners(&ids).await?;
     let mut sendable = Vec::new(); // (entry idx, ref idx, key, window open, send id)
-    for (((i, k, key, open), id), owner) in unique.into_iter().zip(ids).zip(owners) {
+    for (i, k, key, open) in cand {
+        let storage = key.as_storage();
+        if !first.insert(storage.clone()) {
+            decided[i] = Some((Outcome::SkippedDuplicate, None));
+            continue;
+        }
+        let owner = owners
+            .get(&storage)
+            .copied()
+            .flatten()
+            .or_else(|| before.get(&storage).copied());
         match owner {
             Some(row) if row != entries[i].index => {
                 decided[i] = Some((Outcome::SkippedDuplicate, None));
             }
-            _ => sendable.push((i, k, key, open, id)),
+            _ => {
+                let id = send_id_for(&b.id, b.created_at_ms, &storage);
+                sendable.push((i, k, key, open, id));
+            }
         }
     }
-    // 4. The messaging limit: cut the page at the first customer it has no room for.
+    // 3. The messaging limit: cut the page at the first customer it has no room for.
     let mut cut = entries.len();
     let portfolio = b.waba_id.clone();
     let tier = d.limits.tier(&portfolio).await?.unwrap_or(cfg.default_tier);
@@ -557,10 +698,13 @@ where
             .collect();
         recount(d.limits, &portfolio, &again, now).await?;
     }
-    // 5. Sends for the sendable entries before the cut, then the queue, then the ledger.
+    // 4. Sends for the sendable entries before the cut, then the queue, then the ledger.
     let now_ms = d.clock.now_ms();
+    let who: Vec<&CustomerRef> = refs.iter().map(|(_, r)| r).collect();
     let mut sends = Vec::new();
+    let mut planned = HashMap::new();
     for (i, k, key, _, id) in sendable.into_iter().filter(|s| s.0 < cut) {
+        planned.insert(key.as_storage(), entries[i].index);
         sends.push(SendRecord {
             customer: Some(key),
             who: Some(who[k].clone()),
@@ -579,15 +723,6 @@ where
         decided[i] = Some((Outcome::Queued, None));
         entries[i].send_id = Some(id);
     }
-    if !sends.is_empty() {
-        d.store.create_sends(&sends, first_attempt).await?;
-        let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
-        d.outbound.enqueue_batch(&jobs).await?;
-        // The number sends them at its rate, after what this job queued before.
-        let rate = i64::from(cfg.mps_of(&b.phone_number_id));
-        let n = i64::try_from(sends.len()).unwrap_or(i64::MAX);
-        b.paced_until_ms = b.paced_until_ms.max(now_ms) + n.saturating_mul(1000) / rate;
-    }
     entries.truncate(cut);
     for (e, dec) in entries.iter_mut().zip(decided) {
         if let Some((o, err)) = dec {
@@ -595,14 +730,60 @@ where
             e.error = err;
         }
     }
-    if !entries.is_empty() {
-        d.store.put_entries(&entries).await?;
-    }
+    // The number sends them at its rate, after what this job queued before.
+    let paced_until_ms = if sends.is_empty() {
+        b.paced_until_ms
+    } else {
+        let rate = i64::from(cfg.mps_of(&b.phone_number_id));
+        let n = i64::try_from(sends.len()).unwrap_or(i64::MAX);
+        b.paced_until_ms.max(now_ms) + n.saturating_mul(1000) / rate
+    };
+    // The page after this one, when the step goes on to plan it at once: not cut by the
+    // limit, released, and within the job's pace.
+    let cursor = b.cursor + entries.len() as u64;
+    let next = (go_on
+        && b.limit_wait_until.is_none()
+        && cursor < b.released
+        && cfg.pacing_wait_ms(paced_until_ms, now_ms).is_none())
+    .then(|| {
+        usize::try_from(b.released - cursor)
+            .unwrap_or(usize::MAX)
+            .min(cfg.page)
+    });
+    let writes = async {
+        if !sends.is_empty() {
+            d.store.create_sends(&sends, first_attempt).await?;
+            let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
+            d.outbound.enqueue_batch(&jobs).await?;
+        }
+        if !entries.is_empty() {
+            d.store.put_entries(&entries).await?;
+        }
+        Ok::<(), PlanError>(())
+    };
+    let read_next = async {
+        match next {
+            Some(n) => read_page(d.store, b, cursor, n, marketing, def).await.ok(),
+            None => None,
+        }
+    };
+    let (written, next_read) = futures::future::join(writes, read_next).await;
+    written?;
+    b.paced_until_ms = paced_until_ms;
     for e in &entries {
         b.counts.add(e.outcome, e.error.as_ref());
     }
-    b.cursor += entries.len() as u64;
-    Ok(Page::Planned)
+    b.cursor = cursor;
+    let ahead = next_read.and_then(|read| {
+        let first_attempt = take_claim(b, read.entries.len(), now_ms).ok()?;
+        Some(Box::new(Ahead {
+            claim: b.page_claim?,
+            read,
+            first_attempt,
+            planned,
+        }))
+    });
+    Ok(Page::Planned(ahead))
 }
 
 /// Meta's code for a customer who opted out of (marketing) messages, which the deliver worker

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::json;
 
@@ -1110,12 +1110,27 @@ struct Crashy<'a> {
     calls: AtomicUsize,
     fail_at: usize,
     after: bool,
+    /// Killed: every later call of the same step fails too (the process is gone), even one
+    /// made concurrently with the one that was killed.
+    dead: AtomicBool,
+    /// Sends are written only after the planner's other work has had its turn (a slow
+    /// store), so that reads made meanwhile miss them.
+    slow_sends: bool,
+    /// Job saves made.
+    saves: AtomicUsize,
 }
 
 impl Crashy<'_> {
+    /// `Some(after)`: this call is killed (before or after it is made).
     fn tick(&self) -> Option<bool> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        (n == self.fail_at).then_some(self.after)
+        if self.dead.load(Ordering::SeqCst) {
+            return Some(false);
+        }
+        (n == self.fail_at).then(|| {
+            self.dead.store(true, Ordering::SeqCst);
+            self.after
+        })
     }
 }
 
@@ -1158,6 +1173,7 @@ impl BroadcastStore for Crashy<'_> {
         crashy!(self, self.inner.get_broadcast(id))
     }
     async fn save_broadcast(&self, b: &mut Broadcast) -> Result<bool, StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
         crashy!(self, self.inner.save_broadcast(b))
     }
     async fn put_entries(&self, e: &[LedgerEntry]) -> Result<(), StoreError> {
@@ -1175,6 +1191,11 @@ impl BroadcastStore for Crashy<'_> {
         crashy!(self, self.inner.send_owners(ids))
     }
     async fn create_sends(&self, s: &[SendRecord], first: bool) -> Result<(), StoreError> {
+        if self.slow_sends {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
         crashy!(self, self.inner.create_sends(s, first))
     }
     async fn get_sends(
@@ -1271,6 +1292,9 @@ async fn run_with_kill(fail_at: usize, after: bool) -> bool {
         calls: AtomicUsize::new(0),
         fail_at,
         after,
+        dead: AtomicBool::new(false),
+        slow_sends: false,
+        saves: AtomicUsize::new(0),
     };
     let deps = Deps {
         store: &crashy,
@@ -1292,14 +1316,19 @@ async fn run_with_kill(fail_at: usize, after: bool) -> bool {
         guard += 1;
         assert!(guard < 10_000);
         w.clock.advance(delay * 1000);
-        match step(&deps, &w.cfg, &id, chain).await {
+        let result = step(&deps, &w.cfg, &id, chain).await;
+        if crashy.dead.swap(false, Ordering::SeqCst) {
+            // Killed: whatever the step made of it, the process is gone; the message comes
+            // back after its visibility timeout. (The next process starts alive.)
+            killed = true;
+            queue.push((chain, 30));
+            w.deliver_all().await;
+            continue;
+        }
+        match result {
             Ok(StepResult::Again { after_secs, chain }) => queue.push((chain, after_secs)),
             Ok(StepResult::Idle) => {}
-            // Killed: the message comes back after its visibility timeout.
-            Err(_) => {
-                killed = true;
-                queue.push((chain, 30));
-            }
+            Err(e) => panic!("kill at {fail_at}: a step failed without a kill: {e}"),
         }
         w.deliver_all().await;
     }
@@ -1357,6 +1386,64 @@ async fn a_planner_killed_at_any_call_and_restarted_sends_nobody_twice_and_skips
         assert!(n > 50, "the run makes more than 50 calls ({n})");
         eprintln!("killed at each of {} calls (after: {after})", n - 1);
     }
+}
+
+#[tokio::test]
+async fn the_next_page_is_read_while_one_is_written_and_claimed_in_the_save_that_ends_it() {
+    let mut w = World::new(Some("TIER_UNLIMITED")).await;
+    w.cfg.page = 10;
+    w.cfg.pages_per_step = 10;
+    w.cfg.queue_ahead_secs = 0;
+    // 40 rows: customer 9 at rows 9 and 10 (row 10 is the first of the next page, read while
+    // the page with row 9 is being written, before its sends exist), and customer 25 at
+    // rows 26 and 27 (on one page).
+    let mut rows = recipients(38);
+    rows.insert(10, json!({"to": phone(9)}));
+    rows.insert(27, json!({"to": phone(25)}));
+    let id = w
+        .create(rows, json!({"percent": 100, "every_secs": 60}))
+        .await;
+    let _ = w.mem.take_steps();
+    let slow = Crashy {
+        inner: &w.mem,
+        calls: AtomicUsize::new(0),
+        fail_at: 0,
+        after: false,
+        dead: AtomicBool::new(false),
+        slow_sends: true,
+        saves: AtomicUsize::new(0),
+    };
+    let deps = Deps {
+        store: &slow,
+        limits: &slow,
+        templates: &*w.mem.store,
+        source: &w.mem,
+        outbound: &slow,
+        clock: &w.clock,
+    };
+    let b = w.get(&id).await;
+    let first = step(&deps, &w.cfg, &id, b.chain).await.unwrap();
+    assert!(matches!(first, StepResult::Again { .. }), "{first:?}");
+    let b = w.get(&id).await;
+    assert_eq!(b.cursor, 40);
+    // One send per customer, each queued once; the repeats are duplicates.
+    let mut per_phone: HashMap<String, usize> = HashMap::new();
+    for p in queued_phones(&w.mem) {
+        *per_phone.entry(p).or_default() += 1;
+    }
+    assert_eq!(per_phone.len(), 38);
+    assert!(per_phone.values().all(|n| *n == 1), "{per_phone:?}");
+    assert_eq!(w.mem.jobs().len(), 38);
+    let ledger = w.mem.ledger(&id);
+    assert_eq!(ledger[10].outcome, Outcome::SkippedDuplicate);
+    assert_eq!(ledger[27].outcome, Outcome::SkippedDuplicate);
+    assert_eq!(ledger[26].outcome, Outcome::Queued);
+    assert_eq!(ledger[9].outcome, Outcome::Queued);
+    assert_eq!(b.counts.skipped_duplicate, 2);
+    // Four pages: the first claimed by a save of its own, each next one in the save that
+    // moved the cursor past the one before; the last save claims nothing.
+    assert_eq!(slow.saves.load(Ordering::SeqCst), 5);
+    assert_eq!(b.page_claim.map(|c| c.cursor), Some(30));
 }
 
 #[test]
