@@ -185,8 +185,11 @@ where
     if b.chain != chain || b.state != BroadcastState::Running {
         return Ok(StepResult::Idle);
     }
-    let mut marketing = true;
-    let mut def = None;
+    let mut terms = Terms {
+        marketing: true,
+        def: None,
+        tier: cfg.default_tier,
+    };
     let mut checked = false;
     let started_ms = d.clock.now_ms();
     let out_of_time = || d.clock.now_ms() - started_ms >= cfg.step_budget_ms;
@@ -213,10 +216,13 @@ where
             }
             match sendability(d, &b).await? {
                 Ok(known) => {
-                    marketing = known
-                        .as_ref()
-                        .is_none_or(|t| t.category.needs_marketing_consent());
-                    def = known;
+                    terms = Terms {
+                        marketing: known
+                            .as_ref()
+                            .is_none_or(|t| t.category.needs_marketing_consent()),
+                        def: known,
+                        tier: d.limits.tier(&b.waba_id).await?.unwrap_or(cfg.default_tier),
+                    };
                 }
                 Err(reason) => {
                     b.state = BroadcastState::Paused { reason };
@@ -242,18 +248,7 @@ where
             || (b.cursor < b.released && b.limit_wait_until.is_none() && paced.is_none());
         let progressed = if plan {
             let go_on = page + 1 < pages && !out_of_time();
-            match plan_page(
-                d,
-                cfg,
-                &mut b,
-                now,
-                marketing,
-                def.as_ref(),
-                ahead.take(),
-                go_on,
-            )
-            .await?
-            {
+            match plan_page(d, cfg, &mut b, now, &terms, ahead.take(), go_on).await? {
                 Page::Planned(next) => {
                     ahead = next;
                     true
@@ -379,6 +374,18 @@ where
 /// may run (its timeout is 60 s), so an older claim belongs to a step that is gone.
 pub const PAGE_CLAIM_MS: i64 = 120_000;
 
+/// What a step reads once, before it plans its first page: the template's terms and the
+/// portfolio's messaging-limit tier (a change to either applies from the next step).
+struct Terms {
+    /// Whether recipients need marketing consent (the template's category; an unknown
+    /// template is held to marketing rules).
+    marketing: bool,
+    /// The template as the registry knows it, if it does.
+    def: Option<TemplateDef>,
+    /// The portfolio's tier (the default until a webhook tells it).
+    tier: MessagingLimit,
+}
+
 /// What became of a page.
 enum Page {
     /// Planned: the cursor moved; with the next page when it was read and claimed ahead.
@@ -473,8 +480,7 @@ async fn read_page<S: BroadcastStore>(
     b: &Broadcast,
     cursor: u64,
     n: usize,
-    marketing: bool,
-    def: Option<&TemplateDef>,
+    terms: &Terms,
 ) -> Result<PageRead, PlanError> {
     let entries = store.entries(&b.id, cursor, n).await?;
     for (i, e) in entries.iter().enumerate() {
@@ -498,7 +504,7 @@ async fn read_page<S: BroadcastStore>(
         .map(|e| template_body(&b.template, &e.row))
         .collect();
     for (i, e) in entries.iter().enumerate() {
-        let misfit = def.and_then(|def| {
+        let misfit = terms.def.as_ref().and_then(|def| {
             check(&bodies[i]["template"], def)
                 .err()
                 .map(|r| SendFailure::new(r.kind.code(), r.details))
@@ -512,7 +518,9 @@ async fn read_page<S: BroadcastStore>(
         }
     }
     let who: Vec<CustomerRef> = refs.iter().map(|(_, r)| r.clone()).collect();
-    let audience = store.audience(&b.phone_number_id, &who, marketing).await?;
+    let audience = store
+        .audience(&b.phone_number_id, &who, terms.marketing)
+        .await?;
     // The sends held for these customers (their ids are derived from the customer).
     let mut keys: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
@@ -555,8 +563,7 @@ async fn plan_page<S, L, T, R, O, C>(
     cfg: &PlannerConfig,
     b: &mut Broadcast,
     now: i64,
-    marketing: bool,
-    def: Option<&TemplateDef>,
+    terms: &Terms,
     ahead: Option<Box<Ahead>>,
     go_on: bool,
 ) -> Result<Page, PlanError>
@@ -579,7 +586,7 @@ where
                 Ok(first) => first,
                 Err(page) => return Ok(page),
             };
-            let read = read_page(d.store, b, b.cursor, n, marketing, def).await?;
+            let read = read_page(d.store, b, b.cursor, n, terms).await?;
             (read, first_attempt, HashMap::new())
         }
     };
@@ -593,7 +600,7 @@ where
         ..
     } = read;
     // 1. Consent.
-    let purpose = if marketing {
+    let purpose = if terms.marketing {
         Purpose::Marketing
     } else {
         Purpose::Other
@@ -649,8 +656,7 @@ where
     // 3. The messaging limit: cut the page at the first customer it has no room for.
     let mut cut = entries.len();
     let portfolio = b.waba_id.clone();
-    let tier = d.limits.tier(&portfolio).await?.unwrap_or(cfg.default_tier);
-    if let Some(limit) = tier_count(tier) {
+    if let Some(limit) = tier_count(terms.tier) {
         let chargeable: Vec<String> = sendable
             .iter()
             .filter(|s| !s.3)
@@ -763,7 +769,7 @@ where
     };
     let read_next = async {
         match next {
-            Some(n) => read_page(d.store, b, cursor, n, marketing, def).await.ok(),
+            Some(n) => read_page(d.store, b, cursor, n, terms).await.ok(),
             None => None,
         }
     };
