@@ -343,10 +343,11 @@ async fn bsuid_and_phone_resolve_to_one_customer() {
 
     let before = store.metrics().snapshot();
     assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
-    // Read the alias, put it, read the phone's consents and window (none here), mark it.
+    // Read the alias, put it, read the phone's consents and window (none here), link the
+    // phone's history, mark it.
     assert_eq!(
         cost(&store, before, "resolve_customer (new alias)"),
-        rw(3, 2)
+        rw(3, 3)
     );
     let before = store.metrics().snapshot();
     assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
@@ -562,10 +563,11 @@ async fn an_opt_out_by_phone_alone_holds_once_the_phone_is_a_bsuid_alias() {
     let before = store.metrics().snapshot();
     assert_eq!(store.resolve_customer(PNID, &both).await.unwrap(), bsuid);
     // Alias read and put; the phone's consents and window read; two consents and the
-    // window's two attributes copied (the older marketing opt-out's condition fails); marked.
+    // window's two attributes copied (the older marketing opt-out's condition fails); the
+    // phone's history linked; marked.
     assert_eq!(
         cost(&store, before, "resolve_customer (new alias, carried over)"),
-        rw(3, 6)
+        rw(3, 7)
     );
     fake.resolve_customer(PNID, &both).await.unwrap();
 
@@ -881,7 +883,8 @@ async fn history_is_newest_first_and_paginates() {
                 .await
                 .unwrap();
             if pages == 0 {
-                assert_eq!(cost(&store, before, "history page").reads, 1);
+                // The customer's links to earlier keys (none), then their messages.
+                assert_eq!(cost(&store, before, "history page").reads, 2);
             }
             pages += 1;
             assert!(page.items.len() <= limit);
@@ -922,6 +925,162 @@ async fn history_is_newest_first_and_paginates() {
         .await
         .unwrap();
     assert_eq!(empty, HistoryPage::default());
+}
+
+/// Every page of `customer`'s history, `limit` at a time: the wamids of each page.
+async fn history_pages<S: ConversationReader>(
+    store: &S,
+    customer: &CustomerKey,
+    limit: usize,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .history(PNID, customer, limit, cursor.as_deref())
+            .await
+            .unwrap();
+        pages.push(page.items.iter().map(|h| h.message.wamid.clone()).collect());
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "pagination does not end");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_customers_history_takes_in_their_earlier_keys_merged_by_time() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let phone = CustomerKey::Phone("5511777".into());
+    let (br7, br8) = (
+        CustomerKey::Bsuid("BR.7".into()),
+        CustomerKey::Bsuid("BR.8".into()),
+    );
+    let phone_only = who(None, Some("5511777"));
+    let both7 = who(Some("BR.7"), Some("5511777"));
+    let both8 = who(Some("BR.8"), Some("5511777"));
+    let record = |m: MessageRecord| {
+        let (store, fake) = (&store, &fake);
+        async move {
+            store.record_message(&m).await.unwrap();
+            fake.record_message(&m).await.unwrap();
+        }
+    };
+    // Before Meta sent a BSUID: two messages under the phone.
+    record(message(&phone, &phone_only, "wamid.p100", 100)).await;
+    record(message(&phone, &phone_only, "wamid.p200", 200)).await;
+    // The first message with the BSUID makes the phone its alias.
+    assert_eq!(store.resolve_customer(PNID, &both7).await.unwrap(), br7);
+    assert_eq!(fake.resolve_customer(PNID, &both7).await.unwrap(), br7);
+    record(message(&br7, &both7, "wamid.b300", 300)).await;
+    // One that took long to arrive: older than the phone's last.
+    record(message(&br7, &both7, "wamid.b150", 150)).await;
+    record(message(&br7, &both7, "wamid.b400", 400)).await;
+    // The BSUID changes; one more message under the new one, and a late one under the old.
+    for _ in 0..2 {
+        store
+            .change_customer(PNID, &br7, &br8, &both8, Some("5511777"))
+            .await
+            .unwrap();
+        fake.change_customer(PNID, &br7, &br8, &both8, Some("5511777"))
+            .await
+            .unwrap();
+    }
+    record(message(&br8, &both8, "wamid.c500", 500)).await;
+    record(message(&br7, &both7, "wamid.b450", 450)).await;
+    // An unrelated customer with newer messages stays out.
+    let stranger = who(Some("BR.9"), None);
+    record(message(
+        &stranger.direct_key(),
+        &stranger,
+        "wamid.s999",
+        999,
+    ))
+    .await;
+
+    let all = ["c500", "b450", "b400", "b300", "p200", "b150", "p100"];
+    let wamids =
+        |names: &[&str]| -> Vec<String> { names.iter().map(|n| format!("wamid.{n}")).collect() };
+    // By the new BSUID, or by the phone (its alias follows the change): everything, newest
+    // first, two at a time across the three keys' partitions.
+    assert_eq!(store.lookup_customer(PNID, &phone).await.unwrap(), br8);
+    let pages = history_pages(&store, &br8, 2).await;
+    let want: Vec<Vec<String>> = all.chunks(2).map(wamids).collect();
+    assert_eq!(pages, want);
+    assert_eq!(history_pages(&fake, &br8, 2).await, want, "the fake agrees");
+    assert_eq!(history_pages(&store, &br8, 100).await, vec![wamids(&all)]);
+    // Pages of 7 end with the last message: no cursor to an empty page.
+    assert_eq!(history_pages(&store, &br8, 7).await.len(), 1);
+    // The old BSUID's history is its own and the phone's.
+    let old = ["b450", "b400", "b300", "p200", "b150", "p100"];
+    assert_eq!(history_pages(&store, &br7, 4).await.concat(), wamids(&old));
+    assert_eq!(history_pages(&fake, &br7, 4).await.concat(), wamids(&old));
+    // A cursor whose last message is under an earlier key is still this customer's; it is
+    // refused for another customer.
+    let first = store.history(PNID, &br8, 2, None).await.unwrap();
+    let cursor = first.next_cursor.unwrap(); // after b450, under BR.7
+    assert_eq!(
+        store
+            .history(PNID, &br8, 1, Some(&cursor))
+            .await
+            .unwrap()
+            .items[0]
+            .message
+            .wamid,
+        "wamid.b400"
+    );
+    assert!(matches!(
+        store
+            .history(PNID, &stranger.direct_key(), 2, Some(&cursor))
+            .await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_history_page_stops_where_a_partition_was_cut_by_the_1_mb_limit() {
+    let (store, _, _) = fresh_table().await;
+    let fake = InMemoryStore::default();
+    let (old, new) = (
+        CustomerKey::Bsuid("BR.40".into()),
+        CustomerKey::Bsuid("BR.41".into()),
+    );
+    let (who_old, who_new) = (who(Some("BR.40"), None), who(Some("BR.41"), None));
+    // The new key: 15 messages of 150 KB (a Query returns about six of them per 1 MB page),
+    // at odd times; the old key: 20 small ones at even times, interleaved with them.
+    for t in (1..30).step_by(2) {
+        let m = MessageRecord {
+            raw: format!(r#"{{"text":{{"body":"{}"}}}}"#, "x".repeat(150 * 1024)),
+            ..message(&new, &who_new, &format!("wamid.n{t:02}"), t)
+        };
+        store.record_message(&m).await.unwrap();
+        fake.record_message(&m).await.unwrap();
+    }
+    for t in (2..=40).step_by(2) {
+        let m = message(&old, &who_old, &format!("wamid.o{t:02}"), t);
+        store.record_message(&m).await.unwrap();
+        fake.record_message(&m).await.unwrap();
+    }
+    store
+        .change_customer(PNID, &old, &new, &who_new, None)
+        .await
+        .unwrap();
+    fake.change_customer(PNID, &old, &new, &who_new, None)
+        .await
+        .unwrap();
+    let pages = history_pages(&store, &new, 50).await;
+    assert!(
+        pages.len() > 1,
+        "the big partition cuts the pages: {pages:?}"
+    );
+    assert!(pages.iter().all(|p| !p.is_empty()));
+    let want = history_pages(&fake, &new, 50).await.concat();
+    assert_eq!(want.len(), 35);
+    assert_eq!(pages.concat(), want, "every message once, newest first");
 }
 
 #[tokio::test]

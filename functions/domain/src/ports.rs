@@ -292,7 +292,7 @@ pub trait InboundStore: Send + Sync {
     /// forward only). So an opt-out given before Meta sent a BSUID still holds once lookups by
     /// phone resolve to the BSUID. A retried call finishes a carry-over a failed one began.
     /// The phone's own records stay as they were (a reader with a stale alias still finds
-    /// them); message history does not move.
+    /// them); message history does not move, and the BSUID's history includes it.
     fn resolve_customer(
         &self,
         phone_number_id: &str,
@@ -305,7 +305,8 @@ pub trait InboundStore: Send + Sync {
     /// scope; the window, forward only), so an opt-out given under the old BSUID still holds;
     /// and `phone`, when given and an alias of `from`, resolves to `to` from now on (an alias
     /// of another customer is left alone). `from`'s own records and the message history stay
-    /// where they are. Idempotent: a redelivered event changes nothing more.
+    /// where they are; `to`'s history includes `from`'s from now on (see
+    /// [`ConversationReader::history`]). Idempotent: a redelivered event changes nothing more.
     fn change_customer(
         &self,
         phone_number_id: &str,
@@ -399,8 +400,10 @@ pub trait ConversationReader: Send + Sync {
         customer: &CustomerKey,
     ) -> impl Future<Output = Result<Option<(Window, CustomerRef)>, StoreError>> + Send;
 
-    /// The customer's messages, newest first. `cursor` comes from a previous page; an invalid
-    /// cursor is `StoreError::Corrupt`.
+    /// The customer's messages, newest first, with those recorded under their earlier keys
+    /// (the phone before the BSUID was known, a BSUID that changed: see
+    /// [`InboundStore::change_customer`]) merged in by time. `cursor` comes from a previous
+    /// page; an invalid cursor is `StoreError::Corrupt`.
     fn history(
         &self,
         phone_number_id: &str,

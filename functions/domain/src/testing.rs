@@ -32,6 +32,8 @@ struct State {
     number_writes: usize,
     charges: HashMap<(String, String), i64>,
     buckets: HashMap<(String, i64), u64>,
+    /// (number, customer) → the customer's earlier keys, whose history is theirs too.
+    previous: HashMap<(String, CustomerKey), Vec<CustomerKey>>,
 }
 
 impl State {
@@ -79,9 +81,42 @@ impl State {
         }
     }
 
+    /// The keys a customer's history is read under: their own, then the earlier keys linked
+    /// to it, and theirs in turn (at most 8, as the adapter).
+    fn history_keys(&self, pnid: &str, customer: &CustomerKey) -> Vec<CustomerKey> {
+        let mut keys = vec![customer.clone()];
+        let mut next = 0;
+        while next < keys.len() && keys.len() < 8 {
+            for k in self
+                .previous
+                .get(&(pnid.to_owned(), keys[next].clone()))
+                .into_iter()
+                .flatten()
+            {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+            next += 1;
+        }
+        keys.truncate(8);
+        keys
+    }
+
     /// Copies the consents (newest wins per scope) and the window (forward only) of `from`
-    /// to `to`; the profile name stays, as the adapter does not carry it.
+    /// to `to`, and links `from`'s history to `to`; the profile name stays, as the adapter
+    /// does not carry it.
     fn carry_over(&mut self, pnid: &str, from: &CustomerKey, to: &CustomerKey, who: &CustomerRef) {
+        if from != to {
+            let earlier = self
+                .previous
+                .entry((pnid.to_owned(), to.clone()))
+                .or_default();
+            if !earlier.contains(from) {
+                earlier.push(from.clone());
+                earlier.sort_by_key(CustomerKey::as_storage);
+            }
+        }
         let carried: Vec<ConsentRecord> = self
             .consent
             .values()
@@ -357,10 +392,11 @@ impl ConversationReader for InMemoryStore {
         cursor: Option<&str>,
     ) -> Result<HistoryPage, StoreError> {
         let s = self.lock()?;
+        let keys = s.history_keys(pnid, customer);
         let mut all: Vec<&MessageRecord> = s
             .messages
             .values()
-            .filter(|m| m.phone_number_id == pnid && &m.customer == customer)
+            .filter(|m| m.phone_number_id == pnid && keys.contains(&m.customer))
             .collect();
         all.sort_by(|a, b| (b.timestamp, &b.wamid).cmp(&(a.timestamp, &a.wamid)));
         let start = match cursor {

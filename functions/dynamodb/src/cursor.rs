@@ -33,9 +33,9 @@ pub(crate) fn encode(key: &Item) -> Result<String, StoreError> {
     Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
-/// The `ExclusiveStartKey` a cursor stands for, if it belongs to the history partition
-/// `gsi1pk`.
-pub(crate) fn decode(cursor: &str, gsi1pk: &str) -> Result<Item, StoreError> {
+/// The key of the last item of the page a cursor stands for, if that item is in one of the
+/// history partitions `gsi1pks` (a customer's own, or an earlier key's).
+pub(crate) fn decode(cursor: &str, gsi1pks: &[String]) -> Result<Item, StoreError> {
     let json = URL_SAFE_NO_PAD
         .decode(cursor.trim())
         .map_err(|_| bad("not base64url"))?;
@@ -44,7 +44,7 @@ pub(crate) fn decode(cursor: &str, gsi1pk: &str) -> Result<Item, StoreError> {
     if map.len() != KEY_NAMES.len() || KEY_NAMES.iter().any(|k| !map.contains_key(*k)) {
         return Err(bad("wrong key attributes"));
     }
-    if map.get(GSI1PK).map(String::as_str) != Some(gsi1pk) {
+    if !map.get(GSI1PK).is_some_and(|p| gsi1pks.contains(p)) {
         return Err(bad("from another conversation"));
     }
     Ok(map
@@ -70,7 +70,9 @@ mod tests {
     #[test]
     fn a_cursor_round_trips() {
         let c = encode(&key()).unwrap();
-        assert_eq!(decode(&c, "CONV#1#u:US.1").unwrap(), key());
+        assert_eq!(decode(&c, &["CONV#1#u:US.1".into()]).unwrap(), key());
+        let linked = ["CONV#1#u:US.9".into(), "CONV#1#u:US.1".into()];
+        assert_eq!(decode(&c, &linked).unwrap(), key());
     }
 
     #[test]
@@ -82,7 +84,10 @@ mod tests {
             ("e30", "CONV#1#u:US.1"), // {}
             ("bm90IGpzb24", "CONV#1#u:US.1"),
         ] {
-            assert!(matches!(decode(cursor, pk), Err(StoreError::Corrupt(_))));
+            assert!(matches!(
+                decode(cursor, &[pk.to_owned()]),
+                Err(StoreError::Corrupt(_))
+            ));
         }
     }
 }

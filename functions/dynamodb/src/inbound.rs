@@ -122,7 +122,8 @@ impl DynamoStore {
     /// customer's: the first alias is kept) and carries what was recorded under the phone
     /// alone over to `customer`: every consent, newest wins per scope (the rule of
     /// `record_consent`), and the window, forward only (the conditions of `advance_window`).
-    /// Message history stays where it is, and so do the phone's own records.
+    /// Message history stays where it is, and so do the phone's own records; a link item
+    /// under `customer` (`PREVIOUS#p:<phone>`) makes its history include the phone's.
     ///
     /// Why no opt-out recorded under the phone can be lost:
     /// 1. The alias is put first, without [`ALIAS_CARRIED`]. Only then are the phone's
@@ -192,6 +193,14 @@ impl DynamoStore {
         if let Some(u) = update {
             // The profile name is not carried: the customer's next message brings it.
             self.advance_window(pnid, customer, who, &u, None).await?;
+        }
+        // The history stays under `from`; the link makes `customer`'s history read it too.
+        // Written last, like the rest before the caller's mark: a retry writes it again.
+        if from != customer {
+            let mut u = Update::default();
+            u.set(msg::CUSTOMER, s(from.as_storage()));
+            self.update(key(conv_pk(pnid, customer), &previous_sk(from)), u, None)
+                .await?;
         }
         Ok(())
     }

@@ -44,6 +44,14 @@ pub(crate) fn alias_pk(pnid: &str, wa_id: &str) -> String {
     format!("ALIAS#{pnid}#{wa_id}")
 }
 
+/// A link from a customer's partition to an earlier key of the same customer (the phone
+/// before its BSUID was known, a BSUID that changed): their history is read with it.
+pub(crate) fn previous_sk(earlier: &CustomerKey) -> String {
+    format!("{PREVIOUS_PREFIX}{}", earlier.as_storage())
+}
+
+pub(crate) const PREVIOUS_PREFIX: &str = "PREVIOUS#";
+
 pub(crate) fn consent_sk(scope: &str) -> String {
     format!("CONSENT#{scope}")
 }

@@ -21,6 +21,7 @@
 //! | window | `CONV#{pnid}#{customer}` | `WINDOW` | | UpdateItem, `cs_until` forward-only; a second one for `fep_until` |
 //! | consent | `CONV#{pnid}#{customer}` | `CONSENT#{scope}` | | PutItem, `at` newest-wins; under a phone key, then a consistent GetItem of its alias and, if there is one, the same PutItem for the aliased customer |
 //! | phone alias | `ALIAS#{pnid}#{wa_id}` | `ALIAS` | | PutItem, `attribute_not_exists(pk)` (first alias kept); then the phone's consents and window are copied to the customer (their own conditional writes) and `carried` is set (UpdateItem, `customer = :c`) |
+//! | earlier key | `CONV#{pnid}#{customer}` | `PREVIOUS#{earlier customer}` | | UpdateItem `SET customer` (idempotent), when a phone becomes a BSUID's alias or a BSUID changes: the customer's history also reads the earlier key's `gsi1` partition |
 //! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
 //! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |

@@ -249,36 +249,74 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let (items, _) = self
-            .query_gsi1(events_gsi_pk(scope), limit.max(1), None)
+            .query_gsi1_below(&events_gsi_pk(scope), None, limit.max(1))
             .await?;
         items.iter().take(limit).map(event_from).collect()
     }
 
-    /// One backwards Query of a `gsi1` partition.
-    async fn query_gsi1(
+    /// One backwards Query of the `gsi1` partition `gsi1pk`: up to `limit` items whose sort
+    /// key is below `below` (all when `None`), and whether the 1 MB page limit cut it short.
+    async fn query_gsi1_below(
         &self,
-        gsi1pk: String,
+        gsi1pk: &str,
+        below: Option<&str>,
         limit: usize,
-        start: Option<Item>,
-    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+    ) -> Result<(Vec<Item>, bool), StoreError> {
         self.metrics.read();
-        let out = self
+        let mut q = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(GSI1)
-            .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", GSI1PK)
             .expression_attribute_values(":pk", s(gsi1pk))
             .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        q = match below {
+            Some(sk) => q
+                .key_condition_expression("#pk = :pk AND #sk < :sk")
+                .expression_attribute_names("#sk", GSI1SK)
+                .expression_attribute_values(":sk", s(sk)),
+            None => q.key_condition_expression("#pk = :pk"),
+        };
+        let out = q.send().await.map_err(unavailable)?;
+        let items = out.items.unwrap_or_default();
+        let cut = items.len() < limit && out.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        Ok((items, cut))
+    }
+
+    /// The `gsi1` partitions of a customer's history: their own, then those of the earlier
+    /// keys linked to it (`PREVIOUS#…` items: the phone before its BSUID was known, a BSUID
+    /// that changed), and theirs in turn, at most [`MAX_HISTORY_KEYS`] in all.
+    async fn history_partitions(
+        &self,
+        pnid: &str,
+        customer: &CustomerKey,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut partitions = vec![conv_pk(pnid, customer)];
+        let mut next = 0;
+        while next < partitions.len() && partitions.len() < MAX_HISTORY_KEYS {
+            let links = self
+                .query_partition(&partitions[next], SortKeys::Prefix(PREVIOUS_PREFIX), false)
+                .await?;
+            for link in links {
+                let earlier = req_s(&link, msg::CUSTOMER)?;
+                let earlier = CustomerKey::from_storage(earlier)
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad earlier key {earlier}")))?;
+                let pk = conv_pk(pnid, &earlier);
+                if !partitions.contains(&pk) {
+                    partitions.push(pk);
+                }
+            }
+            next += 1;
+        }
+        partitions.truncate(MAX_HISTORY_KEYS);
+        Ok(partitions)
     }
 }
+
+/// Most keys one customer's history is read under (their own and earlier ones).
+const MAX_HISTORY_KEYS: usize = 8;
 
 /// The `gsi1` key of an item, as a cursor needs it.
 fn gsi1_key_of(item: &Item) -> Item {
@@ -337,26 +375,49 @@ impl ConversationReader for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<HistoryPage, StoreError> {
-        let gsi1pk = conv_pk(pnid, customer);
-        let start = cursor.map(|c| cursor::decode(c, &gsi1pk)).transpose()?;
+        let partitions = self.history_partitions(pnid, customer).await?;
+        // A cursor names the last message of the page before; the next page is everything
+        // older, in every partition of the customer.
+        let below = cursor
+            .map(|c| cursor::decode(c, &partitions))
+            .transpose()?
+            .map(|k| req_s(&k, GSI1SK).map(str::to_owned))
+            .transpose()?;
         if limit == 0 {
             return Ok(HistoryPage::default());
         }
         // One item more than asked tells whether there is a next page, so the last page
         // carries no cursor.
-        let (mut items, last_key) = self
-            .query_gsi1(gsi1pk, limit.saturating_add(1), start)
-            .await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            match items.last() {
-                Some(last) => Some(cursor::encode(&gsi1_key_of(last))?),
-                None => None,
+        let want = limit.saturating_add(1);
+        let reads = partitions
+            .iter()
+            .map(|p| self.query_gsi1_below(p, below.as_deref(), want));
+        let mut items = Vec::new();
+        // A partition cut short by the 1 MB page limit is known only down to its last item:
+        // the page stops there, whatever the other partitions hold below it.
+        let mut known_to: Option<String> = None;
+        for (got, cut) in futures::future::try_join_all(reads).await? {
+            if got.len() < want && cut {
+                let last = got.last().map(|i| req_s(i, GSI1SK)).transpose()?;
+                known_to = known_to.max(last.map(str::to_owned));
             }
-        } else {
-            // Fewer items than asked but a LastEvaluatedKey: the 1 MB page limit was hit.
-            last_key.as_ref().map(cursor::encode).transpose()?
+            items.extend(got);
+        }
+        let mut keyed = items
+            .into_iter()
+            .map(|i| Ok((req_s(&i, GSI1SK)?.to_owned(), i)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        keyed.sort_by(|a, b| b.0.cmp(&a.0));
+        if let Some(floor) = &known_to {
+            keyed.retain(|(sk, _)| sk >= floor);
+        }
+        let more = keyed.len() > limit || known_to.is_some();
+        keyed.truncate(limit);
+        let next_cursor = match keyed.last() {
+            Some((_, last)) if more => Some(cursor::encode(&gsi1_key_of(last))?),
+            _ => None,
         };
+        let items: Vec<Item> = keyed.into_iter().map(|(_, i)| i).collect();
         let items = items
             .iter()
             .map(|item| {
