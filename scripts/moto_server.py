@@ -104,6 +104,7 @@ and one per DynamoDB query in proportion to the table's size:
 18. Item 11's canonical form of a key was its JSON (``json.dumps`` with sorted keys): ~10 %
    of a BatchGetItem of 100 keys. Here a key of scalar values is a sorted tuple of
    (attribute, type, value), equal exactly when the JSON is; anything else keeps the JSON.
+   BatchWriteItem hands its items in as JSON strings already: they are compared as they are.
 
 Nothing else changes: same API, same answers, same FIFO ordering, visibility and redrive
 behaviour. A queue with a Lambda event source mapping inside moto (not used here) keeps moto's
@@ -353,6 +354,10 @@ def _canonical_key(k):
     # unhashable (a set or list value, which a key cannot have, but moto then answers) as
     # its JSON, as item 11 wrote every key. Binary key values arrive decoded (bytes): written
     # by their repr, type tag beside.
+    # BatchWriteItem passes its items already written as JSON strings: those are their own
+    # canonical form (a string's JSON is equal exactly when the string is).
+    if type(k) is str:
+        return k
     try:
         canonical = tuple(sorted((name, t, v) for name, av in k.items() for t, v in av.items()))
         hash(canonical)
