@@ -1120,7 +1120,20 @@ struct Crashy<'a> {
     saves: AtomicUsize,
 }
 
-impl Crashy<'_> {
+impl<'a> Crashy<'a> {
+    /// Over `inner`: killed at call `fail_at` (0: never), before it is made or `after`.
+    fn new(inner: &'a MemoryBroadcasts, fail_at: usize, after: bool, slow_sends: bool) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            fail_at,
+            after,
+            dead: AtomicBool::new(false),
+            slow_sends,
+            saves: AtomicUsize::new(0),
+        }
+    }
+
     /// `Some(after)`: this call is killed (before or after it is made).
     fn tick(&self) -> Option<bool> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1287,15 +1300,7 @@ async fn run_with_kill(fail_at: usize, after: bool) -> bool {
     let id = w
         .create(rows, json!({"percent": 25, "every_secs": 60}))
         .await;
-    let crashy = Crashy {
-        inner: &w.mem,
-        calls: AtomicUsize::new(0),
-        fail_at,
-        after,
-        dead: AtomicBool::new(false),
-        slow_sends: false,
-        saves: AtomicUsize::new(0),
-    };
+    let crashy = Crashy::new(&w.mem, fail_at, after, false);
     let deps = Deps {
         store: &crashy,
         limits: &crashy,
@@ -1404,15 +1409,7 @@ async fn the_next_page_is_read_while_one_is_written_and_claimed_in_the_save_that
         .create(rows, json!({"percent": 100, "every_secs": 60}))
         .await;
     let _ = w.mem.take_steps();
-    let slow = Crashy {
-        inner: &w.mem,
-        calls: AtomicUsize::new(0),
-        fail_at: 0,
-        after: false,
-        dead: AtomicBool::new(false),
-        slow_sends: true,
-        saves: AtomicUsize::new(0),
-    };
+    let slow = Crashy::new(&w.mem, 0, false, true);
     let deps = Deps {
         store: &slow,
         limits: &slow,
