@@ -404,3 +404,56 @@ async fn a_stale_pair_version_is_refused() {
         2
     );
 }
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_numbers_brakes_keep_the_later_time_and_are_seen_by_every_store_handle() {
+    use wa_domain::pacing::memory::InMemoryPacingStore;
+    use wa_domain::pacing::{BrakeStore, Brakes};
+    let (one, _, table) = fresh_table().await;
+    // A second handle on the same table: another worker process.
+    let other = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&wa_tests::moto_config().await),
+        &table,
+    );
+    let fake = InMemoryPacingStore::default();
+    let pn = "106540352242922";
+    assert_eq!(one.brakes(pn).await.unwrap(), Brakes::default());
+    // Each write by one handle or the other; an earlier time never replaces a later one.
+    let steps: [(&DynamoStore, &str, i64, Option<i64>); 5] = [
+        (&one, "slow", 5_000, None),
+        (&other, "slow", 4_000, None),
+        (&other, "hold", 9_000, Some(190)),
+        (&one, "hold", 8_000, Some(131_031)),
+        (&one, "hold", 9_500, Some(131_042)),
+    ];
+    for (store, what, until, code) in steps {
+        match (what, code) {
+            ("slow", _) => {
+                store.slow_down(pn, until).await.unwrap();
+                fake.slow_down(pn, until).await.unwrap();
+            }
+            (_, Some(code)) => {
+                store.hold(pn, until, code).await.unwrap();
+                fake.hold(pn, until, code).await.unwrap();
+            }
+            _ => unreachable!(),
+        }
+        assert_eq!(
+            one.brakes(pn).await.unwrap(),
+            fake.brakes(pn).await.unwrap(),
+            "after {what} until {until}: the adapter and the fake agree"
+        );
+    }
+    let b = other.brakes(pn).await.unwrap();
+    assert_eq!(b.slow_until_ms, Some(5_000));
+    assert_eq!(b.hold, Some((9_500, 131_042)));
+    assert_eq!(b.held(9_499), Some(131_042));
+    assert_eq!(b.held(9_500), None);
+    assert_eq!(b.limit(80, 4_999), 40);
+    assert_eq!(b.limit(80, 5_000), 80);
+    assert_eq!(
+        one.brakes("another-number").await.unwrap(),
+        Brakes::default()
+    );
+}

@@ -90,7 +90,7 @@ where
         + ConversationReader
         + wa_domain::templates::TemplateStore
         + wa_domain::broadcast::LimitStore,
-    L: LeaseStore,
+    L: LeaseStore + wa_domain::pacing::BrakeStore,
     P: PairStore,
     G: GraphSender,
     C: Clock,

@@ -216,6 +216,86 @@ impl<T: LeaseStore> LeaseStore for Arc<T> {
     }
 }
 
+/// What Meta told one worker about a number that every worker must heed: a throughput
+/// error (130429: run at half the limit for a while) and a "stop sending" code (an expired
+/// token, a locked account: hold the number's sends back for a while). Kept where every
+/// worker process reads it, beside the number's pacing counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Brakes {
+    /// Until when the number runs at half its limit (unix ms).
+    pub slow_until_ms: Option<i64>,
+    /// Until when the number's sends are held back (unix ms), and the code that said stop.
+    pub hold: Option<(i64, i64)>,
+}
+
+impl Brakes {
+    /// The code of the hold, while it lasts at `now_ms`.
+    pub fn held(&self, now_ms: i64) -> Option<i64> {
+        self.hold
+            .filter(|(until, _)| now_ms < *until)
+            .map(|(_, code)| code)
+    }
+
+    /// The limit to pace by at `now_ms`: half of `limit` while the slow-down lasts.
+    pub fn limit(&self, limit: u32, now_ms: i64) -> u32 {
+        match self.slow_until_ms {
+            Some(until) if now_ms < until => (limit / 2).max(1),
+            _ => limit,
+        }
+    }
+}
+
+/// Where a number's [`Brakes`] are shared between worker processes.
+pub trait BrakeStore: Send + Sync {
+    /// The number's brakes as stored (none set: the default).
+    fn brakes(
+        &self,
+        phone_number_id: &str,
+    ) -> impl Future<Output = Result<Brakes, StoreError>> + Send;
+
+    /// Slows the number down until `until_ms`, unless it already is until later.
+    fn slow_down(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Holds the number's sends back until `until_ms` for `code`, unless a hold already lasts
+    /// until later.
+    fn hold(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+        code: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<T: BrakeStore> BrakeStore for Arc<T> {
+    fn brakes(
+        &self,
+        phone_number_id: &str,
+    ) -> impl Future<Output = Result<Brakes, StoreError>> + Send {
+        (**self).brakes(phone_number_id)
+    }
+
+    fn slow_down(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).slow_down(phone_number_id, until_ms)
+    }
+
+    fn hold(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+        code: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).hold(phone_number_id, until_ms, code)
+    }
+}
+
 /// How a [`Pacer`] leases. The defaults suit every limit from 1 to 1,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacerConfig {

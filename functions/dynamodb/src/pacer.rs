@@ -1,10 +1,13 @@
-//! [`LeaseStore`] and [`PairStore`]: the outbound pacer's slot counters and the per-recipient
-//! pair-rate state (the algorithm and its bounds: `wa_domain::pacing`).
+//! [`LeaseStore`], [`PairStore`] and [`BrakeStore`]: the outbound pacer's slot counters, the
+//! per-recipient pair-rate state and each number's brakes (the algorithm and its bounds:
+//! `wa_domain::pacing`).
 //!
 //! | what | `pk` | `sk` | attributes | written with |
 //! |---|---|---|---|---|
 //! | slot counter | `PACE#{pnid}#{slot}#{shard}` | `PACE` | `used`, `cap` (N), `ttl` | one UpdateItem `ADD used :n`, if `attribute_not_exists(used) OR used <= :cap − n`; `UPDATED_NEW` on success, `ALL_OLD` on a failed condition, so the caller learns the counter either way |
 //! | pair state | `PAIR#{pnid}#{customer}` | `PAIR` | `tat_ms`, `strikes`, `blocked_until_ms`, `rev` (N), `ttl` | PutItem if `rev` is the previous version (`attribute_not_exists(pk)` for the first) |
+//!
+//! | brakes | `NUMBER#{pnid}` | `BRAKES` | `slow_until_ms`, `hold_until_ms`, `hold_code` (N) | UpdateItem `SET` if the stored time is absent or earlier (the later brake stays); read with an eventually consistent GetItem, at most once a second per number and worker |
 //!
 //! A slot key is written for about two slots (≈ 200 ms) and never again; each item is under
 //! 100 bytes, so every request costs one write unit (a refused one too). Both kinds carry
@@ -16,14 +19,18 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use wa_domain::customer::CustomerKey;
 use wa_domain::pacing::pair::{PairState, PairStore};
-use wa_domain::pacing::{Lease, LeaseStore, ShardKey};
+use wa_domain::pacing::{BrakeStore, Brakes, Lease, LeaseStore, ShardKey};
 use wa_domain::ports::StoreError;
 
 use crate::DynamoStore;
-use crate::attr::{Item, conditional, n, opt_n, req_n, unavailable};
+use crate::attr::{Item, Update, conditional, n, opt_n, req_n, unavailable};
 use crate::keys::{TTL, key};
 
 const PACE_SK: &str = "PACE";
+const BRAKES_SK: &str = "BRAKES";
+const SLOW_UNTIL: &str = "slow_until_ms";
+const HOLD_UNTIL: &str = "hold_until_ms";
+const HOLD_CODE: &str = "hold_code";
 const PAIR_SK: &str = "PAIR";
 
 const USED: &str = "used";
@@ -98,6 +105,81 @@ impl LeaseStore for DynamoStore {
                 _ => Err(unavailable(e)),
             },
         }
+    }
+}
+
+fn brakes_pk(pnid: &str) -> String {
+    format!("NUMBER#{pnid}")
+}
+
+impl DynamoStore {
+    /// Sets `until` (an attribute and its time), and `also` with it, on the number's brakes
+    /// item if that time is absent there or earlier: the later brake stays.
+    async fn set_brake(
+        &self,
+        pnid: &str,
+        until: (&str, i64),
+        also: Option<(&str, i64)>,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set(until.0, n(until.1));
+        if let Some((name, value)) = also {
+            u.set(name, n(value));
+        }
+        let (t, v) = u.bind(until.0, n(until.1));
+        let condition = format!("attribute_not_exists({t}) OR {t} < {v}");
+        let (expr, names, vals) = u.finish();
+        self.metrics.write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(brakes_pk(pnid), BRAKES_SK)))
+            .update_expression(expr)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(vals))
+            .send()
+            .await;
+        // A later brake already there: nothing to do.
+        conditional(r).map(|_| ())
+    }
+}
+
+impl BrakeStore for DynamoStore {
+    async fn brakes(&self, phone_number_id: &str) -> Result<Brakes, StoreError> {
+        let Some(item) = self
+            .get(key(brakes_pk(phone_number_id), BRAKES_SK), false)
+            .await?
+        else {
+            return Ok(Brakes::default());
+        };
+        Ok(Brakes {
+            slow_until_ms: opt_n(&item, SLOW_UNTIL)?,
+            hold: match (opt_n(&item, HOLD_UNTIL)?, opt_n(&item, HOLD_CODE)?) {
+                (Some(until), Some(code)) => Some((until, code)),
+                _ => None,
+            },
+        })
+    }
+
+    async fn slow_down(&self, phone_number_id: &str, until_ms: i64) -> Result<(), StoreError> {
+        self.set_brake(phone_number_id, (SLOW_UNTIL, until_ms), None)
+            .await
+    }
+
+    async fn hold(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+        code: i64,
+    ) -> Result<(), StoreError> {
+        self.set_brake(
+            phone_number_id,
+            (HOLD_UNTIL, until_ms),
+            Some((HOLD_CODE, code)),
+        )
+        .await
     }
 }
 

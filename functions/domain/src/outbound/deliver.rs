@@ -23,8 +23,11 @@
 //! - A "stop sending" code (an expired token, a locked or unpaid account: [`Disposition::
 //!   StopSending`]) dead-letters the send (redrivable once fixed) and answers
 //!   [`JobOutcome::StopSending`] so that the worker alerts operations; for
-//!   [`DeliverConfig::stop_hold_ms`] this process then dead-letters the number's other sends
-//!   without calling Meta, instead of failing a whole backlog against a dead token.
+//!   [`DeliverConfig::stop_hold_ms`] every worker then dead-letters the number's other sends
+//!   without calling Meta, instead of failing a whole backlog against a dead token. The
+//!   hold, like the slow-down after a throughput error, is kept in the pacing store
+//!   ([`BrakeStore`]), which every worker process reads at most once a
+//!   [`BRAKES_FRESH_MS`] per number.
 //! - A 131047 (window closed, by Meta's own clock) for a session message that has a fallback
 //!   template switches it to the template, as the recheck at dequeue does, and tries again.
 //! - A fallback the worker switches to is business-initiated: it is charged against the
@@ -43,7 +46,7 @@ use crate::broadcast::limit::{BUCKET_SECS, LimitFull, charge_one, portfolio_of};
 use crate::customer::CustomerKey;
 use crate::model::MessagingLimit;
 use crate::pacing::pair::{PairGate, PairPolicy, PairStore};
-use crate::pacing::{Acquire, LeaseStore, Pacer, PacerConfig, Permit};
+use crate::pacing::{Acquire, BrakeStore, Brakes, LeaseStore, Pacer, PacerConfig, Permit};
 use crate::ports::{
     Clock, Consent, ConsentRecord, ConsentSource, ConversationReader, Direction, GraphSender,
     InboundStore, MessageRecord, SendJob, SendStore, StoreError,
@@ -74,12 +77,13 @@ pub struct DeliverConfig {
     pub default_limit: u32,
     /// Per-number limits (phone number id → messages per second).
     pub limits: HashMap<String, u32>,
-    /// After a throughput error the number runs at half its limit for this long (ms).
+    /// After a throughput error the number runs at half its limit for this long, in every
+    /// worker (ms).
     pub slow_down_ms: i64,
     /// How long outbound history is kept (seconds).
     pub retention_secs: i64,
     /// After Meta answers a "stop sending" code for a number, its other sends are
-    /// dead-lettered without calling Meta for this long, in this process (ms); then the next
+    /// dead-lettered without calling Meta for this long, by every worker (ms); then the next
     /// send tries Meta again.
     pub stop_hold_ms: i64,
     /// The messaging-limit tier assumed for a portfolio no webhook has told the tier of, when
@@ -211,46 +215,37 @@ fn gave_up(r: &SendRecord) -> String {
     format!("gave up after {} attempts: {last}", r.attempts)
 }
 
-/// The outbound rate of a number, lowered after throughput errors (in this process).
+/// How long a worker trusts its copy of a number's [`Brakes`] before reading them again
+/// (ms): what another worker process learnt from Meta reaches this one within it.
+pub const BRAKES_FRESH_MS: i64 = 1_000;
+
+/// This process's copies of numbers' brakes, each with when it was read.
 #[derive(Debug, Default)]
-struct SlowDowns {
-    until: Mutex<HashMap<String, i64>>,
+struct BrakeCache {
+    numbers: Mutex<HashMap<String, (Brakes, i64)>>,
 }
 
-impl SlowDowns {
-    fn limit(&self, pnid: &str, limit: u32, now_ms: i64) -> u32 {
-        let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(pnid) {
-            Some(&until) if now_ms < until => (limit / 2).max(1),
-            _ => limit,
+impl BrakeCache {
+    fn get(&self, pnid: &str) -> Option<(Brakes, i64)> {
+        let map = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(pnid).copied()
+    }
+
+    /// Keeps `b` (read at `at_ms`) with what this process knew: the later of each brake, so a
+    /// brake this process just set is not lost to a read that does not show it yet.
+    fn merge(&self, pnid: &str, b: Brakes, at_ms: i64) -> Brakes {
+        let mut map = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = map
+            .entry(pnid.to_owned())
+            .or_insert((Brakes::default(), at_ms));
+        e.0.slow_until_ms = e.0.slow_until_ms.max(b.slow_until_ms);
+        if b.hold
+            .is_some_and(|(t, _)| e.0.hold.is_none_or(|(mine, _)| mine < t))
+        {
+            e.0.hold = b.hold;
         }
-    }
-
-    fn slow(&self, pnid: &str, until_ms: i64) {
-        let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        let e = map.entry(pnid.to_owned()).or_insert(until_ms);
-        *e = (*e).max(until_ms);
-    }
-}
-
-/// Numbers Meta told to stop sending from (in this process): until when, and the code.
-#[derive(Debug, Default)]
-struct Stops {
-    until: Mutex<HashMap<String, (i64, i64)>>,
-}
-
-impl Stops {
-    /// The code that stopped the number, while the hold lasts.
-    fn held(&self, pnid: &str, now_ms: i64) -> Option<i64> {
-        let map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(pnid)
-            .filter(|(until, _)| now_ms < *until)
-            .map(|(_, code)| *code)
-    }
-
-    fn stop(&self, pnid: &str, until_ms: i64, code: i64) {
-        let mut map = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        map.insert(pnid.to_owned(), (until_ms, code));
+        e.1 = at_ms;
+        e.0
     }
 }
 
@@ -262,8 +257,7 @@ pub struct Deliverer<S, L, P, G, C> {
     graph: G,
     clock: C,
     config: DeliverConfig,
-    slow: SlowDowns,
-    stops: Stops,
+    brakes: BrakeCache,
 }
 
 /// How many times a save is retried over a fresh read when someone else saved in between.
@@ -272,7 +266,7 @@ const SAVE_ATTEMPTS: usize = 5;
 impl<S, L, P, G, C> Deliverer<S, L, P, G, C>
 where
     S: SendStore + InboundStore + ConversationReader + TemplateStore + LimitStore,
-    L: LeaseStore,
+    L: LeaseStore + BrakeStore,
     P: PairStore,
     G: GraphSender,
     C: Clock,
@@ -297,8 +291,7 @@ where
             graph,
             clock,
             config,
-            slow: SlowDowns::default(),
-            stops: Stops::default(),
+            brakes: BrakeCache::default(),
         }
     }
 
@@ -359,7 +352,7 @@ where
                 }
                 Plan::Attempt { resend } => resend,
             };
-            if let Some(code) = self.stops.held(&r.phone_number_id, now) {
+            if let Some(code) = self.brakes_of(&r.phone_number_id, now).await.held(now) {
                 return self.held_back(r, code).await;
             }
             // Checked again at dequeue: the window may have closed, the customer opted out.
@@ -434,13 +427,30 @@ where
         Ok(false)
     }
 
+    /// The number's brakes: this process's copy while it is fresher than
+    /// [`BRAKES_FRESH_MS`], else read from the store (shared by every worker) and merged with
+    /// what this process set itself. A failed read keeps the copy: the brakes are advice, and
+    /// the send's own store calls report a store that is down.
+    async fn brakes_of(&self, pnid: &str, now_ms: i64) -> Brakes {
+        match self.brakes.get(pnid) {
+            Some((b, at)) if now_ms - at < BRAKES_FRESH_MS => b,
+            cached => match self.pacer.store().brakes(pnid).await {
+                Ok(stored) => self.brakes.merge(pnid, stored, now_ms),
+                Err(_) => cached.map(|(b, _)| b).unwrap_or_default(),
+            },
+        }
+    }
+
     /// A permit of the number's rate, waiting for it in-process up to
     /// [`DeliverConfig::max_inline_wait_ms`]; `None` past that.
     async fn permit(&self, pnid: &str, backlog: u32) -> Result<Option<Permit>, StoreError> {
         let start = self.clock.now_ms();
         loop {
             let now = self.clock.now_ms();
-            let limit = self.slow.limit(pnid, self.config.limit_of(pnid), now);
+            let limit = self
+                .brakes_of(pnid, now)
+                .await
+                .limit(self.config.limit_of(pnid), now);
             match self
                 .pacer
                 .acquire_for(pnid, limit, backlog.max(1), now)
@@ -667,8 +677,19 @@ where
                 max_retries,
             } => {
                 if slow_number {
-                    self.slow
-                        .slow(&r.phone_number_id, now + self.config.slow_down_ms);
+                    let until = now + self.config.slow_down_ms;
+                    let brake = Brakes {
+                        slow_until_ms: Some(until),
+                        hold: None,
+                    };
+                    self.brakes.merge(&r.phone_number_id, brake, now);
+                    // Shared with the other workers when the store takes it; this process
+                    // slows down either way.
+                    let _ = self
+                        .pacer
+                        .store()
+                        .slow_down(&r.phone_number_id, until)
+                        .await;
                 }
                 r.error = Some(failure);
                 let over = max_retries.is_some_and(|m| r.attempts > m)
@@ -725,8 +746,19 @@ where
             }
             Disposition::StopSending { code } => {
                 r.error = Some(failure);
-                self.stops
-                    .stop(&r.phone_number_id, now + self.config.stop_hold_ms, code);
+                let until = now + self.config.stop_hold_ms;
+                let brake = Brakes {
+                    slow_until_ms: None,
+                    hold: Some((until, code)),
+                };
+                self.brakes.merge(&r.phone_number_id, brake, now);
+                // Shared with the other workers when the store takes it; this process holds
+                // the number either way.
+                let _ = self
+                    .pacer
+                    .store()
+                    .hold(&r.phone_number_id, until, code)
+                    .await;
                 let reason = format!(
                     "Meta said stop sending: code {code} ({}); fix the access token or the account, then redrive",
                     meaning_of(code)

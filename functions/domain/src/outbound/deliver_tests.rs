@@ -31,7 +31,12 @@ type Engine = Deliverer<
 >;
 
 fn engine_with(config: DeliverConfig) -> Engine {
-    let pacing = Arc::new(InMemoryPacingStore::default());
+    engine_over(Arc::new(InMemoryPacingStore::default()), config)
+}
+
+/// An engine whose pacing store (counters, pair states, brakes) is `pacing`: two engines over
+/// one are two worker processes of one deployment (each with its own sends here).
+fn engine_over(pacing: Arc<InMemoryPacingStore>, config: DeliverConfig) -> Engine {
     Deliverer::new(
         InMemoryStore::default(),
         pacing.clone(),
@@ -213,23 +218,95 @@ async fn server_errors_and_refused_connections_are_retried() {
 }
 
 #[tokio::test]
-async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_this_process() {
-    let e = engine_with(DeliverConfig {
+async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_every_worker() {
+    let config = DeliverConfig {
         default_limit: 80,
         ..DeliverConfig::default()
-    });
-    assert_eq!(e.slow.limit(PNID, 80, T0), 80);
+    };
+    let pacing = Arc::new(InMemoryPacingStore::default());
+    let e = engine_over(pacing.clone(), config.clone());
+    let other_worker = engine_over(pacing, config);
+    assert_eq!(e.brakes_of(PNID, T0).await.limit(80, T0), 80);
     wrote(&e, PHONE).await;
     for (n, code) in [(1, 130_429), (2, 131_057)] {
         let job = queued(&e, PHONE, SendKind::Session, n).await;
         e.graph().answer([rejected(400, code)]);
         assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
         let now = e.clock().now_ms();
-        assert_eq!(e.slow.limit(PNID, 80, now), 40, "{code}");
-        assert_eq!(e.slow.limit(PNID, 80, now + 60_001), 80);
-        assert_eq!(e.slow.limit("other", 80, now), 80);
+        assert_eq!(e.brakes_of(PNID, now).await.limit(80, now), 40, "{code}");
+        // The other worker reads the number's brakes from the shared store.
+        let seen = other_worker.brakes_of(PNID, now).await;
+        assert_eq!(seen.limit(80, now), 40, "{code}");
+        assert_eq!(seen.limit(80, now + 60_001), 80);
+        assert_eq!(
+            other_worker.brakes_of("other", now).await.limit(80, now),
+            80
+        );
         e.clock().advance(60_001);
+        other_worker.clock().advance(60_001);
     }
+}
+
+#[tokio::test]
+async fn a_worker_learns_another_ones_slow_down_within_the_freshness_of_its_copy() {
+    let config = DeliverConfig {
+        default_limit: 80,
+        ..DeliverConfig::default()
+    };
+    let pacing = Arc::new(InMemoryPacingStore::default());
+    let e = engine_over(pacing.clone(), config.clone());
+    let other_worker = engine_over(pacing, config);
+    // The other worker has just read the number's brakes: none.
+    assert_eq!(other_worker.brakes_of(PNID, T0).await.limit(80, T0), 80);
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    e.graph().answer([rejected(400, 130_429)]);
+    assert!(matches!(deliver(&e, &job).await, JobOutcome::Defer { .. }));
+    // Its copy is still fresh: it keeps the full rate until the copy is BRAKES_FRESH_MS old.
+    let fresh = T0 + BRAKES_FRESH_MS - 1;
+    assert_eq!(
+        other_worker.brakes_of(PNID, fresh).await.limit(80, fresh),
+        80
+    );
+    let stale = T0 + BRAKES_FRESH_MS;
+    assert_eq!(
+        other_worker.brakes_of(PNID, stale).await.limit(80, stale),
+        40
+    );
+}
+
+#[tokio::test]
+async fn after_a_stop_sending_code_every_worker_holds_the_number_back() {
+    let pacing = Arc::new(InMemoryPacingStore::default());
+    let e = engine_over(pacing.clone(), DeliverConfig::default());
+    let other_worker = engine_over(pacing.clone(), DeliverConfig::default());
+    wrote(&e, PHONE).await;
+    wrote(&other_worker, PHONE).await;
+    let first = queued(&e, PHONE, SendKind::Session, 1).await;
+    let elsewhere = queued(&other_worker, PHONE, SendKind::Session, 2).await;
+    e.graph().answer([rejected(401, 190)]);
+    assert!(matches!(
+        deliver(&e, &first).await,
+        JobOutcome::StopSending { code: 190, .. }
+    ));
+    // The other worker's send for the number is dead-lettered (redrivable) without a post.
+    let JobOutcome::DeadLetter { reason } = deliver(&other_worker, &elsewhere).await else {
+        panic!("held back in the other worker too");
+    };
+    assert!(reason.contains("190"), "{reason}");
+    assert!(other_worker.graph().posted().is_empty());
+    // A store that cannot be read leaves the worker with the copy it has: still held.
+    pacing.set_failing(true);
+    let now = other_worker.clock().now_ms() + BRAKES_FRESH_MS;
+    assert_eq!(other_worker.brakes_of(PNID, now).await.held(now), Some(190));
+    pacing.set_failing(false);
+    // Once the hold is over, it asks Meta again.
+    let later = queued(&other_worker, PHONE, SendKind::Session, 3).await;
+    other_worker
+        .clock()
+        .advance(DeliverConfig::default().stop_hold_ms);
+    assert_eq!(deliver(&other_worker, &later).await, JobOutcome::Done);
+    assert_eq!(other_worker.graph().posted().len(), 1);
 }
 
 #[tokio::test]

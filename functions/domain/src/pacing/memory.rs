@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::pair::{PairState, PairStore};
-use super::{Lease, LeaseStore, ShardKey};
+use super::{BrakeStore, Brakes, Lease, LeaseStore, ShardKey};
 use crate::customer::CustomerKey;
 use crate::ports::StoreError;
 
@@ -18,6 +18,7 @@ type PairKey = (String, String);
 pub struct InMemoryPacingStore {
     counters: Mutex<HashMap<CounterKey, u32>>,
     pairs: Mutex<HashMap<PairKey, PairState>>,
+    brakes: Mutex<HashMap<String, Brakes>>,
     requests: AtomicU64,
     fail: AtomicBool,
     interleave: AtomicU32,
@@ -60,6 +61,41 @@ impl InMemoryPacingStore {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if self.fail.load(Ordering::SeqCst) {
             return Err(unavailable());
+        }
+        Ok(())
+    }
+}
+
+impl BrakeStore for InMemoryPacingStore {
+    async fn brakes(&self, phone_number_id: &str) -> Result<Brakes, StoreError> {
+        self.request()?;
+        Ok(lock(&self.brakes)
+            .get(phone_number_id)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn slow_down(&self, phone_number_id: &str, until_ms: i64) -> Result<(), StoreError> {
+        self.request()?;
+        let mut all = lock(&self.brakes);
+        let b = all.entry(phone_number_id.to_owned()).or_default();
+        if b.slow_until_ms.is_none_or(|t| t < until_ms) {
+            b.slow_until_ms = Some(until_ms);
+        }
+        Ok(())
+    }
+
+    async fn hold(
+        &self,
+        phone_number_id: &str,
+        until_ms: i64,
+        code: i64,
+    ) -> Result<(), StoreError> {
+        self.request()?;
+        let mut all = lock(&self.brakes);
+        let b = all.entry(phone_number_id.to_owned()).or_default();
+        if b.hold.is_none_or(|(t, _)| t < until_ms) {
+            b.hold = Some((until_ms, code));
         }
         Ok(())
     }
