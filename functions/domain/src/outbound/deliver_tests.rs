@@ -217,15 +217,22 @@ async fn server_errors_and_refused_connections_are_retried() {
     }
 }
 
-#[tokio::test]
-async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_every_worker() {
+/// Two workers of one deployment (one pacing store) whose numbers send 80 a second.
+fn two_workers_at_80() -> (Engine, Engine) {
     let config = DeliverConfig {
         default_limit: 80,
         ..DeliverConfig::default()
     };
     let pacing = Arc::new(InMemoryPacingStore::default());
-    let e = engine_over(pacing.clone(), config.clone());
-    let other_worker = engine_over(pacing, config);
+    (
+        engine_over(pacing.clone(), config.clone()),
+        engine_over(pacing, config),
+    )
+}
+
+#[tokio::test]
+async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_every_worker() {
+    let (e, other_worker) = two_workers_at_80();
     assert_eq!(e.brakes_of(PNID, T0).await.limit(80, T0), 80);
     wrote(&e, PHONE).await;
     for (n, code) in [(1, 130_429), (2, 131_057)] {
@@ -249,13 +256,7 @@ async fn throughput_and_maintenance_errors_halve_the_numbers_rate_in_every_worke
 
 #[tokio::test]
 async fn a_worker_learns_another_ones_slow_down_within_the_freshness_of_its_copy() {
-    let config = DeliverConfig {
-        default_limit: 80,
-        ..DeliverConfig::default()
-    };
-    let pacing = Arc::new(InMemoryPacingStore::default());
-    let e = engine_over(pacing.clone(), config.clone());
-    let other_worker = engine_over(pacing, config);
+    let (e, other_worker) = two_workers_at_80();
     // The other worker has just read the number's brakes: none.
     assert_eq!(other_worker.brakes_of(PNID, T0).await.limit(80, T0), 80);
     wrote(&e, PHONE).await;
