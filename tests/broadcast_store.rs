@@ -639,3 +639,42 @@ async fn the_audience_resolves_aliases_and_reads_the_marketing_consent_only_when
         assert!(a[1].window.is_none() && a[1].consents.is_empty());
     }
 }
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn a_numbers_queue_time_starts_now_when_behind_and_adds_up_across_planners() {
+    let (one, _, table) = fresh_table().await;
+    // A second handle on the same table: another planner invocation.
+    let other = DynamoStore::new(aws_sdk_dynamodb::Client::new(&moto_config().await), &table);
+    let fake = wa_domain::broadcast::memory::MemoryBroadcasts::new(std::sync::Arc::new(
+        InMemoryStore::default(),
+    ));
+    let now = T0 * 1000;
+    // (store, now, add): a first page, one by the other planner, one after the queue ran
+    // dry, and one for another number.
+    for (store, at, add, want) in [
+        (&one, now, 1_250, now + 1_250),
+        (&other, now + 500, 1_250, now + 2_500),
+        (&one, now + 600, 2_000, now + 4_500),
+        (&other, now + 10_000, 1_250, now + 11_250),
+    ] {
+        assert_eq!(store.queue_pace(PN, at, add).await.unwrap(), want);
+        assert_eq!(
+            fake.queue_pace(PN, at, add).await.unwrap(),
+            want,
+            "the fake agrees"
+        );
+    }
+    assert_eq!(
+        one.queue_pace("another", now, 100).await.unwrap(),
+        now + 100
+    );
+    // Two planners at once: both pages count.
+    let (x, y) = tokio::join!(
+        one.queue_pace(PN, now + 10_000, 1_000),
+        other.queue_pace(PN, now + 10_000, 1_000)
+    );
+    let mut got = [x.unwrap(), y.unwrap()];
+    got.sort();
+    assert_eq!(got, [now + 12_250, now + 13_250]);
+}

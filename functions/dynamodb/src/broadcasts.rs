@@ -6,6 +6,7 @@
 //! | broadcast | `BCAST#{id}` | `BCAST` (+ `gsi1`: `BCASTS#{pnid}` / `{created_ms:013}#{id}`) | PutItem `attribute_not_exists(pk)` to create, `version = :read` to save; `doc` = the job as JSON; `ttl` |
 //! | ledger chunk | `BCASTL#{id}#{index / 1,000}` | `{first index:010}` | up to 100 entries of one page of 100 positions in one item, read-merged-written whole (see `ledger.rs`) |
 //! | broadcast send | `SEND#{send id}` | `SEND` | a send item (`sends.rs`), its id derived from the broadcast and the customer; `bindex`: the list position of the row that made it, read alone (BatchGetItem, projection) to find a customer's earlier row |
+//! | number's queue time | `NUMBER#{pnid}` | `QUEUED` | `until_ms`: UpdateItem `ADD` the page's time if not behind now, else `SET` to now + the page's time (absent or behind): one write while the queue runs; shared by the number's broadcasts to pace them together |
 //! | limit charge | `LIMIT#{portfolio}#{customer}` | `CHARGE` | BatchWriteItem; `at`; `ttl` = at + 25 h |
 //! | limit bucket | `LIMIT#{portfolio}` | `H#{hour start:010}` | one Query of the last 25 buckets, then UpdateItem `ADD n` on the current one if it stays ≤ limit − the others; `ttl` = hour + 26 h |
 //!
@@ -16,7 +17,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
 use wa_domain::broadcast::limit::{BUCKET_SECS, WINDOW_SECS, counted_buckets, grant};
 use wa_domain::broadcast::{
     Audience, Broadcast, BroadcastId, BroadcastStore, LedgerEntry, LimitStore,
@@ -40,6 +44,8 @@ const VERSION: &str = "version";
 const COUNT: &str = "count";
 const BCAST_SK: &str = "BCAST";
 const CHARGE_SK: &str = "CHARGE";
+const QUEUED_SK: &str = "QUEUED";
+const QUEUED_UNTIL: &str = "until_ms";
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
 /// BatchWriteItem's limit.
@@ -507,6 +513,51 @@ impl BroadcastStore for DynamoStore {
                 }
             })
             .collect())
+    }
+
+    async fn queue_pace(&self, pnid: &str, now_ms: i64, add_ms: i64) -> Result<i64, StoreError> {
+        let until = |out: Option<&Item>| -> Result<i64, StoreError> {
+            out.map(|i| req_n(i, QUEUED_UNTIL))
+                .transpose()?
+                .ok_or_else(|| corrupt("the number's queue time came back empty"))
+        };
+        // Ahead of now (the usual case while a number's broadcasts run): added to. Behind, or
+        // never set: it starts now. Each is conditional on the case, so a planner racing
+        // another lands in one or the other; a third turn is only for a queue that ran dry
+        // and was restarted by someone else between the two.
+        for _ in 0..3 {
+            for (expr, condition, value) in [
+                ("ADD #u :v", "#u >= :now", add_ms),
+                (
+                    "SET #u = :v",
+                    "attribute_not_exists(#u) OR #u < :now",
+                    now_ms.saturating_add(add_ms),
+                ),
+            ] {
+                self.metrics.write();
+                let r = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(format!("NUMBER#{pnid}"), QUEUED_SK)))
+                    .update_expression(expr)
+                    .condition_expression(condition)
+                    .expression_attribute_names("#u", QUEUED_UNTIL)
+                    .expression_attribute_values(":v", n(value))
+                    .expression_attribute_values(":now", n(now_ms))
+                    .return_values(ReturnValue::UpdatedNew)
+                    .send()
+                    .await;
+                match r {
+                    Ok(out) => return until(out.attributes.as_ref()),
+                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            format!("the queue time of {pnid} kept changing under the update").into(),
+        ))
     }
 
     async fn quality_red(&self, waba_id: &str, _pnid: &str) -> Result<bool, StoreError> {

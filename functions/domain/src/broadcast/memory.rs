@@ -26,6 +26,8 @@ struct State {
     steps: Vec<(BroadcastId, u64, i64)>,
     lists: HashMap<(String, String), Vec<RecipientRow>>,
     creations: HashMap<String, (BroadcastId, String, i64)>,
+    /// Phone number id → until when its queued broadcast sends run (unix ms).
+    paced: HashMap<String, i64>,
 }
 
 /// Broadcasts, ledger, limit, outbound and step queues in memory. Sends, windows, consents
@@ -258,6 +260,18 @@ impl BroadcastStore for MemoryBroadcasts {
             });
         }
         Ok(out)
+    }
+
+    async fn queue_pace(
+        &self,
+        phone_number_id: &str,
+        now_ms: i64,
+        add_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut s = self.lock()?;
+        let until = s.paced.entry(phone_number_id.to_owned()).or_default();
+        *until = (*until).max(now_ms) + add_ms;
+        Ok(*until)
     }
 
     async fn quality_red(&self, _waba_id: &str, phone_number_id: &str) -> Result<bool, StoreError> {

@@ -24,9 +24,12 @@
 //! point leaves what it left before. The one thing the early read can miss is a send of the
 //! page being written, whose customers are carried to the next page in memory (`Ahead`).
 //!
-//! Pacing: a job keeps at most `queue_ahead_secs` of its number's sending queued (at the
-//! deliver worker's rate for the number, `paced_until_ms`): the planner waits before the
-//! next page until what it queued is that close to being sent. Without it, a list released
+//! Pacing: the jobs of a number keep at most `queue_ahead_secs` of its sending queued (at
+//! the deliver worker's rate for the number): each page's sends are added to the number's
+//! queue time in the store (`BroadcastStore::queue_pace`, shared by every job of the
+//! number), the job keeps what it was told (`paced_until_ms`), and waits before the next
+//! page until the number's queue is that close to being sent. A job learns of another's
+//! sends at its next page, so jobs running at once may each queue one page beyond. Without it, a list released
 //! all at once would be queued in minutes and sent over far longer, and a pause (by the API,
 //! a paused template, a RED quality rating) would stop nothing already queued.
 
@@ -736,16 +739,19 @@ where
             e.error = err;
         }
     }
-    // The number sends them at its rate, after what this job queued before.
-    let paced_until_ms = if sends.is_empty() {
-        b.paced_until_ms
+    // The number sends them at its rate, after what was queued before: by this job as far
+    // as it knows (the estimate the read-ahead goes by), by every job of the number as the
+    // store counts it once they are queued.
+    let add_ms = if sends.is_empty() {
+        0
     } else {
         let rate = i64::from(cfg.mps_of(&b.phone_number_id));
         let n = i64::try_from(sends.len()).unwrap_or(i64::MAX);
-        b.paced_until_ms.max(now_ms) + n.saturating_mul(1000) / rate
+        n.saturating_mul(1000) / rate
     };
+    let paced_until_ms = b.paced_until_ms.max(now_ms) + add_ms;
     // The page after this one, when the step goes on to plan it at once: not cut by the
-    // limit, released, and within the job's pace.
+    // limit, released, and within the pace (checked again below against the number's).
     let cursor = b.cursor + entries.len() as u64;
     let next = (go_on
         && b.limit_wait_until.is_none()
@@ -757,15 +763,24 @@ where
             .min(cfg.page)
     });
     let writes = async {
+        let mut paced = None;
         if !sends.is_empty() {
             d.store.create_sends(&sends, first_attempt).await?;
             let jobs: Vec<SendJob> = sends.iter().map(SendJob::for_send).collect();
             d.outbound.enqueue_batch(&jobs).await?;
+            if cfg.queue_ahead_secs > 0 {
+                // Advice, not a record: a store that fails here leaves the job's own estimate.
+                paced = d
+                    .store
+                    .queue_pace(&b.phone_number_id, now_ms, add_ms)
+                    .await
+                    .ok();
+            }
         }
         if !entries.is_empty() {
             d.store.put_entries(&entries).await?;
         }
-        Ok::<(), PlanError>(())
+        Ok::<Option<i64>, PlanError>(paced)
     };
     let read_next = async {
         match next {
@@ -774,8 +789,10 @@ where
         }
     };
     let (written, next_read) = futures::future::join(writes, read_next).await;
-    written?;
+    let paced_until_ms = written?.unwrap_or(paced_until_ms);
     b.paced_until_ms = paced_until_ms;
+    // Another job of the number may have queued meanwhile: then the next page waits.
+    let next_read = next_read.filter(|_| cfg.pacing_wait_ms(paced_until_ms, now_ms).is_none());
     for e in &entries {
         b.counts.add(e.outcome, e.error.as_ref());
     }

@@ -105,6 +105,16 @@ pub trait BroadcastStore: Send + Sync {
         marketing: bool,
     ) -> impl Future<Output = Result<Vec<Audience>, StoreError>> + Send;
 
+    /// Adds `add_ms` of sending to the queue of `phone_number_id`, shared by all its
+    /// broadcasts: the queue then runs until `max(what it ran until, now_ms) + add_ms` (unix
+    /// ms), which is returned. Two planners adding at once both count.
+    fn queue_pace(
+        &self,
+        phone_number_id: &str,
+        now_ms: i64,
+        add_ms: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
     /// Whether the number's quality rating is RED (a `FLAGGED` quality update is the newest).
     fn quality_red(
         &self,

@@ -1023,6 +1023,36 @@ async fn a_job_queues_only_a_little_ahead_of_its_numbers_rate_so_a_pause_stops_i
 }
 
 #[tokio::test]
+async fn two_jobs_on_one_number_keep_its_queue_short_together() {
+    let mut w = World::new(Some("TIER_UNLIMITED")).await;
+    w.cfg.default_mps = 20;
+    w.cfg.queue_ahead_secs = 10;
+    // Two lists of different customers, both released at once, for the same number.
+    let a = w
+        .create(recipients(2_000), json!({"all_at_once": true}))
+        .await;
+    let others: Vec<_> = (0..2_000)
+        .map(|i| json!({"to": phone(50_000 + i)}))
+        .collect();
+    let b = w.create(others, json!({"all_at_once": true})).await;
+    // Together they queue about 10 s of the number's sending (and a page each): 200 to 420,
+    // where each on its own pace would queue about 300 (600 in all).
+    let bound = |elapsed: usize| 20 * (10 + elapsed) + 2 * 100;
+    w.drive(T0 + 1, true).await;
+    let queued = w.mem.jobs().len();
+    assert!((200..=bound(1)).contains(&queued), "{queued}");
+    // Both go on, sharing the rate, and both finish.
+    w.drive(T0 + 60, true).await;
+    let at_60 = w.mem.jobs().len();
+    assert!((20 * 60..=bound(60)).contains(&at_60), "{at_60}");
+    w.drive(i64::MAX, true).await;
+    assert_eq!(w.mem.jobs().len(), 4_000);
+    for id in [&a, &b] {
+        assert_eq!(w.get(id).await.state, BroadcastState::Completed);
+    }
+}
+
+#[tokio::test]
 async fn api_pause_and_a_red_quality_rating_stop_planning() {
     let w = World::new(Some("TIER_UNLIMITED")).await;
     let id = w
@@ -1224,6 +1254,9 @@ impl BroadcastStore for Crashy<'_> {
         marketing: bool,
     ) -> Result<Vec<Audience>, StoreError> {
         crashy!(self, self.inner.audience(pn, who, marketing))
+    }
+    async fn queue_pace(&self, pn: &str, now_ms: i64, add_ms: i64) -> Result<i64, StoreError> {
+        crashy!(self, self.inner.queue_pace(pn, now_ms, add_ms))
     }
     async fn quality_red(&self, waba: &str, pn: &str) -> Result<bool, StoreError> {
         crashy!(self, self.inner.quality_red(waba, pn))
