@@ -19,6 +19,8 @@ pub enum FailureMode {
     Undeliverable,
     /// HTTP 500, code 131000: Meta's "something went wrong" (`server_error`).
     ServerError,
+    /// HTTP 401, code 190: the access token expired, a "stop sending" code (`token_expired`).
+    TokenExpired,
     /// HTTP 503 with a plain-text body, as a load balancer answers (`unavailable`).
     Unavailable,
     /// The send is received (recorded, given a wamid, and its status webhooks are posted as
@@ -47,6 +49,7 @@ impl FailureMode {
             FailureMode::OptedOut => "opted_out",
             FailureMode::Undeliverable => "undeliverable",
             FailureMode::ServerError => "server_error",
+            FailureMode::TokenExpired => "token_expired",
             FailureMode::Unavailable => "unavailable",
             FailureMode::TimeoutAfterReceive => "timeout_after_receive",
             FailureMode::ResetAfterReceive => "reset_after_receive",
@@ -63,6 +66,7 @@ impl FailureMode {
             FailureMode::OptedOut => Some(131050),
             FailureMode::Undeliverable => Some(131026),
             FailureMode::ServerError => Some(131000),
+            FailureMode::TokenExpired => Some(190),
             _ => None,
         }
     }
@@ -75,6 +79,7 @@ impl FailureMode {
             "opted_out" => FailureMode::OptedOut,
             "undeliverable" => FailureMode::Undeliverable,
             "server_error" => FailureMode::ServerError,
+            "token_expired" => FailureMode::TokenExpired,
             "unavailable" => FailureMode::Unavailable,
             "timeout_after_receive" => FailureMode::TimeoutAfterReceive,
             "reset_after_receive" => FailureMode::ResetAfterReceive,
@@ -97,7 +102,7 @@ impl FailureMode {
 pub enum RuleError {
     /// The mode is not one the sandbox knows.
     #[error(
-        "unknown mode `{0}`: expected throughput, window_closed, pair_rate, opted_out, undeliverable, server_error, unavailable, timeout_after_receive, reset_after_receive or async_failure"
+        "unknown mode `{0}`: expected throughput, window_closed, pair_rate, opted_out, undeliverable, server_error, token_expired, unavailable, timeout_after_receive, reset_after_receive or async_failure"
     )]
     UnknownMode(String),
     /// `async_failure` needs the `code` of its failed status.

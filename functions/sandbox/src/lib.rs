@@ -116,6 +116,7 @@
 //! | `opted_out` | 400, code 131050 |
 //! | `undeliverable` | 400, code 131026 |
 //! | `server_error` | 500, code 131000 |
+//! | `token_expired` | 401, code 190 (subcode 463): a "stop sending" code, the send is dead-lettered and the number held |
 //! | `unavailable` | 503, plain text (no Cloud API body) |
 //! | `timeout_after_receive` | recorded and *sent* (wamid, webhooks follow), answer held [`SandboxConfig::hold_for`] (60 s) |
 //! | `reset_after_receive` | recorded and *sent*, connection closed without a complete answer |

@@ -74,6 +74,13 @@ pub(crate) fn meta_error(code: i64) -> MetaError {
             "(#130472) User's number is part of an experiment",
             "Failed to send message because this user's phone number is part of an experiment",
         ),
+        190 => (
+            401,
+            Some(463),
+            "Error validating access token",
+            "Error validating access token: Session has expired.",
+            "The access token has expired.",
+        ),
         131000 => (
             500,
             None,
@@ -228,6 +235,8 @@ mod tests {
             "Cloud API message throughput has been reached."
         );
         assert_eq!(meta_error(131000).http_status, 500);
+        let expired = meta_error(190);
+        assert_eq!((expired.http_status, expired.subcode), (401, Some(463)));
     }
 
     #[test]
