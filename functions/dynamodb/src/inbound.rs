@@ -227,7 +227,7 @@ impl DynamoStore {
 
     /// Sends an UpdateItem on `key`, optionally conditional; `Ok(false)` when the condition
     /// failed.
-    async fn update(
+    pub(crate) async fn update(
         &self,
         key: Item,
         update: Update,

@@ -127,22 +127,14 @@ impl DynamoStore {
             u.set(name, n(value));
         }
         let (t, v) = u.bind(until.0, n(until.1));
-        let condition = format!("attribute_not_exists({t}) OR {t} < {v}");
-        let (expr, names, vals) = u.finish();
-        self.metrics.write();
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(brakes_pk(pnid), BRAKES_SK)))
-            .update_expression(expr)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(vals))
-            .send()
-            .await;
-        // A later brake already there: nothing to do.
-        conditional(r).map(|_| ())
+        // A later brake already there (the condition fails): nothing to do.
+        self.update(
+            key(brakes_pk(pnid), BRAKES_SK),
+            u,
+            Some(&format!("attribute_not_exists({t}) OR {t} < {v}")),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
