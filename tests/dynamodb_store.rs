@@ -1042,6 +1042,53 @@ async fn a_customers_history_takes_in_their_earlier_keys_merged_by_time() {
 
 #[tokio::test]
 #[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
+async fn aliases_made_before_history_links_are_linked_by_the_upgrade_scan() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let (store, client, table) = fresh_table().await;
+    let phone = CustomerKey::Phone("5511600".into());
+    let bsuid = CustomerKey::Bsuid("BR.60".into());
+    // As the table stood before links: the phone's alias (carried), and history under both.
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S(format!("ALIAS#{PNID}#5511600")))
+        .item("sk", AttributeValue::S("ALIAS".into()))
+        .item("customer", AttributeValue::S("u:BR.60".into()))
+        .item("carried", AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    let phone_only = who(None, Some("5511600"));
+    let both = who(Some("BR.60"), Some("5511600"));
+    store
+        .record_message(&message(&phone, &phone_only, "wamid.a1", 100))
+        .await
+        .unwrap();
+    store
+        .record_message(&message(&bsuid, &both, "wamid.a2", 200))
+        .await
+        .unwrap();
+    let wamids = |page: HistoryPage| -> Vec<String> {
+        page.items.into_iter().map(|h| h.message.wamid).collect()
+    };
+    let before = store.history(PNID, &bsuid, 10, None).await.unwrap();
+    assert_eq!(wamids(before), ["wamid.a2"]);
+    // The scan links it, once however often it runs.
+    for _ in 0..2 {
+        assert_eq!(store.link_aliased_histories().await.unwrap(), (1, 1));
+        let after = store.history(PNID, &bsuid, 10, None).await.unwrap();
+        assert_eq!(wamids(after), ["wamid.a2", "wamid.a1"]);
+    }
+    // Aliases made from now on come linked; the scan sees them too and writes the same link.
+    store
+        .resolve_customer(PNID, &who(Some("BR.61"), Some("5511601")))
+        .await
+        .unwrap();
+    assert_eq!(store.link_aliased_histories().await.unwrap(), (2, 2));
+}
+
+#[tokio::test]
+#[ignore = "needs moto on $AWS_ENDPOINT_URL (make test)"]
 async fn a_history_page_stops_where_a_partition_was_cut_by_the_1_mb_limit() {
     let (store, _, _) = fresh_table().await;
     let fake = InMemoryStore::default();

@@ -225,6 +225,57 @@ impl DynamoStore {
         .map(|_| ())
     }
 
+    /// Links the history of every phone aliased to a BSUID to that BSUID (the `PREVIOUS#`
+    /// item `carry_over` writes for aliases made from now on), for aliases made before the
+    /// link existed: one Scan of the table for alias items, then one idempotent write per
+    /// alias to a BSUID. Returns (aliases seen, links written).
+    pub async fn link_aliased_histories(&self) -> Result<(u64, u64), StoreError> {
+        let (mut seen, mut linked) = (0, 0);
+        let mut start: Option<Item> = None;
+        loop {
+            self.metrics.read();
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#pk, :alias)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":alias", s("ALIAS#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                let Some((pnid, phone)) = opt_s(&item, PK)?
+                    .and_then(|pk| pk.strip_prefix("ALIAS#"))
+                    .and_then(|rest| rest.split_once('#'))
+                else {
+                    continue;
+                };
+                seen += 1;
+                let Some(customer @ CustomerKey::Bsuid(_)) =
+                    opt_s(&item, ALIAS_CUSTOMER)?.and_then(CustomerKey::from_storage)
+                else {
+                    continue;
+                };
+                let earlier = CustomerKey::Phone(phone.to_owned());
+                let mut u = Update::default();
+                u.set(msg::CUSTOMER, s(earlier.as_storage()));
+                self.update(
+                    key(conv_pk(pnid, &customer), &previous_sk(&earlier)),
+                    u,
+                    None,
+                )
+                .await?;
+                linked += 1;
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok((seen, linked)),
+            }
+        }
+    }
+
     /// Sends an UpdateItem on `key`, optionally conditional; `Ok(false)` when the condition
     /// failed.
     pub(crate) async fn update(

@@ -36,6 +36,9 @@ enum Command {
     /// Dead-letter queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Conversation history in the table.
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Broadcasts through the HTTP API (VENTANA_URL, VENTANA_API_KEY).
     Broadcast {
         #[command(flatten)]
@@ -50,6 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Make each BSUID's history include what its phone alias recorded before Meta sent the
+    /// BSUID, for aliases made before Ventana linked them (run once after upgrading; running
+    /// it again changes nothing). Scans the table.
+    LinkAliases,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +276,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
             keys::revoke(&store, &key).await?;
             println!("API key revoked (table {}).", settings.table);
+            Ok(())
+        }
+        Command::History(HistoryCommand::LinkAliases) => {
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table);
+            let (aliases, linked) = store.link_aliased_histories().await?;
+            println!(
+                "table {}: {aliases} phone aliases, {linked} linked to their BSUID's history",
+                settings.table
+            );
             Ok(())
         }
         Command::Dlq(DlqCommand::Redrive { queue, max }) => {
