@@ -197,12 +197,23 @@ impl DynamoStore {
         // The history stays under `from`; the link makes `customer`'s history read it too.
         // Written last, like the rest before the caller's mark: a retry writes it again.
         if from != customer {
-            let mut u = Update::default();
-            u.set(msg::CUSTOMER, s(from.as_storage()));
-            self.update(key(conv_pk(pnid, customer), &previous_sk(from)), u, None)
-                .await?;
+            self.link_history(pnid, from, customer).await?;
         }
         Ok(())
+    }
+
+    /// Writes the link that makes `customer`'s history read `earlier`'s (idempotent).
+    async fn link_history(
+        &self,
+        pnid: &str,
+        earlier: &CustomerKey,
+        customer: &CustomerKey,
+    ) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set(msg::CUSTOMER, s(earlier.as_storage()));
+        self.update(key(conv_pk(pnid, customer), &previous_sk(earlier)), u, None)
+            .await
+            .map(|_| ())
     }
 
     /// Marks the alias of `phone` to `customer` as carried over.
@@ -225,8 +236,8 @@ impl DynamoStore {
         .map(|_| ())
     }
 
-    /// Links the history of every phone aliased to a BSUID to that BSUID (the `PREVIOUS#`
-    /// item `carry_over` writes for aliases made from now on), for aliases made before the
+    /// Links the history of every phone aliased to a BSUID to that BSUID (the link
+    /// `carry_over` writes for aliases made from now on), for aliases made before the
     /// link existed: one Scan of the table for alias items, then one idempotent write per
     /// alias to a BSUID. Returns (aliases seen, links written).
     pub async fn link_aliased_histories(&self) -> Result<(u64, u64), StoreError> {
@@ -259,14 +270,7 @@ impl DynamoStore {
                     continue;
                 };
                 let earlier = CustomerKey::Phone(phone.to_owned());
-                let mut u = Update::default();
-                u.set(msg::CUSTOMER, s(earlier.as_storage()));
-                self.update(
-                    key(conv_pk(pnid, &customer), &previous_sk(&earlier)),
-                    u,
-                    None,
-                )
-                .await?;
+                self.link_history(pnid, &earlier, &customer).await?;
                 linked += 1;
             }
             match out.last_evaluated_key {
