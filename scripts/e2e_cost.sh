@@ -105,6 +105,19 @@ def ddb_units(aws):
             rru += c["requests"] * max(per_req, 1)
     return wru, rru, reqs
 
+def measured_units(phase, exclude=()):
+    """(table WRU, index WRU, RRU) per message of a units phase: every DynamoDB request of it
+    measured by the proxies (each written item read before and after; see counting_proxy.rs)."""
+    n = phase.get("messages") or phase.get("sends")
+    tw = iw = rr = 0.0
+    for fn, counts in phase["aws"].items():
+        if fn in exclude:
+            continue
+        for op, c in counts.items():
+            if op.startswith("dynamodb:"):
+                tw += c["table_wru"]; iw += c["index_wru"]; rr += c["rru"]
+    return tw / n, iw / n, rr / n
+
 def sqs_requests(aws, include_empty_receives=False):
     n = 0
     for op, c in aws.items():
@@ -126,11 +139,12 @@ dur_ms = {
 
 def path_cost(name, phase, units, api_requests, invocations, durations, batch_note, sqs_price="sqs_fifo_request",
               api_price="http_api_request", ddb="on-demand", wru_extra=0.0, rru_extra=0.0, sqs_extra=0.0, util=1.0,
-              webhook_requests=0, webhook_api_price=None, arch="x86", esm_batch=None):
+              webhook_requests=0, webhook_api_price=None, arch="x86", esm_batch=None, measured=None):
     """Dollars per `units` messages of a phase, by service. `invocations`: {function: count}.
     `webhook_requests` of the `api_requests` are Meta's POST /webhook, priced at `webhook_api_price`
     (default: `api_price`). `esm_batch`: the event source's receives and deletes as if every batch
-    held that many messages (default: as counted)."""
+    held that many messages (default: as counted). `measured`: (table WRU, index WRU, RRU) per
+    message from the units phase, used instead of the estimate from the counted bytes."""
     aws = phase["aws"]
     wru = rru = ddb_reqs = 0.0
     sqs = 0
@@ -143,6 +157,8 @@ def path_cost(name, phase, units, api_requests, invocations, durations, batch_no
             sqs += 2 * math.ceil(moved / esm_batch)  # one receive and one DeleteMessageBatch per batch
         else:
             sqs += sqs_requests(counts)
+    if measured:
+        wru, rru = (measured[0] + measured[1]) * units, measured[2] * units
     wru += wru_extra * units
     rru += rru_extra * units
     sqs += sqs_extra * units
@@ -161,18 +177,21 @@ def path_cost(name, phase, units, api_requests, invocations, durations, batch_no
         "DynamoDB": ddb_cost,
     }
     per_million = {k: v / units * 1e6 for k, v in costs.items()}
-    return dict(name=name, units=units, wru=wru / units, rru=rru / units, ddb_reqs=ddb_reqs / units, sqs=sqs / units,
+    return dict(name=name, units=units, wru=wru / units, rru=rru / units, measured=measured, ddb_reqs=ddb_reqs / units, sqs=sqs / units,
                 api=api_requests / units, lam=lam_req / units, gb_s=gb_s / units,
                 per_million=per_million, total=sum(per_million.values()), note=batch_note)
 
 inb = r["inbound"]; out = r["outbound"]
 n_in = inb["webhooks"]; n_out = out["sends"]
+u = r["units"]
+units_in, units_out = measured_units(u["inbound"]), measured_units(u["outbound"])
+units_b = measured_units(u["outbound"], exclude=("send-api",))
 # Invocations as measured (event-source batches as they happened under this light load).
 inv_in = {"webhook-receive": n_in, "inbound-processor": inb["event_source"]["inbound_batches"]}
 per_batch = h["processor_batch_records"]
 dur_in = dict(dur_ms)
 dur_in["inbound-processor"] = dur_ms["inbound-processor"]  # per batch
-inbound = path_cost("inbound message", inb, n_in, n_in, inv_in, dur_in, webhook_requests=n_in, batch_note=
+inbound = path_cost("inbound message", inb, n_in, n_in, inv_in, dur_in, webhook_requests=n_in, measured=units_in, batch_note=
                     f"{inb['event_source']['inbound_batches']} processor batches for {inb['event_source']['inbound_messages']} events")
 # Outbound: the send, its job, the worker, and the 3 status webhooks through the inbound path.
 webhooks = out["status_webhooks"]
@@ -181,7 +200,7 @@ inv_out = {"send-api": n_out, "deliver-worker": out["event_source"]["outbound_ba
 dur_out = dict(dur_in)
 dur_out["deliver-worker"] = dur_ms["send-api"]  # not measured apart: the sandbox answers at once; see the text
 outbound = path_cost("outbound message + its status webhooks", out, n_out, n_out + webhooks, inv_out, dur_out,
-                     webhook_requests=webhooks,
+                     webhook_requests=webhooks, measured=units_out,
                      batch_note=f"{webhooks} status webhooks for {n_out} sends; {out['event_source']['outbound_batches']} deliver batches")
 
 # Broadcast recipient: the outbound path measured above without send-api (its API request,
@@ -229,7 +248,7 @@ else:
     b_note = ("an estimate: no target/bench/broadcast_scale.json (run scripts/broadcast_scale.sh), so 2 writes + 0.1 SendMessageBatch"
               " per recipient from the planner's design, planner invocations not counted, then the outbound path measured above without send-api")
 broadcast = path_cost(b_name, b_phase, n_out, webhooks, b_inv, dur_out, webhook_requests=webhooks, batch_note=b_note,
-                      wru_extra=wru_pl, rru_extra=rru_pl, sqs_extra=sqs_pl)
+                      wru_extra=wru_pl, rru_extra=rru_pl, sqs_extra=sqs_pl, measured=units_b)
 
 def money(x):
     return f"${x:,.2f}" if x >= 0.01 else f"${x:,.4f}"
@@ -280,8 +299,11 @@ cost = ["### AWS cost per million, from the requests counted in the run above", 
     f" (webhook-receive {ms(dur_ms['webhook-receive'])}, inbound-processor {ms(dur_ms['inbound-processor'])} per batch, send-api {ms(dur_ms['send-api'])};"
     " deliver-worker is given send-api's, since its time in AWS is mostly the Graph API's answer, which the sandbox gives at once here — at"
     " 128 MB even 300 ms costs $0.63 per million sends). Requests counted by a proxy per function in front of moto"
-    " (operation, bytes); read/write units estimated from the request and response sizes (the JSON on the wire is larger than the item,"
-    " so these are upper bounds; a transaction's writes count twice). SQS: sends, non-empty receives and deletes; the event source's empty"
+    f" (operation, bytes). Read and write units: measured on {u['inbound']['messages']} more inbound messages and"
+    f" {u['outbound']['sends']} more sends with their webhooks, after the timed phases: each proxy read every item a write"
+    " touched before and after it, and counted a write unit per started KB of the larger of the two in the table (two in a"
+    " transaction) and per KB of each `gsi1` entry put or deleted when the item changed (projection ALL); reads, half a unit per"
+    " started 4 KB returned (a whole one when consistent); see `tests/testkit/counting_proxy.rs`. SQS: sends, non-empty receives and deletes; the event source's empty"
     " long polls are a fixed cost per queue (about 5 pollers × 3 per minute ≈ 650,000 requests a month per queue, ~$0.33), not per message.",
     "",
     "| path (per message) | API requests | Lambda invocations | GB-s | SQS requests | DynamoDB requests | WRU | RRU | "
@@ -298,8 +320,8 @@ cost += ["", "Counted in the run: " + "; ".join(f"{p['name']}: {p['note']}" for 
 # Design choices, each changing one thing against the template's (HTTP API, FIFO, batch as measured, on-demand).
 def variant(label, **kw):
     vi, vo = kw.pop("inv_in", inv_in), kw.pop("inv_out", inv_out)
-    i = path_cost("inbound message", inb, n_in, n_in, vi, dur_in, "", webhook_requests=n_in, **kw)
-    o = path_cost("outbound", out, n_out, n_out + webhooks, vo, dur_out, "", webhook_requests=webhooks, **kw)
+    i = path_cost("inbound message", inb, n_in, n_in, vi, dur_in, "", webhook_requests=n_in, measured=units_in, **kw)
+    o = path_cost("outbound", out, n_out, n_out + webhooks, vo, dur_out, "", webhook_requests=webhooks, measured=units_out, **kw)
     return (f"| {label} | {money(i['total'])} | {money(o['total'])} | {o['total'] / (TWILIO_PER_MESSAGE * 1e6) * 100:.2f} % |"
             f" {'met' if i['total'] < TARGET_PER_MILLION else '**missed**'} / {'met' if o['total'] < TARGET_PER_MILLION else '**missed**'} |")
 
@@ -332,30 +354,36 @@ cost += [
 ]
 
 # Where the requests go: per message of each path, by function and operation, as counted.
-def op_rows(path, phase, units):
+def op_rows(path, phase, units, uphase):
     rows_ = []
+    un = uphase.get("messages") or uphase.get("sends")
     for fn, ops in sorted(phase["aws"].items()):
         for op, c in sorted(ops.items()):
             n = c["non_empty"] if op == "sqs:ReceiveMessage" else c["requests"]
             if n == 0:
                 continue
             label = op + (" (non-empty)" if op == "sqs:ReceiveMessage" else "")
-            rows_.append(f"| {path} | {fn} | `{label}` | {n / units:.2f} | {c['req_bytes'] / max(c['requests'], 1):,.0f} |")
+            m = uphase["aws"].get(fn, {}).get(op)
+            wu = f"{m['table_wru'] / un:.2f} + {m['index_wru'] / un:.2f}" if m and op.startswith("dynamodb:") else ""
+            ru = f"{m['rru'] / un:.2f}" if m and op.startswith("dynamodb:") else ""
+            rows_.append(f"| {path} | {fn} | `{label}` | {n / units:.2f} | {c['req_bytes'] / max(c['requests'], 1):,.0f} | {wu} | {ru} |")
     return rows_
 cost += [
     "",
     "**Where the requests go** (per message, as counted in the run; `event-source-mapping` is the SQS → Lambda poller,"
-    " billed like any SQS client; bytes: the mean request on the wire, which the WRU estimate above rounds up per KB):",
+    " billed like any SQS client; bytes: the mean request on the wire; write units (table + `gsi1` index) and read units"
+    " per message, as measured in the units phase):",
     "",
-    "| path | function | operation | requests per message | bytes per request |",
-    "| --- | --- | --- | ---: | ---: |",
-] + op_rows("inbound", inb, n_in) + op_rows("outbound + 3 webhooks", out, n_out)
+    "| path | function | operation | requests per message | bytes per request | WRU (table + index) | RRU |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+] + op_rows("inbound", inb, n_in, u["inbound"]) + op_rows("outbound + 3 webhooks", out, n_out, u["outbound"])
 
 # The verdict, from the figures above.
 best_o = path_cost("outbound", out, n_out, n_out + webhooks, full_out, dur_out, "", webhook_requests=webhooks,
-                   webhook_api_price="function_url_request", esm_batch=10, arch="arm")
+                   webhook_api_price="function_url_request", esm_batch=10, arch="arm", measured=units_out)
 floor_o = path_cost("outbound", out, n_out, n_out + webhooks, full_out, dur_out, "", webhook_requests=webhooks,
-                    api_price="function_url_request", esm_batch=10, arch="arm", ddb="provisioned", util=1.0)
+                    api_price="function_url_request", esm_batch=10, arch="arm", ddb="provisioned", util=1.0,
+                    measured=units_out)
 cost += ["", "**Verdict against the issue's \"under $5 of AWS per million messages all-in\"** (computed from the tables above):", ""]
 for p in rows:
     top = sorted(p["per_million"].items(), key=lambda kv: -kv[1])
@@ -367,8 +395,9 @@ for p in rows:
 cost.append(
     f"- Why outbound misses: a send is not one message to AWS but four — the send itself and Meta's three status webhooks"
     f" (sent, delivered, read), each of which pays an API request, a Lambda invocation, a FIFO send, receive and delete, and"
-    f" a DynamoDB write (the status, on the message's history record). Per message: {outbound['api']:.0f} API requests,"
-    f" {outbound['sqs']:.1f} SQS requests, {outbound['ddb_reqs']:.1f} DynamoDB requests ({outbound['wru']:.1f} WRU, {outbound['rru']:.1f} RRU)."
+    f" a DynamoDB write (the status, on the message's history record, whose `gsi1` entry it rewrites too). Per message:"
+    f" {outbound['api']:.0f} API requests, {outbound['sqs']:.1f} SQS requests, {outbound['ddb_reqs']:.1f} DynamoDB requests"
+    f" ({outbound['wru']:.1f} WRU, {units_out[1]:.1f} of them index entries; {outbound['rru']:.1f} RRU)."
     f" With a function URL for `/webhook`, full batches and arm64 it is {money(best_o['total'])}"
     f" ({'met' if best_o['total'] < TARGET_PER_MILLION else 'still missed'}); with function URLs everywhere and provisioned"
     f" DynamoDB fully used as well, {money(floor_o['total'])} ({'met' if floor_o['total'] < TARGET_PER_MILLION else 'still missed'})."
@@ -403,7 +432,8 @@ cost += [
     "**The floor of the outbound path** (the least the architecture's flow asks of AWS per outbound message, whatever the"
     f" implementation: {FLOOR_STEPS['api'][0] + FLOOR_STEPS['api'][1]} API requests, {FLOOR_STEPS['invocations']:.1f} Lambda"
     f" invocations in full batches, {FLOOR_STEPS['sqs']:.1f} FIFO requests, {FLOOR_STEPS['wru']} write units: the send's record, the"
-    " worker's claim before the Graph call and its outcome after, one status write per webhook; reads left out; GB-s as measured;"
+    " worker's claim before the Graph call and its outcome after, one status write per webhook, none of them rewriting an index"
+    " entry; reads left out; GB-s as measured;"
     " arm64). Ventana as built, against it: "
     f"{outbound['api']:.0f} API requests, {outbound['lam']:.1f} invocations, {outbound['sqs']:.1f} SQS requests, {outbound['wru']:.1f} WRU.",
     "",

@@ -23,7 +23,11 @@
 //!    `GET /v1/conversations` until it is there: webhook → visible time.
 //! 3. **outbound**: `OUTBOUND` text sends to customers whose window the inbound phase opened,
 //!    each waited for until `read` (its three status webhooks were received and applied).
-//! 4. **handler**: webhook-receive invoked directly on the same signed event, against moto and
+//! 4. **units**: `UNITS` more inbound messages and sends (to new customers), with every
+//!    DynamoDB request's capacity units measured by the proxies (table and index, from the
+//!    items before and after each write; see `counting_proxy`), apart from the timed phases
+//!    because the measuring reads slow them.
+//! 5. **handler**: webhook-receive invoked directly on the same signed event, against moto and
 //!    against a fake SQS with no latency (`FakeSqs`): how much of an acknowledgement is moto's.
 //!
 //! Prints `E2E_JSON {…}` for the script. Needs moto (`scripts/with-moto.sh`) and the binaries
@@ -43,7 +47,7 @@ use wa_domain::ports::{ApiKeyStore, KeyScope};
 use wa_emulator::sqs::SqsEventSource;
 use wa_emulator::{FunctionConfig, FunctionPool, Invocation, Output};
 use wa_sandbox::{Sandbox, SandboxConfig};
-use wa_tests::counting_proxy::{CountingProxy as Proxy, OpCount, diff};
+use wa_tests::counting_proxy::{CountingProxy as Proxy, OpCount, UnitsSchema, diff};
 use wa_tests::{
     FakeSqs, TestGateway, bin_path_in, config_for, fresh_inbound_queue, fresh_outbound_queue,
     fresh_table, moto_endpoint,
@@ -76,6 +80,9 @@ fn stats(mut xs: Vec<f64>) -> Value {
            "max": xs.last().copied().unwrap_or(f64::NAN),
            "mean": xs.iter().sum::<f64>() / xs.len().max(1) as f64})
 }
+
+/// The first customer of the units phase: after every other phase's.
+const UNITS_CUSTOMERS: usize = 9_000;
 
 fn customer(i: usize) -> String {
     format!("1650777{i:04}")
@@ -133,6 +140,24 @@ impl Client {
         (status, t.elapsed().as_secs_f64() * 1e3)
     }
 
+    /// Sends a text to `to` through send-api; the send's id.
+    async fn send_text(&self, to: &str) -> String {
+        let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+            "to": format!("+{to}"), "type": "text",
+            "text": {"preview_url": false, "body": "Yes, it ships today."}});
+        let res = self
+            .http
+            .post(format!("{}/v25.0/{PNID}/messages", self.base))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let v: Value = res.json().await.unwrap();
+        v["messages"][0]["id"].as_str().unwrap().to_owned()
+    }
+
     async fn get(&self, path: &str) -> (u16, String) {
         let res = self
             .http
@@ -184,6 +209,7 @@ async fn end_to_end_latency_and_aws_requests_per_path() {
     let n_visible = knob("VENTANA_E2E_VISIBLE", 30);
     let n_outbound = knob("VENTANA_E2E_OUTBOUND", 30);
     let n_handler = knob("VENTANA_E2E_HANDLER", 300);
+    let n_units = knob("VENTANA_E2E_UNITS", 20);
 
     let (store, _, table) = fresh_table().await;
     let inbound = fresh_inbound_queue().await;
@@ -385,22 +411,9 @@ async fn end_to_end_latency_and_aws_requests_per_path() {
     let mut ids = Vec::new();
     let mut send_ms = Vec::new();
     for i in 0..n_outbound {
-        let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual",
-            "to": format!("+{}", customer(i)), "type": "text",
-            "text": {"preview_url": false, "body": "Yes, it ships today."}});
         let t = Instant::now();
-        let res = client
-            .http
-            .post(format!("{}/v25.0/{PNID}/messages", client.base))
-            .bearer_auth(API_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        ids.push(client.send_text(&customer(i)).await);
         send_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(res.status().as_u16(), 200);
-        let v: Value = res.json().await.unwrap();
-        ids.push(v["messages"][0]["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
         assert!(
@@ -423,9 +436,56 @@ async fn end_to_end_latency_and_aws_requests_per_path() {
     let outbound_reads_polled = outbound_counts["read-api"].clone();
     outbound_counts.as_object_mut().unwrap().remove("read-api");
     let outbound_esm = (inbound_stats.get(), outbound_stats.get());
+
+    // 4. capacity units: a few more inbound messages and sends, each DynamoDB request
+    // measured by the proxies (which read every written item before and after: slower, so
+    // apart from the timed phases above).
+    let schema = UnitsSchema {
+        key: ["pk", "sk"],
+        indexes: vec![["gsi1pk", "gsi1sk"]],
+    };
+    for p in proxies.values() {
+        p.measure_units(Some(schema.clone()));
+    }
+    let before_units = snapshot(&proxies);
+    let first = UNITS_CUSTOMERS;
+    for i in first..first + n_units {
+        let (status, _) = client.post_webhook(inbound_body(i, "units")).await;
+        assert_eq!(status, 200);
+    }
+    for i in first..first + n_units {
+        let path = format!("/v1/conversations/{PNID}/{}", customer(i));
+        let wamid = format!("wamid.E2E.units.{i}");
+        assert!(
+            client
+                .until(&path, &wamid, Duration::from_millis(50), 120)
+                .await
+        );
+    }
+    let mut units_inbound = phase_diff(&snapshot(&proxies), &before_units);
+    units_inbound.as_object_mut().unwrap().remove("read-api");
+    let before_units = snapshot(&proxies);
+    let mut unit_ids = Vec::new();
+    for i in first..first + n_units {
+        unit_ids.push(client.send_text(&customer(i)).await);
+    }
+    for id in &unit_ids {
+        let path = format!("/v1/messages/{id}");
+        assert!(
+            client
+                .until(&path, "\"read\"", Duration::from_millis(50), 120)
+                .await
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut units_outbound = phase_diff(&snapshot(&proxies), &before_units);
+    units_outbound.as_object_mut().unwrap().remove("read-api");
+    for p in proxies.values() {
+        p.measure_units(None);
+    }
     cancel.cancel();
 
-    // 4. the handler's own work: webhook-receive invoked directly, moto vs a fake SQS.
+    // 5. the handler's own work: webhook-receive invoked directly, moto vs a fake SQS.
     let body = inbound_body(0, "handler");
     let ev = apigw_event(&body);
     let mut direct_moto = Vec::new();
@@ -498,6 +558,8 @@ async fn end_to_end_latency_and_aws_requests_per_path() {
                      "status_webhooks": webhooks.webhooks_delivered - webhooks_before.webhooks_delivered,
                      "graph_requests": webhooks.requests - webhooks_before.requests,
                      "read_api_polls": outbound_reads_polled},
+        "units": {"inbound": {"messages": n_units, "aws": units_inbound},
+                  "outbound": {"sends": n_units, "aws": units_outbound}},
         "handler": {"invocations": n_handler, "moto_ms": stats(direct_moto), "fake_sqs_ms": stats(direct_fake),
                     "processor_batch_records": batch_records, "processor_moto_ms": stats(direct_processor)},
     });
