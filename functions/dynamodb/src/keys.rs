@@ -83,16 +83,6 @@ pub(crate) fn send_pk(id: &str) -> String {
     format!("SEND#{id}")
 }
 
-/// The `gsi1` partition of a number's sends.
-pub(crate) fn sends_gsi_pk(pnid: &str) -> String {
-    format!("SENDS#{pnid}")
-}
-
-/// Sorts a number's sends by creation (ms); the id breaks ties.
-pub(crate) fn sends_gsi_sk(created_at_ms: i64, id: &str) -> String {
-    format!("{created_at_ms:013}#{id}")
-}
-
 pub(crate) fn idem_pk(key_hash: &str) -> String {
     format!("IDEM#{key_hash}")
 }

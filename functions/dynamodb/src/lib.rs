@@ -25,7 +25,7 @@
 //! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
 //! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
-//! | send | `SEND#{id}` | `SEND` | `SENDS#{pnid}` / `{created_at_ms:013}#{id}` | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1); a later status of an accepted send: one UpdateItem `SET st_{status}, version + 1` if `state = accepted`, same `wamid` and no earlier time of that status (no read) |
+//! | send | `SEND#{id}` | `SEND` | none (see below) | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1); a later status of an accepted send: one UpdateItem `SET st_{status}, version + 1` if `state = accepted`, same `wamid` and no earlier time of that status (no read) |
 //! | idempotency key | `IDEM#{key_hash}` | `IDEM` | | with its send in one TransactWriteItems: `attribute_not_exists(pk) OR expires_at <= :now` |
 //! | template | `WABA#{waba_id}` | `TEMPLATE#{name}#{language}` | | PutItem, `at` newest-wins; the `TemplateDef` as JSON in `doc` (see `templates.rs`) |
 //! | last template sync | `WABA#{waba_id}` | `TEMPLATES_SYNCED` | | PutItem, `at` newest-wins |
@@ -50,11 +50,14 @@
 //!   kept. The current status is derived on read from the `st_*` attributes present.
 //! - **Sends are one document.** A send item holds the whole [`SendRecord`] as JSON in `doc`
 //!   (so this adapter need not know every field the domain adds), its `version` for
-//!   optimistic concurrency, and a few plain attributes for people and queries (`state`,
-//!   `pnid`, the `gsi1` keys listing a number's sends by creation). Each state change is one
-//!   write of the whole item (bodies are capped by send-api; an item over 400 KB is refused
-//!   as [`StoreError::Corrupt`] before it is sent). Only a create with an `Idempotency-Key`
-//!   costs a transaction (two items, twice the write units); a replayed key costs no write.
+//!   optimistic concurrency, and a few plain attributes for people (`state`, `pnid`). Sends
+//!   are not in `gsi1`: its projection is ALL, so an indexed send would pay every one of its
+//!   writes twice (3 of the 16 write units of an outbound message with its webhooks, as
+//!   `scripts/e2e_cost.sh` measured them), and nothing reads sends by number. Each state
+//!   change is one write of the whole item (bodies are capped by send-api; an item over
+//!   400 KB is refused as [`StoreError::Corrupt`] before it is sent). Only a create with an
+//!   `Idempotency-Key` costs a transaction (two items, twice the write units); a replayed key
+//!   costs no write.
 //! - **Retention.** Messages (and their statuses), events, quarantined bodies, sends and
 //!   idempotency keys carry `ttl`. Windows, consent, aliases, accounts and API keys are state,
 //!   not history, and have none.

@@ -72,9 +72,10 @@ pub(crate) fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError
         (att::STATE.to_owned(), s(r.state.name())),
         (att::PNID.to_owned(), s(&r.phone_number_id)),
         (TTL.to_owned(), n(r.expires_at)),
-        (GSI1PK.to_owned(), s(sends_gsi_pk(&r.phone_number_id))),
-        (GSI1SK.to_owned(), s(sends_gsi_sk(r.created_at_ms, id))),
     ]);
+    // No `gsi1` keys: with the index's projection ALL, each of a send's writes (create, claim,
+    // outcome, statuses) would write its index entry too, doubling its write units, and
+    // nothing reads sends by number. A send saved over one written with them leaves the index.
     // The wamid and the statuses outside the doc too, for `add_status`'s condition (so a
     // replayed status is refused there, and writes nothing).
     if let Some(w) = &r.wamid {
