@@ -75,7 +75,8 @@ LEAST_PRIVILEGE: dict[str, dict[str, set[str]]] = {
         "secretsmanager:GetSecretValue": {"VerifyTokenSecret", "VerifyTokenArn"},
     },
     "WebhookReceiveFunction": {
-        "secretsmanager:GetSecretValue": {"AppSecret", "AppSecretArn"},
+        # the verify token only with WebhookEndpoint=FunctionUrl (it answers the handshake)
+        "secretsmanager:GetSecretValue": {"AppSecret", "AppSecretArn", "VerifyTokenSecret", "VerifyTokenArn"},
         "sqs:SendMessage": {"InboundQueue"},
         # quarantined bodies and oversized events only (a dynamodb:LeadingKeys condition on
         # QUARANTINE#); GetItem finds a body already kept

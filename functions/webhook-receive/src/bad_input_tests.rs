@@ -18,6 +18,7 @@ fn deps() -> Deps<RecordingQueue, InMemoryStore> {
         secrets: AppSecrets::parse(&SecretString::from(SECRET.to_owned())).unwrap(),
         queue: RecordingQueue::default(),
         quarantine: InMemoryStore::default(),
+        verify_token: None,
     }
 }
 

@@ -10,9 +10,14 @@
 //! | events queued | 200 |
 //! | an event too large for any queue message | 200 once it is quarantined and the rest queued |
 //! | queue unavailable | 500, so Meta retries (redelivery is deduplicated) |
+//!
+//! On a function URL (`WebhookEndpoint=FunctionUrl`), Meta's callback URL is this function's,
+//! so it also answers the `GET` handshake, as `webhook-verify` does, when it has the verify
+//! token; any other method is 405.
 
-use lambda_http::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
 use lambda_http::{Body, Request, Response};
+use secrecy::SecretString;
 use wa_domain::ports::{EventQueue, Oversized, Quarantine, QueueError, StoreError};
 use wa_domain::signature::{AppSecrets, SIGNATURE_HEADER, SignatureError};
 use wa_domain::webhook::{self, MAX_WEBHOOK_BYTES};
@@ -25,6 +30,9 @@ pub struct Deps<Q, S> {
     pub queue: Q,
     /// Where unparseable signed bodies, and events too large for the queue, go.
     pub quarantine: S,
+    /// The verify token of Meta's `GET` handshake, when this function answers it (on a
+    /// function URL); `None` behind the HTTP API, which routes `GET` to webhook-verify.
+    pub verify_token: Option<SecretString>,
 }
 
 /// Everything that stops a webhook from being acknowledged.
@@ -55,11 +63,16 @@ fn into_response(err: &ReceiveError) -> Response<Body> {
     }
 }
 
-/// Handles one `POST /webhook`.
+/// Handles one `POST /webhook` (and, with a verify token, the `GET` handshake).
 pub async fn handle<Q: EventQueue, S: Quarantine>(
     deps: &Deps<Q, S>,
     req: Request,
 ) -> Response<Body> {
+    match (req.method(), &deps.verify_token) {
+        (&Method::POST, _) => {}
+        (&Method::GET, Some(token)) => return webhook_verify::handler::handle(token, &req),
+        _ => return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    }
     match receive(deps, req).await {
         Ok(()) => text(StatusCode::OK, "OK"),
         Err(err) => {
@@ -190,6 +203,7 @@ mod tests {
             secrets: AppSecrets::parse(&SecretString::from("test-app-secret".to_owned())).unwrap(),
             queue: RecordingQueue::default(),
             quarantine: InMemoryStore::default(),
+            verify_token: None,
         }
     }
 
@@ -199,6 +213,43 @@ mod tests {
 
     async fn post(d: &Deps<RecordingQueue, InMemoryStore>, fixture: &str) -> u16 {
         handle(d, request(fixture)).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn on_a_function_url_the_get_handshake_is_answered_with_the_verify_token() {
+        let d = Deps {
+            verify_token: Some(SecretString::from("test-verify-token".to_owned())),
+            ..deps()
+        };
+        let ok = include_str!("../../../events/webhook-verify/subscribe-ok.json");
+        let res = handle(&d, request(ok)).await;
+        assert_eq!(res.status().as_u16(), 200);
+        assert!(matches!(res.body(), Body::Text(t) if t == "1158201444"));
+        let wrong = include_str!("../../../events/webhook-verify/wrong-token.json");
+        assert_eq!(handle(&d, request(wrong)).await.status().as_u16(), 403);
+        // A POST still goes through the signature check and the queue.
+        let msg = include_str!("../../../events/webhook-receive/text-message.json");
+        assert_eq!(post(&d, msg).await, 200);
+        assert_eq!(d.queue.events().len(), 1);
+        assert!(
+            d.queue
+                .events()
+                .iter()
+                .all(|e| e.kind == EventKind::Message)
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_verify_token_only_post_is_served() {
+        let d = deps();
+        let ok = include_str!("../../../events/webhook-verify/subscribe-ok.json");
+        assert_eq!(handle(&d, request(ok)).await.status().as_u16(), 405);
+        let mut put = request(include_str!(
+            "../../../events/webhook-receive/text-message.json"
+        ));
+        *put.method_mut() = Method::PUT;
+        assert_eq!(handle(&d, put).await.status().as_u16(), 405);
+        assert!(d.queue.events().is_empty());
     }
 
     #[tokio::test]

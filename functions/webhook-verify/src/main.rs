@@ -1,8 +1,8 @@
-//! `webhook-verify`: answers Meta's `GET /webhook` subscription handshake.
-
-mod handler;
+//! `webhook-verify`: answers Meta's `GET /webhook` subscription handshake. Wiring only; see
+//! `handler.rs`.
 
 use lambda_http::{Error, run, service_fn};
+use webhook_verify::handler;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
