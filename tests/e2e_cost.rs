@@ -483,6 +483,16 @@ async fn end_to_end_latency_and_aws_requests_per_path() {
     for p in proxies.values() {
         p.measure_units(None);
     }
+    for phase in [&units_inbound, &units_outbound] {
+        let failures: u64 = phase
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|ops| ops.as_object().unwrap().values())
+            .map(|c| c["measure_failures"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(failures, 0, "measuring reads failed: units unknown");
+    }
     cancel.cancel();
 
     // 5. the handler's own work: webhook-receive invoked directly, moto vs a fake SQS.

@@ -13,7 +13,8 @@
 //! in, one unit per KB of each index entry put or deleted when the item changed. Reads cost
 //! half a unit (a whole one when consistent) per started 4 KB of the items returned, per
 //! item for BatchGetItem. The extra reads slow the requests measured, so measure only where
-//! no latency is being timed.
+//! no latency is being timed; a write racing another on the same item may be charged for
+//! both changes. A measuring read that fails is counted (`measure_failures`), never guessed.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -54,6 +55,8 @@ pub struct OpCount {
     pub index_write_units: u64,
     /// Measured read units, in halves (an eventually consistent read of ≤ 4 KB is 1).
     pub read_half_units: u64,
+    /// Measuring reads (the items before and after a write) that got no answer.
+    pub measure_failures: u64,
 }
 
 impl OpCount {
@@ -71,6 +74,7 @@ impl OpCount {
             table_write_units: self.table_write_units - before.table_write_units,
             index_write_units: self.index_write_units - before.index_write_units,
             read_half_units: self.read_half_units - before.read_half_units,
+            measure_failures: self.measure_failures - before.measure_failures,
         }
     }
 }
@@ -386,13 +390,15 @@ fn read_half_units_of(op: &str, v: &Value, resp: &Value) -> u64 {
 }
 
 /// The items `touched` as they are upstream now (a consistent GetItem each, with the
-/// request's own headers for the account and region), `None` where there is none.
+/// request's own headers for the account and region), `None` where there is none; and how
+/// many of the reads failed.
 async fn current_items(
     s: &ProxyState,
     headers: &HeaderMap,
     touched: &[Touched],
-) -> Vec<Option<Value>> {
+) -> (Vec<Option<Value>>, u64) {
     let mut out = Vec::with_capacity(touched.len());
+    let mut failed = 0;
     for t in touched {
         let mut req = s.http.post(format!("{}/", s.upstream));
         for (k, v) in headers {
@@ -407,12 +413,15 @@ async fn current_items(
             .send()
             .await
         {
-            Ok(r) => r.json::<Value>().await.ok().map(|v| v["Item"].clone()),
-            Err(_) => None,
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            _ => None,
         };
-        out.push(item.filter(Value::is_object));
+        if item.is_none() {
+            failed += 1;
+        }
+        out.push(item.map(|v| v["Item"].clone()).filter(Value::is_object));
     }
-    out
+    (out, failed)
 }
 
 async fn forward(
@@ -443,7 +452,7 @@ async fn forward(
         (Some(schema), Some(v)) => touched(&op, v, schema),
         _ => Vec::new(),
     };
-    let before = current_items(&s, &headers, &written).await;
+    let (before, failed_before) = current_items(&s, &headers, &written).await;
     let started = Instant::now();
     // The body is tallied while moto answers, not after: the proxy adds no parse to the
     // request's path.
@@ -456,7 +465,7 @@ async fn forward(
     let res_headers = res.headers().clone();
     let bytes = res.bytes().await.unwrap_or_default();
     let took = started.elapsed();
-    let after = current_items(&s, &headers, &written).await;
+    let (after, failed_after) = current_items(&s, &headers, &written).await;
     let (mut table_wu, mut index_wu) = (0, 0);
     if let Some(schema) = &schema {
         for ((t, b), a) in written.iter().zip(&before).zip(&after) {
@@ -484,6 +493,7 @@ async fn forward(
             c.table_write_units += table_wu;
             c.index_write_units += index_wu;
             c.read_half_units += read_halves;
+            c.measure_failures += failed_before + failed_after;
         }
         if op == "sqs:ReceiveMessage" && bytes.windows(10).any(|w| w == b"\"Messages\"") {
             c.non_empty += 1;
@@ -556,7 +566,7 @@ impl CountingProxy {
 }
 
 /// `now - before` by operation, as JSON (`{op: {requests, req_bytes, resp_bytes, items,
-/// non_empty, write_units, upstream_ms, measured, table_wru, index_wru, rru}}`), leaving out
+/// non_empty, write_units, upstream_ms, measured, table_wru, index_wru, rru, measure_failures}}`), leaving out
 /// operations with no request in between.
 pub fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>) -> Value {
     let mut out = serde_json::Map::new();
@@ -569,7 +579,8 @@ pub fn diff(now: &BTreeMap<String, OpCount>, before: &BTreeMap<String, OpCount>)
                        "items": d.items, "non_empty": d.non_empty, "write_units": d.write_units,
                        "upstream_ms": d.upstream_us as f64 / 1e3, "measured": d.measured,
                        "table_wru": d.table_write_units, "index_wru": d.index_write_units,
-                       "rru": d.read_half_units as f64 / 2.0}),
+                       "rru": d.read_half_units as f64 / 2.0,
+                       "measure_failures": d.measure_failures}),
             );
         }
     }
