@@ -214,6 +214,22 @@ async fn status<S: InboundStore + SendStore>(
                 .unwrap_or_default(),
         )
     });
+    let send_id = report
+        .biz_opaque_callback_data
+        .as_deref()
+        .and_then(SendId::parse);
+    // The common case, a receipt with no error for a send the worker accepted: one write, to
+    // the send, which is not indexed. Its history record is left alone: every write to it
+    // rewrites its index entry too (the history reads the send's receipts from the send).
+    let quick = status != DeliveryStatus::Failed && error.is_none();
+    if quick
+        && let Some(id) = &send_id
+        && store
+            .add_status(id, &report.id, status, report.timestamp)
+            .await?
+    {
+        return Ok(Applied::Status);
+    }
     let recorded = store
         .apply_status(&StatusRecord {
             wamid: report.id.clone(),
@@ -227,16 +243,13 @@ async fn status<S: InboundStore + SendStore>(
             expires_at: report.timestamp.max(now).saturating_add(cfg.retention_secs),
         })
         .await?;
-    if let Some(id) = report
-        .biz_opaque_callback_data
-        .as_deref()
-        .and_then(SendId::parse)
-    {
+    if let Some(id) = send_id {
         let failure = error.as_ref().map(|(c, m)| SendFailure::new(*c, m.clone()));
         link_send(
             store,
             &id,
             recorded.as_ref() == Some(&id),
+            quick,
             &report.id,
             status,
             report.timestamp,
@@ -273,12 +286,14 @@ const LINK_ATTEMPTS: usize = 5;
 /// is what confirms an unconfirmed send, and fails a send that Meta failed asynchronously.
 /// A send accepted this way enters the conversation history here (the worker could not).
 /// `in_history`: the status was just added to this send's own history record, so a receipt
-/// (not `failed`) is already one of its statuses and nothing more is written.
+/// (not `failed`) is already one of its statuses and nothing more is written. `tried`:
+/// [`SendStore::add_status`] was already asked, and wrote nothing.
 #[allow(clippy::too_many_arguments)]
 async fn link_send<S: InboundStore + SendStore>(
     store: &S,
     id: &SendId,
     in_history: bool,
+    tried: bool,
     wamid: &str,
     status: DeliveryStatus,
     at: i64,
@@ -286,11 +301,10 @@ async fn link_send<S: InboundStore + SendStore>(
     cfg: &InboundConfig,
     now: i64,
 ) -> Result<(), StoreError> {
-    // The common case, a receipt for a send the worker accepted and recorded: the history
-    // record's write was the only one. Before that record exists (a receipt racing the
-    // worker's), one write to the send, no read.
+    // A receipt the send's history record now holds: that write was the only one. Otherwise
+    // one write to the send, no read, unless it was tried already.
     if status != DeliveryStatus::Failed
-        && (in_history || store.add_status(id, wamid, status, at).await?)
+        && (in_history || (!tried && store.add_status(id, wamid, status, at).await?))
     {
         return Ok(());
     }

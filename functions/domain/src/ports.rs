@@ -177,6 +177,26 @@ impl DeliveryState {
     pub fn current(&self) -> Option<DeliveryStatus> {
         self.history.current()
     }
+
+    /// The delivery state of an outbound message's history record `recorded` with the
+    /// receipts its send holds (a receipt for an accepted send is written to the send only,
+    /// see [`SendStore::add_status`]); `None` while neither has a status.
+    pub fn with_receipts(
+        recorded: Option<DeliveryState>,
+        send: &StatusHistory,
+    ) -> Option<DeliveryState> {
+        let mut out = recorded;
+        if send
+            .entries()
+            .iter()
+            .any(|(s, _)| *s != DeliveryStatus::Failed)
+        {
+            out.get_or_insert_with(DeliveryState::default)
+                .history
+                .add_receipts(send);
+        }
+        out
+    }
 }
 
 /// Whether a customer wants business-initiated messages.
@@ -497,7 +517,9 @@ pub trait SendStore: Send + Sync {
 
     /// Adds a status report to a send already accepted under `wamid`, in one write and
     /// without reading it (what a `sent`, `delivered` or `read` webhook does to a send the
-    /// worker accepted, so the cheap path of the common case). `Ok(true)`: recorded, the
+    /// worker accepted, so the cheap path of the common case: the receipt is then on the
+    /// send only, and readers of its history record add the send's receipts, see
+    /// [`DeliveryState::with_receipts`]). `Ok(true)`: recorded, the
     /// earliest time of each status winning, and the send's version moved on so a save over
     /// an older read is refused. `Ok(false)`: nothing written (not accepted, another wamid,
     /// or that status already known at that time or earlier); the caller reads the send and

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::customer::{CustomerKey, CustomerRef};
 use crate::event::InboundEvent;
-use crate::outbound::{GraphOutcome, SendId, SendRecord};
+use crate::outbound::{GraphOutcome, SendId, SendRecord, SendState};
 use crate::ports::*;
+use crate::status::DeliveryStatus;
 use crate::templates::{TemplateDef, TemplateStore};
 use crate::window::{Window, WindowUpdate};
 
@@ -78,6 +79,20 @@ impl State {
         );
         if self.consent.get(&k).is_none_or(|old| old.at <= c.at) {
             self.consent.insert(k, c);
+        }
+    }
+
+    /// The delivery state the history shows for `m`: its record's statuses, with its send's
+    /// receipts when it is an outbound message of one (as the adapter).
+    fn delivery_of(&self, m: &MessageRecord) -> Option<DeliveryState> {
+        let recorded = self.deliveries.get(&m.wamid).cloned();
+        let send = (m.direction == Direction::Outbound)
+            .then(|| SendId::parse(&m.id))
+            .flatten()
+            .and_then(|id| self.sends.get(&id));
+        match send {
+            Some(r) => DeliveryState::with_receipts(recorded, &r.statuses),
+            None => recorded,
         }
     }
 
@@ -411,7 +426,7 @@ impl ConversationReader for InMemoryStore {
             .take(limit)
             .map(|m| HistoryItem {
                 message: (*m).clone(),
-                delivery: s.deliveries.get(&m.wamid).cloned(),
+                delivery: s.delivery_of(m),
             })
             .collect();
         let next = start + items.len();
@@ -602,6 +617,31 @@ impl SendStore for InMemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn add_status(
+        &self,
+        id: &SendId,
+        wamid: &str,
+        status: DeliveryStatus,
+        at_secs: i64,
+    ) -> Result<bool, StoreError> {
+        // As the adapter's conditional write: an accepted send under `wamid`, and no earlier
+        // (or equal) time of that status.
+        let mut s = self.lock()?;
+        let Some(r) = s.sends.get_mut(id) else {
+            return Ok(false);
+        };
+        if status == DeliveryStatus::Failed
+            || !matches!(r.state, SendState::Accepted { .. })
+            || r.wamid.as_deref() != Some(wamid)
+            || r.statuses.at(status).is_some_and(|t| t <= at_secs)
+        {
+            return Ok(false);
+        }
+        r.statuses.record(status, at_secs);
+        r.version += 1;
+        Ok(true)
     }
 
     async fn consents(

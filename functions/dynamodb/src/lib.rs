@@ -17,7 +17,7 @@
 //! | what | `pk` | `sk` | `gsi1pk` / `gsi1sk` | written with |
 //! |---|---|---|---|---|
 //! | message | `MSG#{wamid}` | `MSG` | `CONV#{pnid}#{customer}` / `{timestamp:010}#{wamid}` | one UpdateItem, `attribute_not_exists(id)` (failure → `Duplicate`) |
-//! | its statuses | same item | | none (a status alone never enters a history) | UpdateItem `SET st_<status>` earliest-wins, `if_not_exists` for the rest |
+//! | its statuses | same item | | none (a status alone never enters a history) | UpdateItem `SET st_<status>` earliest-wins, `if_not_exists` for the rest; not for a receipt (`sent`, `delivered`, `read`) of an accepted send, which goes to the send only (below), and the history adds the send's receipts on read |
 //! | window | `CONV#{pnid}#{customer}` | `WINDOW` | | UpdateItem, `cs_until` forward-only; a second one for `fep_until` |
 //! | consent | `CONV#{pnid}#{customer}` | `CONSENT#{scope}` | | PutItem, `at` newest-wins; under a phone key, then a consistent GetItem of its alias and, if there is one, the same PutItem for the aliased customer |
 //! | phone alias | `ALIAS#{pnid}#{wa_id}` | `ALIAS` | | PutItem, `attribute_not_exists(pk)` (first alias kept); then the phone's consents and window are copied to the customer (their own conditional writes) and `carried` is set (UpdateItem, `customer = :c`) |
@@ -40,7 +40,11 @@
 //!   conversation's history is the GSI partition of one customer of one number, which only
 //!   that customer writes to. Windows, consent and aliases are one item per customer.
 //! - **Cheap writes.** A message is one write; its statuses update the same item (no item per
-//!   status, no second index entry); a window is one write (two for ad referrals); aliases are
+//!   status), except the receipts of a Ventana send, which update the send: the history
+//!   record is in `gsi1` with projection ALL, so each write to it rewrites its index entry
+//!   too (two units instead of one), while the send is not indexed. A history page reads
+//!   its outbound messages' receipts from their sends (one BatchGetItem, reads being a
+//!   fifth of the price of writes). A window is one write (two for ad referrals); aliases are
 //!   read (½ unit, eventually consistent) before the conditional put, so the steady state
 //!   costs no write. A new alias carries the phone's consents and window over to the BSUID
 //!   once (see `DynamoStore::alias_phone` for why that order loses no opt-out).

@@ -1,15 +1,19 @@
 //! [`ConversationReader`], and reads of single records for the APIs and tests.
 
+use std::collections::HashMap;
+
 use wa_domain::customer::{CustomerKey, CustomerRef};
+use wa_domain::outbound::SendId;
 use wa_domain::ports::{
     AccountRecord, Consent, ConsentDetail, ConsentRecord, ConsentSource, ConversationReader,
     DeliveryState, Direction, EventRecord, HistoryItem, HistoryPage, MessageRecord, StoreError,
 };
+use wa_domain::status::DeliveryStatus;
 use wa_domain::window::Window;
 
 use crate::DynamoStore;
 use crate::attr::{Item, opt_n, opt_s, req_n, req_s, s, unavailable};
-use crate::inbound::{AT, msg, statuses_of, win};
+use crate::inbound::{AT, msg, status_attr, statuses_of, win};
 use crate::keys::*;
 use crate::{cursor, inbound};
 
@@ -183,6 +187,43 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// Adds to each outbound message of a history page the receipts its send holds: a
+    /// receipt for an accepted send is written to the send only (not indexed), not to the
+    /// history record, whose every write would rewrite its index entry too. One
+    /// BatchGetItem of the sends' status attributes (eventually consistent, as the page).
+    async fn add_send_receipts(&self, items: &mut [HistoryItem]) -> Result<(), StoreError> {
+        let ids: HashMap<String, usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.message.direction == Direction::Outbound)
+            .filter_map(|(n, i)| SendId::parse(&i.message.id).map(|id| (send_pk(id.as_str()), n)))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys = ids.keys().map(|pk| key(pk.clone(), SEND_SK)).collect();
+        let projection = std::iter::once(PK.to_owned())
+            .chain(DeliveryStatus::ALL.into_iter().map(status_attr))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for send in self
+            .batch_get_projected(keys, false, Some(&projection))
+            .await?
+        {
+            let Some(n) = send
+                .get(PK)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| ids.get(pk))
+            else {
+                continue;
+            };
+            let item = &mut items[*n];
+            item.delivery =
+                DeliveryState::with_receipts(item.delivery.take(), &statuses_of(&send)?);
+        }
+        Ok(())
     }
 
     /// The delivery state of an outbound message, from its statuses (strongly consistent).
@@ -418,7 +459,7 @@ impl ConversationReader for DynamoStore {
             _ => None,
         };
         let items: Vec<Item> = keyed.into_iter().map(|(_, i)| i).collect();
-        let items = items
+        let mut items = items
             .iter()
             .map(|item| {
                 Ok(HistoryItem {
@@ -427,6 +468,7 @@ impl ConversationReader for DynamoStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        self.add_send_receipts(&mut items).await?;
         Ok(HistoryPage { items, next_cursor })
     }
 }

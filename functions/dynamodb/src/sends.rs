@@ -304,9 +304,9 @@ impl SendStore for DynamoStore {
         if let Some(w) = &r.wamid
             && let Some(m) = self.get(key(msg_pk(w), MSG_SK), true).await?
         {
-            // The receipts on its history record: the inbound processor writes each status
-            // webhook there, and only there once the record is the send's history (see
-            // `InboundStore::apply_status`).
+            // The receipts on its history record: those that came before the send was
+            // accepted, replays, and all of them from before receipts went to the send
+            // itself (`add_status`).
             r.statuses.add_receipts(&statuses_of(&m)?);
         }
         Ok(Some(r))

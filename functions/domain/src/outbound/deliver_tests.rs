@@ -6,6 +6,7 @@ use super::*;
 use crate::broadcast::LimitStore;
 use crate::broadcast::limit::charge_one;
 use crate::customer::{CustomerKey, CustomerRef};
+use crate::event::InboundEvent;
 use crate::model::MessagingLimit;
 use crate::outbound::{SendId, TransportFailure, public_status};
 use crate::pacing::memory::InMemoryPacingStore;
@@ -159,6 +160,98 @@ async fn an_accepted_send_records_its_wamid_and_enters_the_history() {
     // SQS delivers the same message again: nothing is posted twice.
     assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
     assert_eq!(e.graph().posted().len(), 1);
+}
+
+/// The status webhook Meta posts for a send (its callback data is the send's id).
+fn receipt(id: &SendId, wamid: &str, status: &str, at_secs: i64, extra: &str) -> InboundEvent {
+    let body = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550001234","phone_number_id":"{PNID}"}},"statuses":[{{"id":"{wamid}","status":"{status}","timestamp":"{at_secs}","recipient_id":"{PHONE}","biz_opaque_callback_data":"{id}"{extra}}}]}}}}]}}]}}"#
+    );
+    let mut events = crate::webhook::split(body.as_bytes()).unwrap();
+    assert_eq!(events.len(), 1);
+    events.remove(0)
+}
+
+async fn apply(e: &Engine, ev: &InboundEvent) {
+    let cfg = crate::inbound::InboundConfig::default();
+    crate::inbound::apply(e.store(), ev, &cfg, T0 / 1000)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn receipts_of_an_accepted_send_are_written_to_the_send_and_shown_in_its_history() {
+    use crate::ports::ConversationReader;
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
+    let at = T0 / 1000;
+    for (status, t) in [("sent", at + 1), ("read", at + 3), ("delivered", at + 2)] {
+        apply(&e, &receipt(&job.send_id, "wamid.1", status, t, "")).await;
+    }
+    // On the send only: the history record (whose every write rewrites its index entry in
+    // the adapter) is left alone.
+    assert_eq!(e.store().delivery("wamid.1"), None);
+    let r = send(&e, &job);
+    assert_eq!(r.statuses.current(), Some(DeliveryStatus::Read));
+    assert_eq!(r.statuses.at(DeliveryStatus::Sent), Some(at + 1));
+    // The history shows them all the same.
+    let (key, _) = customer(PHONE);
+    let page = e.store().history(PNID, &key, 10, None).await.unwrap();
+    let item = page
+        .items
+        .iter()
+        .find(|i| i.message.wamid == "wamid.1")
+        .unwrap();
+    let d = item.delivery.as_ref().unwrap();
+    assert_eq!(d.current(), Some(DeliveryStatus::Read));
+    assert_eq!(d.history.at(DeliveryStatus::Delivered), Some(at + 2));
+
+    // A replay of an earlier receipt writes nothing to the send, and changes nothing.
+    let version = send(&e, &job).version;
+    apply(&e, &receipt(&job.send_id, "wamid.1", "sent", at + 1, "")).await;
+    assert_eq!(send(&e, &job).version, version);
+    assert_eq!(
+        send(&e, &job).statuses.at(DeliveryStatus::Sent),
+        Some(at + 1)
+    );
+
+    // A failure goes the long way: the send fails with Meta's error, the record keeps it.
+    let failed = r#","errors":[{"code":131026,"title":"Message undeliverable"}]"#;
+    apply(
+        &e,
+        &receipt(&job.send_id, "wamid.1", "failed", at + 4, failed),
+    )
+    .await;
+    assert_eq!(public_status(&send(&e, &job)), "failed");
+    let d = e.store().delivery("wamid.1").unwrap();
+    assert_eq!(d.error, Some((131_026, "Message undeliverable".into())));
+}
+
+#[tokio::test]
+async fn a_receipt_before_the_worker_saved_the_send_accepts_it_and_enters_the_history() {
+    let e = engine();
+    wrote(&e, PHONE).await;
+    let job = queued(&e, PHONE, SendKind::Session, 1).await;
+    // Meta's `sent` arrives while the send is still pending here (the worker's save lost
+    // the race): the send is accepted by the webhook and its history record written.
+    apply(
+        &e,
+        &receipt(&job.send_id, "wamid.early", "sent", T0 / 1000, ""),
+    )
+    .await;
+    let r = send(&e, &job);
+    assert_eq!(r.wamid.as_deref(), Some("wamid.early"));
+    assert!(matches!(
+        r.state,
+        SendState::Accepted {
+            by_webhook: true,
+            ..
+        }
+    ));
+    assert_eq!(r.statuses.current(), Some(DeliveryStatus::Sent));
+    assert!(e.store().message("wamid.early").is_some());
 }
 
 #[tokio::test]
