@@ -523,11 +523,19 @@ async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the
         "one write per receipt, each moving the version on"
     );
     assert_eq!(got.state, r.state);
-    // The conversation history shows the send's receipts.
+    // The conversation history shows the send's receipts, on the record of its wamid only
+    // (another record of the send, say from a resend after a timeout, keeps its own).
+    let other =
+        wa_domain::outbound::deliver::history_record(&r, "wamid.OUT4b", T0 * 1000 - 1, 86_400)
+            .unwrap();
+    store.record_message(&other).await.unwrap();
     let page = store.history(PNID, &customer(), 10, None).await.unwrap();
-    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0].message.wamid, "wamid.OUT4");
     let shown = page.items[0].delivery.as_ref().unwrap();
     assert_eq!(shown.history, got.statuses);
+    assert_eq!(page.items[1].message.wamid, "wamid.OUT4b");
+    assert_eq!(page.items[1].delivery, None);
     assert_eq!(
         got.statuses.entries(),
         vec![

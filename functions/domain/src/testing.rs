@@ -86,10 +86,12 @@ impl State {
     /// receipts when it is an outbound message of one (as the adapter).
     fn delivery_of(&self, m: &MessageRecord) -> Option<DeliveryState> {
         let recorded = self.deliveries.get(&m.wamid).cloned();
+        // The send's receipts are those of its own wamid.
         let send = (m.direction == Direction::Outbound)
             .then(|| SendId::parse(&m.id))
             .flatten()
-            .and_then(|id| self.sends.get(&id));
+            .and_then(|id| self.sends.get(&id))
+            .filter(|r| r.wamid.as_deref() == Some(m.wamid.as_str()));
         match send {
             Some(r) => DeliveryState::with_receipts(recorded, &r.statuses),
             None => recorded,

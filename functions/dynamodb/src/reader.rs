@@ -15,6 +15,7 @@ use crate::DynamoStore;
 use crate::attr::{Item, opt_n, opt_s, req_n, req_s, s, unavailable};
 use crate::inbound::{AT, msg, status_attr, statuses_of, win};
 use crate::keys::*;
+use crate::sends::SEND_WAMID;
 use crate::{cursor, inbound};
 
 /// Reads a message item into its record.
@@ -192,19 +193,24 @@ impl DynamoStore {
     /// Adds to each outbound message of a history page the receipts its send holds: a
     /// receipt for an accepted send is written to the send only (not indexed), not to the
     /// history record, whose every write would rewrite its index entry too. One
-    /// BatchGetItem of the sends' status attributes (eventually consistent, as the page).
+    /// BatchGetItem of the sends' wamid and status attributes (eventually consistent, as the
+    /// page). A send's receipts are those of its own wamid: a record of another wamid of the
+    /// same send (a resend after a timeout) keeps its own.
     async fn add_send_receipts(&self, items: &mut [HistoryItem]) -> Result<(), StoreError> {
-        let ids: HashMap<String, usize> = items
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.message.direction == Direction::Outbound)
-            .filter_map(|(n, i)| SendId::parse(&i.message.id).map(|id| (send_pk(id.as_str()), n)))
-            .collect();
-        if ids.is_empty() {
+        let mut by_send: HashMap<String, Vec<usize>> = HashMap::new();
+        for (n, i) in items.iter().enumerate() {
+            if i.message.direction == Direction::Outbound
+                && let Some(id) = SendId::parse(&i.message.id)
+            {
+                by_send.entry(send_pk(id.as_str())).or_default().push(n);
+            }
+        }
+        if by_send.is_empty() {
             return Ok(());
         }
-        let keys = ids.keys().map(|pk| key(pk.clone(), SEND_SK)).collect();
-        let projection = std::iter::once(PK.to_owned())
+        let keys = by_send.keys().map(|pk| key(pk.clone(), SEND_SK)).collect();
+        let projection = [PK.to_owned(), SEND_WAMID.to_owned()]
+            .into_iter()
             .chain(DeliveryStatus::ALL.into_iter().map(status_attr))
             .collect::<Vec<_>>()
             .join(", ");
@@ -212,16 +218,19 @@ impl DynamoStore {
             .batch_get_projected(keys, false, Some(&projection))
             .await?
         {
-            let Some(n) = send
-                .get(PK)
-                .and_then(|v| v.as_s().ok())
-                .and_then(|pk| ids.get(pk))
-            else {
+            let (Some(records), Some(wamid)) = (
+                opt_s(&send, PK)?.and_then(|pk| by_send.get(pk)),
+                opt_s(&send, SEND_WAMID)?,
+            ) else {
                 continue;
             };
-            let item = &mut items[*n];
-            item.delivery =
-                DeliveryState::with_receipts(item.delivery.take(), &statuses_of(&send)?);
+            let receipts = statuses_of(&send)?;
+            for n in records {
+                let item = &mut items[*n];
+                if item.message.wamid == wamid {
+                    item.delivery = DeliveryState::with_receipts(item.delivery.take(), &receipts);
+                }
+            }
         }
         Ok(())
     }

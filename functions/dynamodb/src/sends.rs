@@ -18,6 +18,9 @@ use crate::inbound::{status_attr, statuses_of};
 use crate::keys::*;
 use crate::reader::{SortKeys, consent_from};
 
+/// The attribute of a send item holding its wamid (beside the doc), once it has one.
+pub(crate) const SEND_WAMID: &str = "wamid";
+
 /// Attribute names of send and idempotency items.
 mod att {
     pub(super) const DOC: &str = "doc";
@@ -26,7 +29,7 @@ mod att {
     pub(super) const PNID: &str = "pnid";
     pub(super) const SEND_ID: &str = "send_id";
     pub(super) const EXPIRES_AT: &str = "expires_at";
-    pub(super) const WAMID: &str = "wamid";
+    pub(super) const WAMID: &str = super::SEND_WAMID;
 }
 
 /// A broadcast send's row position in its list, outside the doc too: the planner reads just
