@@ -395,7 +395,7 @@ for p in rows:
 cost.append(
     f"- Why outbound misses: a send is not one message to AWS but four — the send itself and Meta's three status webhooks"
     f" (sent, delivered, read), each of which pays an API request, a Lambda invocation, a FIFO send, receive and delete, and"
-    f" a DynamoDB write (the status, on the message's history record, whose `gsi1` entry it rewrites too). Per message:"
+    f" a DynamoDB write (the status, on the send: not indexed). Per message:"
     f" {outbound['api']:.0f} API requests, {outbound['sqs']:.1f} SQS requests, {outbound['ddb_reqs']:.1f} DynamoDB requests"
     f" ({outbound['wru']:.1f} WRU, {units_out[1]:.1f} of them index entries; {outbound['rru']:.1f} RRU)."
     f" With a function URL for `/webhook`, full batches and arm64 it is {money(best_o['total'])}"
@@ -407,10 +407,11 @@ cost.append(
 # AWS, whatever the implementation — the send (an API request, send-api, a queued job), the
 # worker (a tenth of an invocation, receive and delete in full batches; three writes: the
 # send's record at send-api, the claim saved before the Graph call so two workers never both
-# post it, the outcome after), then each of the three status webhooks (an API request,
+# post it, the outcome after; one more: the message in the conversation history, which the
+# read API lists), then each of the three status webhooks (an API request,
 # webhook-receive, a queued event, a tenth of the processor's invocation, receive and delete;
 # one write: the status). Reads, logs and GB-s beyond those measured are left out.
-FLOOR_STEPS = {"api": (1, 3), "invocations": 1 + 0.1 + 3 + 3 * 0.1, "sqs": (1 + 0.2) + 3 * (1 + 0.2), "wru": 3 + 3}
+FLOOR_STEPS = {"api": (1, 3), "invocations": 1 + 0.1 + 3 + 3 * 0.1, "sqs": (1 + 0.2) + 3 * (1 + 0.2), "wru": 3 + 1 + 3}
 def floor_cost(api_price, webhook_api_price, ddb="on-demand", util=1.0, sqs_price="sqs_fifo_request", arch="arm"):
     send_api, hooks = FLOOR_STEPS["api"]
     wru = FLOOR_STEPS["wru"]
@@ -432,8 +433,8 @@ cost += [
     "**The floor of the outbound path** (the least the architecture's flow asks of AWS per outbound message, whatever the"
     f" implementation: {FLOOR_STEPS['api'][0] + FLOOR_STEPS['api'][1]} API requests, {FLOOR_STEPS['invocations']:.1f} Lambda"
     f" invocations in full batches, {FLOOR_STEPS['sqs']:.1f} FIFO requests, {FLOOR_STEPS['wru']} write units: the send's record, the"
-    " worker's claim before the Graph call and its outcome after, one status write per webhook, none of them rewriting an index"
-    " entry; reads left out; GB-s as measured;"
+    " worker's claim before the Graph call and its outcome after, the message's entry in the conversation history, one status"
+    " write per webhook, none of them rewriting an index entry; reads left out; GB-s as measured;"
     " arm64). Ventana as built, against it: "
     f"{outbound['api']:.0f} API requests, {outbound['lam']:.1f} invocations, {outbound['sqs']:.1f} SQS requests, {outbound['wru']:.1f} WRU.",
     "",
