@@ -115,6 +115,13 @@ async fn a_signed_webhook_flows_through_every_binary_once() {
         (200, "1158201444".into())
     );
     assert_eq!(http(&verify, "webhook-verify/wrong-token").await.0, 403);
+    // With the verify token (WebhookEndpoint=FunctionUrl), webhook-receive answers Meta's
+    // handshake itself: its function URL is then the callback URL.
+    assert_eq!(
+        http(&receive, "webhook-verify/subscribe-ok").await,
+        (200, "1158201444".into())
+    );
+    assert_eq!(http(&receive, "webhook-verify/wrong-token").await.0, 403);
 
     // The same message three times (Meta's retries), statuses out of order, an escaped body,
     // a bad signature and a signed body that is not a webhook.
