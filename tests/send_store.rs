@@ -492,12 +492,13 @@ async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the
         .await
         .unwrap();
 
+    let pricing = r#","pricing":{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}"#;
     for (i, status) in ["sent", "delivered", "read"].into_iter().enumerate() {
         let before = store.metrics().snapshot();
         let ts = T0 + 2 + i as i64;
         apply_webhook(
             &store,
-            &status_webhook("wamid.OUT4", status, ts, &id, ""),
+            &status_webhook("wamid.OUT4", status, ts, &id, pricing),
             ts,
         )
         .await;
@@ -523,6 +524,13 @@ async fn a_receipt_for_a_send_in_the_history_is_one_write_and_read_back_with_the
         "one write per receipt, each moving the version on"
     );
     assert_eq!(got.state, r.state);
+    // Meta's pricing object is kept on the send, and a save of the send keeps it.
+    let kept: serde_json::Value = serde_json::from_str(got.pricing.as_deref().unwrap()).unwrap();
+    assert_eq!(kept["category"], "utility");
+    let mut saved = got.clone();
+    assert!(store.save_send(&mut saved).await.unwrap());
+    let got = store.get_send(&r.id).await.unwrap().unwrap();
+    assert_eq!(got.pricing, saved.pricing);
     // The conversation history shows the send's receipts, on the record of its wamid only
     // (another record of the send, say from a resend after a timeout, keeps its own).
     let other =

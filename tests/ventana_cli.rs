@@ -73,6 +73,7 @@ fn send(n: u8, state: SendState, attempts: u32) -> SendRecord {
         wamid: None,
         error: Some(SendFailure::new(131000, "Something went wrong")),
         statuses: StatusHistory::default(),
+        pricing: None,
         created_at_ms,
         broadcast_id: None,
         broadcast_index: None,

@@ -225,7 +225,13 @@ async fn status<S: InboundStore + SendStore>(
     if quick
         && let Some(id) = &send_id
         && store
-            .add_status(id, &report.id, status, report.timestamp)
+            .add_status(
+                id,
+                &report.id,
+                status,
+                report.timestamp,
+                report.pricing_raw.as_deref(),
+            )
             .await?
     {
         return Ok(Applied::Status);
@@ -304,7 +310,7 @@ async fn link_send<S: InboundStore + SendStore>(
     // A receipt the send's history record now holds: that write was the only one. Otherwise
     // one write to the send, no read, unless it was tried already.
     if status != DeliveryStatus::Failed
-        && (in_history || (!tried && store.add_status(id, wamid, status, at).await?))
+        && (in_history || (!tried && store.add_status(id, wamid, status, at, None).await?))
     {
         return Ok(());
     }

@@ -524,15 +524,17 @@ pub trait SendStore: Send + Sync {
     /// an older read is refused. `Ok(false)`: nothing written (not accepted, another wamid,
     /// or that status already known at that time or earlier); the caller reads the send and
     /// applies [`SendRecord::apply_status`] instead. Never asked for `failed`, which changes
-    /// the send's state. The default writes nothing and answers `Ok(false)`.
+    /// the send's state. `pricing`: the report's `pricing` object, kept on the send if it has
+    /// none yet ([`SendRecord::pricing`]). The default writes nothing and answers `Ok(false)`.
     fn add_status(
         &self,
         id: &SendId,
         wamid: &str,
         status: DeliveryStatus,
         at_secs: i64,
+        pricing: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let _ = (id, wamid, status, at_secs);
+        let _ = (id, wamid, status, at_secs, pricing);
         std::future::ready(Ok(false))
     }
 

@@ -627,6 +627,7 @@ impl SendStore for InMemoryStore {
         wamid: &str,
         status: DeliveryStatus,
         at_secs: i64,
+        pricing: Option<&str>,
     ) -> Result<bool, StoreError> {
         // As the adapter's conditional write: an accepted send under `wamid`, and no earlier
         // (or equal) time of that status.
@@ -642,6 +643,9 @@ impl SendStore for InMemoryStore {
             return Ok(false);
         }
         r.statuses.record(status, at_secs);
+        if r.pricing.is_none() {
+            r.pricing = pricing.map(str::to_owned);
+        }
         r.version += 1;
         Ok(true)
     }

@@ -25,7 +25,7 @@
 //! | account record | `WABA#{waba_id}` | `ACCOUNT#{key}` | | PutItem, `at` newest-wins; attributes as `a_<name>` |
 //! | event record | `EVENT#{sha256(natural_key)}` | `EVENT` | `EVENTS#{waba or pnid or -}` / `{at:010}#{hash}` | PutItem, `attribute_not_exists(pk)` |
 //! | API key | `APIKEY#{hash}` | `APIKEY` | | PutItem; `scope`=`*` or `numbers` (L of S), `revoked` |
-//! | send | `SEND#{id}` | `SEND` | none (see below) | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1); a later status of an accepted send: one UpdateItem `SET st_{status}, version + 1` if `state = accepted`, same `wamid` and no earlier time of that status (no read) |
+//! | send | `SEND#{id}` | `SEND` | none (see below) | PutItem: `attribute_not_exists(pk)` to create, `version = :read` to save (writes version + 1); a later status of an accepted send: one UpdateItem `SET st_{status}, version + 1` (and `pricing` if absent) if `state = accepted`, same `wamid` and no earlier time of that status (no read) |
 //! | idempotency key | `IDEM#{key_hash}` | `IDEM` | | with its send in one TransactWriteItems: `attribute_not_exists(pk) OR expires_at <= :now` |
 //! | template | `WABA#{waba_id}` | `TEMPLATE#{name}#{language}` | | PutItem, `at` newest-wins; the `TemplateDef` as JSON in `doc` (see `templates.rs`) |
 //! | last template sync | `WABA#{waba_id}` | `TEMPLATES_SYNCED` | | PutItem, `at` newest-wins |

@@ -30,6 +30,7 @@ mod att {
     pub(super) const SEND_ID: &str = "send_id";
     pub(super) const EXPIRES_AT: &str = "expires_at";
     pub(super) const WAMID: &str = super::SEND_WAMID;
+    pub(super) const PRICING: &str = "pricing";
 }
 
 /// A broadcast send's row position in its list, outside the doc too: the planner reads just
@@ -87,6 +88,10 @@ pub(crate) fn send_item(r: &SendRecord, version: u64) -> Result<Item, StoreError
     if let Some(i) = r.broadcast_index {
         item.insert(BROADCAST_INDEX.to_owned(), AttributeValue::N(i.to_string()));
     }
+    // Beside the doc too, where `add_status` keeps it (first wins).
+    if let Some(p) = &r.pricing {
+        item.insert(att::PRICING.to_owned(), s(p));
+    }
     for (status, at) in r.statuses.entries() {
         item.insert(status_attr(status), n(at));
     }
@@ -114,9 +119,12 @@ pub(crate) fn send_from(item: &Item) -> Result<SendRecord, StoreError> {
     })?;
     r.version = u64::try_from(req_n(item, att::VERSION)?)
         .map_err(|_| StoreError::Corrupt(format!("send {} has a negative version", r.id)))?;
-    // Statuses `add_status` wrote beside the doc since the last save.
+    // Statuses (and the pricing) `add_status` wrote beside the doc since the last save.
     for (status, at) in statuses_of(item)?.entries() {
         r.statuses.record(status, at);
+    }
+    if r.pricing.is_none() {
+        r.pricing = opt_s(item, att::PRICING)?.map(str::to_owned);
     }
     Ok(r)
 }
@@ -362,19 +370,34 @@ impl SendStore for DynamoStore {
         wamid: &str,
         status: DeliveryStatus,
         at_secs: i64,
+        pricing: Option<&str>,
     ) -> Result<bool, StoreError> {
         if status == DeliveryStatus::Failed {
             return Ok(false);
         }
         self.metrics.write();
-        let out = self
+        // The version moves on: a save over a read from before this write is refused,
+        // re-reads, and so keeps the status (and the pricing, which `send_from` reads).
+        let (set, pricing) = match pricing {
+            Some(p) => (
+                "SET #st = :at, #v = #v + :one, #pr = if_not_exists(#pr, :pr)",
+                Some(s(p)),
+            ),
+            None => ("SET #st = :at, #v = #v + :one", None),
+        };
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(send_pk(id.as_str()), SEND_SK)))
-            // The version moves on: a save over a read from before this write is refused,
-            // re-reads, and so keeps the status.
-            .update_expression("SET #st = :at, #v = #v + :one")
+            .update_expression(set);
+        let update = match pricing {
+            Some(p) => update
+                .expression_attribute_names("#pr", att::PRICING)
+                .expression_attribute_values(":pr", p),
+            None => update,
+        };
+        let out = update
             .condition_expression(
                 "#state = :accepted AND #wamid = :wamid AND (attribute_not_exists(#st) OR #st > :at)",
             )

@@ -423,6 +423,7 @@ mod tests {
             wamid: None,
             error: None,
             statuses: Default::default(),
+            pricing: None,
             created_at_ms: T0 * 1000,
             broadcast_id: None,
             broadcast_index: None,

@@ -187,8 +187,9 @@ async fn receipts_of_an_accepted_send_are_written_to_the_send_and_shown_in_its_h
     let job = queued(&e, PHONE, SendKind::Session, 1).await;
     assert_eq!(deliver(&e, &job).await, JobOutcome::Done);
     let at = T0 / 1000;
+    let pricing = r#","pricing":{"billable":true,"category":"service"}"#;
     for (status, t) in [("sent", at + 1), ("read", at + 3), ("delivered", at + 2)] {
-        apply(&e, &receipt(&job.send_id, "wamid.1", status, t, "")).await;
+        apply(&e, &receipt(&job.send_id, "wamid.1", status, t, pricing)).await;
     }
     // On the send only: the history record (whose every write rewrites its index entry in
     // the adapter) is left alone.
@@ -196,6 +197,10 @@ async fn receipts_of_an_accepted_send_are_written_to_the_send_and_shown_in_its_h
     let r = send(&e, &job);
     assert_eq!(r.statuses.current(), Some(DeliveryStatus::Read));
     assert_eq!(r.statuses.at(DeliveryStatus::Sent), Some(at + 1));
+    assert_eq!(
+        r.pricing.as_deref(),
+        Some(r#"{"billable":true,"category":"service"}"#)
+    );
     // The history shows them all the same.
     let (key, _) = customer(PHONE);
     let page = e.store().history(PNID, &key, 10, None).await.unwrap();

@@ -232,6 +232,10 @@ pub struct SendRecord {
     /// Statuses reported by webhooks, first timestamp of each.
     #[serde(default)]
     pub statuses: StatusHistory,
+    /// Meta's `pricing` object (raw JSON) of the first receipt that carried one and was
+    /// written to the send ([`crate::ports::SendStore::add_status`]), kept for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<String>,
     /// When send-api accepted it (unix ms).
     pub created_at_ms: i64,
     /// The broadcast it belongs to, if any.
@@ -305,6 +309,7 @@ impl SendRecord {
             wamid: None,
             error: None,
             statuses: StatusHistory::default(),
+            pricing: None,
             created_at_ms,
             broadcast_id: None,
             broadcast_index: None,
