@@ -398,7 +398,7 @@ cost.append(
     f" a DynamoDB write (the status, on the send: not indexed). Per message:"
     f" {outbound['api']:.0f} API requests, {outbound['sqs']:.1f} SQS requests, {outbound['ddb_reqs']:.1f} DynamoDB requests"
     f" ({outbound['wru']:.1f} WRU, {units_out[1]:.1f} of them index entries; {outbound['rru']:.1f} RRU)."
-    f" With a function URL for `/webhook`, full batches and arm64 it is {money(best_o['total'])}"
+    f" With `WebhookEndpoint=FunctionUrl`, full batches and arm64 it is {money(best_o['total'])}"
     f" ({'met' if best_o['total'] < TARGET_PER_MILLION else 'still missed'}); with function URLs everywhere and provisioned"
     f" DynamoDB fully used as well, {money(floor_o['total'])} ({'met' if floor_o['total'] < TARGET_PER_MILLION else 'still missed'})."
     f" Either way it is {outbound['total'] / (TWILIO_PER_MESSAGE * 1e6) * 100:.2f} % of a BSP's $0.005 per message as built.")
@@ -423,7 +423,7 @@ def floor_cost(api_price, webhook_api_price, ddb="on-demand", util=1.0, sqs_pric
 # FIFO queues throughout: the architecture's (one customer's events and sends in order).
 floors = [
     ("HTTP API, DynamoDB on-demand (as built)", floor_cost("http_api_request", "http_api_request")),
-    ("function URL for `/webhook`, on-demand", floor_cost("http_api_request", "function_url_request")),
+    ("`WebhookEndpoint=FunctionUrl`, on-demand", floor_cost("http_api_request", "function_url_request")),
     ("function URLs everywhere, on-demand", floor_cost("function_url_request", "function_url_request")),
     ("function URLs everywhere, DynamoDB provisioned, 30 % used", floor_cost("function_url_request", "function_url_request", ddb="provisioned", util=0.3)),
     ("function URLs everywhere, DynamoDB provisioned, fully used", floor_cost("function_url_request", "function_url_request", ddb="provisioned")),
